@@ -1,0 +1,3 @@
+"""The aether command line."""
+
+__version__ = "0.1.0"

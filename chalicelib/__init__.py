@@ -1,0 +1,1 @@
+"""The Aether control plane: one module per concern, clients passed in."""

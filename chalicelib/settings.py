@@ -1,0 +1,68 @@
+"""Every setting of the control plane, read from the environment once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+GIB = 1024**3
+MAX_UPLOAD_URL_TTL_SECONDS = 900
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str
+    region: str
+    bucket: str
+    table_prefix: str
+    s3_endpoint_url: str | None
+    dynamodb_endpoint_url: str | None
+    max_artifact_bytes: int
+    upload_url_ttl_seconds: int
+    download_url_ttl_seconds: int
+    env_tokens: tuple[str, ...]
+    namespace: str
+    kubeconfig: str | None
+    public_api_url: str | None
+
+    def table_name(self, table: str) -> str:
+        return f"{self.table_prefix}-{table}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        stage = env.get("AETHER_STAGE", "local")
+        endpoint = env.get("AWS_ENDPOINT_URL") or None
+        tokens = env.get("AETHER_API_TOKENS") or env.get("AETHER_API_TOKEN", "")
+        return cls(
+            stage=stage,
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            bucket=env.get("AETHER_BUCKET", f"aether-{stage}-artifacts"),
+            table_prefix=env.get("AETHER_TABLE_PREFIX", f"aether-{stage}"),
+            s3_endpoint_url=env.get("AETHER_S3_ENDPOINT_URL") or endpoint,
+            dynamodb_endpoint_url=env.get("AETHER_DYNAMODB_ENDPOINT_URL") or endpoint,
+            max_artifact_bytes=_positive_int(env, "AETHER_MAX_ARTIFACT_BYTES", GIB),
+            upload_url_ttl_seconds=min(
+                _positive_int(env, "AETHER_UPLOAD_URL_TTL_SECONDS", MAX_UPLOAD_URL_TTL_SECONDS),
+                MAX_UPLOAD_URL_TTL_SECONDS,
+            ),
+            download_url_ttl_seconds=min(
+                _positive_int(env, "AETHER_DOWNLOAD_URL_TTL_SECONDS", 300),
+                MAX_UPLOAD_URL_TTL_SECONDS,
+            ),
+            env_tokens=tuple(t.strip() for t in tokens.split(",") if t.strip()),
+            namespace=env.get("AETHER_DEFAULT_NAMESPACE", "aether-apps"),
+            kubeconfig=env.get("KUBECONFIG") or None,
+            public_api_url=env.get("AETHER_PUBLIC_API_URL") or None,
+        )
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    value = int(raw)
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {raw!r}")
+    return value

@@ -1,0 +1,117 @@
+"""The artifact bucket: presigned transfers, existence, streaming reads, quarantine."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+ARTIFACT_PREFIX = "artifacts/"
+QUARANTINE_PREFIX = "quarantine/"
+READ_CHUNK_BYTES = 1024 * 1024
+
+
+def artifact_key(app_name: str, digest: str) -> str:
+    return f"{ARTIFACT_PREFIX}{app_name}/{digest}/app.tar.gz"
+
+
+def quarantine_key(key: str) -> str:
+    return QUARANTINE_PREFIX + key.removeprefix(ARTIFACT_PREFIX)
+
+
+def checksum_header(digest: str) -> str:
+    """The ``x-amz-checksum-sha256`` value: base64 of the raw digest."""
+    return base64.b64encode(bytes.fromhex(digest)).decode()
+
+
+@dataclass(frozen=True)
+class PresignedRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    expires_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"method": self.method, "url": self.url, "headers": self.headers}
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size_bytes: int
+
+
+class ArtifactStore:
+    """Talks to the bucket through the S3 client it is given."""
+
+    def __init__(self, s3_client: Any, bucket: str) -> None:
+        self._s3 = s3_client
+        self.bucket = bucket
+
+    def presign_upload(
+        self, key: str, size_bytes: int, digest: str, ttl_seconds: int
+    ) -> PresignedRequest:
+        """A PUT URL bound to one key, one length and one checksum.
+
+        Content-Length and x-amz-checksum-sha256 are signed headers, so the
+        store refuses any other body; the client must send exactly ``headers``.
+        """
+        checksum = checksum_header(digest)
+        url = self._s3.generate_presigned_url(
+            "put_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": key,
+                "ContentLength": size_bytes,
+                "ChecksumSHA256": checksum,
+            },
+            ExpiresIn=ttl_seconds,
+        )
+        headers = {
+            "Content-Length": str(size_bytes),
+            "x-amz-checksum-sha256": checksum,
+        }
+        return PresignedRequest("PUT", url, headers, _expiry(ttl_seconds))
+
+    def presign_download(self, key: str, ttl_seconds: int) -> PresignedRequest:
+        url = self._s3.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=ttl_seconds
+        )
+        return PresignedRequest("GET", url, {}, _expiry(ttl_seconds))
+
+    def stat(self, key: str) -> StoredObject | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self._s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise
+        return StoredObject(key, int(head["ContentLength"]))
+
+    def read_chunks(self, key: str, chunk_bytes: int = READ_CHUNK_BYTES) -> Iterator[bytes]:
+        """Stream an object in bounded chunks, whatever its size."""
+        body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+        try:
+            yield from body.iter_chunks(chunk_bytes)
+        finally:
+            body.close()
+
+    def quarantine(self, key: str) -> str:
+        """Move an object out of ``artifacts/`` so nothing can deploy it."""
+        target = quarantine_key(key)
+        self._s3.copy_object(
+            Bucket=self.bucket, Key=target, CopySource={"Bucket": self.bucket, "Key": key}
+        )
+        self._s3.delete_object(Bucket=self.bucket, Key=key)
+        return target
+
+    def ping(self) -> None:
+        self._s3.head_bucket(Bucket=self.bucket)
+
+
+def _expiry(ttl_seconds: int) -> datetime:
+    return datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=ttl_seconds)

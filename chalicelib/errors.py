@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from chalice import ChaliceUnhandledError, Response
+from chalice.app import ChaliceUnhandledError, Response
 
 
 class ApiError(ChaliceUnhandledError):
@@ -120,7 +120,7 @@ def rewrite_chalice_error(response: Response) -> Response:
         return response
     error = _CHALICE_ERRORS.get(response.status_code, Internal)
     message = str(body.get("Message", "")) if error is not Internal else Internal().message
-    headers = {k: v for k, v in response.headers.items() if k.lower() == "allow"}
+    headers = {k: str(v) for k, v in response.headers.items() if k.lower() == "allow"}
     return envelope(error.status, error.code, message or error.code, headers)
 
 

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from chalice import Chalice, ChaliceViewError, Request, Response
+from chalice.app import Chalice, ChaliceViewError, Request, Response
 
 from chalicelib import errors
 from chalicelib.observability import logger, metrics
@@ -46,7 +46,9 @@ def _surface_failures(view: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-def _observe(app: Chalice, request: Request, get_response: Callable[[Request], Response]) -> Response:
+def _observe(
+    app: Chalice, request: Request, get_response: Callable[[Request], Response]
+) -> Response:
     context = app.lambda_context
     logger.append_keys(
         request_id=getattr(context, "aws_request_id", None),

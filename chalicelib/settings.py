@@ -25,6 +25,7 @@ class Settings:
     namespace: str
     kubeconfig: str | None
     public_api_url: str | None
+    connect_timeout_seconds: int
 
     def table_name(self, table: str) -> str:
         return f"{self.table_prefix}-{table}"
@@ -55,6 +56,7 @@ class Settings:
             namespace=env.get("AETHER_DEFAULT_NAMESPACE", "aether-apps"),
             kubeconfig=env.get("KUBECONFIG") or None,
             public_api_url=env.get("AETHER_PUBLIC_API_URL") or None,
+            connect_timeout_seconds=_positive_int(env, "AETHER_CONNECT_TIMEOUT_SECONDS", 3),
         )
 
 

@@ -1,0 +1,108 @@
+"""Applications and their Ed25519 public keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist, PutError
+
+from chalicelib import payloads
+from chalicelib.auth import Principal, authorize_app, require_human
+from chalicelib.errors import BadRequest, Conflict, NotFound
+from chalicelib.records import Application, PublicKey, is_condition_failure, iso, new_id
+
+
+def load(principal: Principal, name: str) -> Application:
+    """The app named ``name`` if the principal may act on it."""
+    payloads.app_name(name, "app name")
+    try:
+        app = Application.get(name)
+    except DoesNotExist:
+        raise NotFound(f"application {name} not found") from None
+    authorize_app(principal, app)
+    return app
+
+
+def register(principal: Principal, body: dict[str, Any]) -> Application:
+    require_human(principal)
+    name = payloads.app_name(payloads.required(body, "name"), "name")
+    app = Application(
+        name,
+        owner=principal.subject,
+        require_signature=payloads.boolean(body, "require_signature", False),
+    )
+    try:
+        app.save(condition=Application.name.does_not_exist())
+    except PutError as exc:
+        if is_condition_failure(exc):
+            raise Conflict(f"application name {name} exists") from exc
+        raise
+    return app
+
+
+def visible_to(principal: Principal) -> list[Application]:
+    require_human(principal)
+    scan = (
+        Application.scan()
+        if principal.is_admin
+        else Application.scan(Application.owner == principal.subject)
+    )
+    return sorted(scan, key=lambda app: app.name)
+
+
+def app_json(app: Application, latest_deployment: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "name": app.name,
+        "owner": app.owner,
+        "require_signature": app.require_signature,
+        "created_at": iso(app.created_at),
+        "latest_deployment": latest_deployment,
+    }
+
+
+def add_public_key(principal: Principal, app_name: str, body: dict[str, Any]) -> PublicKey:
+    app = load(principal, app_name)
+    key_hex = payloads.hex_string(payloads.required(body, "public_key_hex"), "public_key_hex", 64)
+    _ensure_ed25519_point(key_hex)
+    key = PublicKey(app.name, new_id(), public_key_hex=key_hex)
+    key.save()
+    return key
+
+
+def _ensure_ed25519_point(key_hex: str) -> None:
+    from nacl.exceptions import CryptoError
+    from nacl.signing import VerifyKey
+
+    try:
+        VerifyKey(bytes.fromhex(key_hex))
+    except (CryptoError, ValueError) as exc:
+        raise BadRequest("public_key_hex is not a valid Ed25519 public key") from exc
+
+
+def public_keys(principal: Principal, app_name: str) -> list[PublicKey]:
+    app = load(principal, app_name)
+    return sorted(PublicKey.query(app.name), key=lambda key: key.created_at)
+
+
+def active_keys(app_name: str) -> list[str]:
+    return [key.public_key_hex for key in PublicKey.query(app_name) if key.active]
+
+
+def deactivate_public_key(principal: Principal, app_name: str, key_id: str) -> PublicKey:
+    app = load(principal, app_name)
+    try:
+        key = PublicKey.get(app.name, key_id)
+    except DoesNotExist:
+        raise NotFound(f"public key {key_id} not found for {app.name}") from None
+    key.update(actions=[PublicKey.active.set(False)])
+    return key
+
+
+def public_key_json(key: PublicKey) -> dict[str, Any]:
+    return {
+        "key_id": key.key_id,
+        "app_name": key.app_name,
+        "public_key_hex": key.public_key_hex,
+        "active": key.active,
+        "created_at": iso(key.created_at),
+    }

@@ -1,0 +1,160 @@
+"""Artifact records and presigned uploads; the bytes never pass through here."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist, PutError
+
+from chalicelib import apps, payloads
+from chalicelib.auth import Principal
+from chalicelib.errors import (
+    BadRequest,
+    BadSignature,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+)
+from chalicelib.records import Artifact, is_condition_failure, iso
+from chalicelib.settings import Settings
+from chalicelib.storage import ArtifactStore, PresignedRequest, artifact_key
+
+RUNTIME = re.compile(r"node(18|20|22)")
+
+
+@dataclass(frozen=True)
+class UploadTicket:
+    artifact: Artifact
+    upload: PresignedRequest | None
+
+    @property
+    def duplicate(self) -> bool:
+        return self.upload is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "digest": self.artifact.digest,
+            "key": self.artifact.key,
+            "duplicate": self.duplicate,
+            "upload": None if self.upload is None else self.upload.to_json(),
+            "expires_at": None if self.upload is None else iso(self.upload.expires_at),
+        }
+
+
+def request_upload(
+    principal: Principal,
+    store: ArtifactStore,
+    settings: Settings,
+    digest_header: str | None,
+    signature_header: str | None,
+    body: dict[str, Any],
+) -> UploadTicket:
+    """``POST /artifacts``: record a pending artifact and presign its PUT."""
+    digest = payloads.digest(digest_header)
+    signature = _signature(signature_header)
+    app = apps.load(principal, payloads.app_name(payloads.required(body, "app_name")))
+    size = payloads.required(body, "size_bytes")
+    if isinstance(size, int) and not isinstance(size, bool) and size > settings.max_artifact_bytes:
+        raise PayloadTooLarge(
+            f"artifact is {size} bytes; the limit is {settings.max_artifact_bytes} bytes"
+        )
+    size = payloads.integer(size, "size_bytes", 1, settings.max_artifact_bytes)
+    runtime = payloads.string(body, "runtime", "node20")
+    if runtime is None or not RUNTIME.fullmatch(runtime):
+        raise BadRequest("runtime must be node18, node20 or node22")
+
+    artifact = _pending_record(app.name, digest, size, runtime, signature, principal.subject)
+    if artifact.status == "verified" and store.stat(artifact.key) is not None:
+        return UploadTicket(artifact, None)
+    upload = store.presign_upload(artifact.key, size, digest, settings.upload_url_ttl_seconds)
+    return UploadTicket(artifact, upload)
+
+
+def _signature(header: str | None) -> str | None:
+    if not header:
+        return None
+    if not re.fullmatch(r"[0-9a-fA-F]{128}", header):
+        raise BadSignature("X-Aether-Signature must be 128 hexadecimal characters (Ed25519)")
+    return header.lower()
+
+
+def _pending_record(
+    app_name: str, digest: str, size: int, runtime: str, signature: str | None, subject: str
+) -> Artifact:
+    """The artifact's record: created pending, or the existing one for a retry."""
+    fresh = Artifact(
+        digest,
+        app_name=app_name,
+        key=artifact_key(app_name, digest),
+        size_bytes=size,
+        runtime=runtime,
+        signature_hex=signature,
+        uploaded_by=subject,
+    )
+    try:
+        fresh.save(condition=Artifact.digest.does_not_exist())
+        return fresh
+    except PutError as exc:
+        if not is_condition_failure(exc):
+            raise
+    existing = Artifact.get(digest, consistent_read=True)
+    if existing.app_name != app_name:
+        raise Conflict(f"digest {digest} is already stored for another application")
+    if existing.size_bytes != size:
+        raise BadRequest(f"size_bytes {size} differs from the {existing.size_bytes} first declared")
+    if existing.status == "rejected":
+        # The rejected object sits in quarantine; a new upload starts over.
+        fresh.save(condition=Artifact.status == "rejected")
+        return fresh
+    if existing.status == "pending" and signature and signature != existing.signature_hex:
+        existing.update(
+            actions=[Artifact.signature_hex.set(signature)], condition=Artifact.status == "pending"
+        )
+    return existing
+
+
+def find(principal: Principal, digest: str) -> Artifact:
+    """The artifact if it exists and the principal may see it (404 otherwise)."""
+    payloads.digest(digest)
+    try:
+        artifact = Artifact.get(digest)
+    except DoesNotExist:
+        raise NotFound(f"artifact {digest} not found") from None
+    try:
+        apps.load(principal, artifact.app_name)
+    except (NotFound, Forbidden) as exc:
+        # Another owner's artifact is as invisible as a missing one.
+        raise NotFound(f"artifact {digest} not found") from exc
+    return artifact
+
+
+def is_deployable(artifact: Artifact, store: ArtifactStore) -> bool:
+    return artifact.status == "verified" and store.stat(artifact.key) is not None
+
+
+def recent(principal: Principal, app_name: str | None, limit: int) -> list[Artifact]:
+    names = [app_name] if app_name else [app.name for app in apps.visible_to(principal)]
+    found: list[Artifact] = []
+    for name in names:
+        apps.load(principal, name)
+        found.extend(Artifact.by_app.query(name, scan_index_forward=False, limit=limit))
+    return sorted(found, key=lambda a: a.created_at, reverse=True)[:limit]
+
+
+def artifact_json(artifact: Artifact) -> dict[str, Any]:
+    return {
+        "digest": artifact.digest,
+        "app_name": artifact.app_name,
+        "key": artifact.key,
+        "size_bytes": artifact.size_bytes,
+        "runtime": artifact.runtime,
+        "status": artifact.status,
+        "verified": artifact.status == "verified",
+        "signature": artifact.signature_state,
+        "reason": artifact.reason,
+        "created_at": iso(artifact.created_at),
+        "verified_at": iso(artifact.verified_at),
+    }

@@ -1,0 +1,160 @@
+"""Bearer tokens: issued, stored as SHA-256 only, compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pynamodb.exceptions import DoesNotExist
+
+from chalicelib.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from chalicelib.records import ApiToken, Application, iso, new_id, utcnow
+
+Role = Literal["admin", "developer", "puller"]
+ROLES: tuple[Role, ...] = ("admin", "developer", "puller")
+TOKEN_PREFIX = "aet"  # noqa: S105  (a marker, not a secret)
+MAX_TOKEN_DAYS = 366
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    role: Role
+    token_id: str
+    app_scope: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    record: ApiToken
+    secret: str
+
+
+def token_sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(
+    subject: str,
+    role: Role,
+    expires_at: datetime | None = None,
+    app_scope: str | None = None,
+) -> IssuedToken:
+    """Create a token; the secret exists only in the return value."""
+    token_id = new_id().replace("-", "")[:16]
+    secret = f"{TOKEN_PREFIX}_{token_id}_{secrets.token_urlsafe(32)}"
+    record = ApiToken(
+        token_id,
+        token_sha256=token_sha256(secret),
+        subject=subject,
+        role=role,
+        app_scope=app_scope,
+        expires_at=expires_at,
+    )
+    record.save(condition=ApiToken.token_id.does_not_exist())
+    return IssuedToken(record, secret)
+
+
+def authenticate(authorization: str | None, env_token_hashes: tuple[str, ...]) -> Principal:
+    """The principal behind an ``Authorization: Bearer`` header, or 401."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized()
+    presented = token_sha256(token)
+    for index, expected in enumerate(env_token_hashes):
+        if hmac.compare_digest(presented, expected):
+            return Principal(subject="admin", role="admin", token_id=f"env-{index + 1}")
+    return _stored_principal(token, presented)
+
+
+def _stored_principal(token: str, presented_sha256: str) -> Principal:
+    prefix, _, rest = token.partition("_")
+    token_id = rest.partition("_")[0]
+    if prefix != TOKEN_PREFIX or not token_id:
+        raise Unauthorized()
+    try:
+        record = ApiToken.get(token_id)
+    except DoesNotExist:
+        raise Unauthorized() from None
+    if not hmac.compare_digest(presented_sha256, record.token_sha256):
+        raise Unauthorized()
+    if record.revoked or (record.expires_at is not None and record.expires_at <= utcnow()):
+        raise Unauthorized("the token has expired or was revoked")
+    return Principal(record.subject, record.role, record.token_id, record.app_scope)  # type: ignore[arg-type]
+
+
+def require_admin(principal: Principal) -> None:
+    if not principal.is_admin:
+        raise Forbidden("this action needs an admin token")
+
+
+def require_human(principal: Principal) -> None:
+    """Pull tokens only download artifacts; everything else needs a person's token."""
+    if principal.role == "puller":
+        raise Forbidden("a pull token may only download its app's artifacts")
+
+
+def authorize_app(principal: Principal, app: Application) -> None:
+    """Admins act on every app; developers only on the apps they own."""
+    require_human(principal)
+    if not principal.is_admin and app.owner != principal.subject:
+        raise Forbidden(f"application {app.name} belongs to another owner")
+
+
+def issue_for(principal: Principal, body: dict[str, Any]) -> IssuedToken:
+    """``POST /tokens``: admins issue any token; developers rotate their own."""
+    require_human(principal)
+    subject = body.get("subject", principal.subject)
+    role = body.get("role", "developer")
+    if not isinstance(subject, str) or not subject.strip() or len(subject) > 128:
+        raise BadRequest("subject must be a non-empty string of at most 128 characters")
+    if role not in ("admin", "developer"):
+        raise BadRequest("role must be admin or developer")
+    if not principal.is_admin and (subject != principal.subject or role != "developer"):
+        raise Forbidden("developers may only issue developer tokens for themselves")
+    days = body.get("expires_in_days", 90)
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_TOKEN_DAYS:
+        raise BadRequest(f"expires_in_days must be an integer from 1 to {MAX_TOKEN_DAYS}")
+    return issue_token(subject, role, expires_at=utcnow() + timedelta(days=days))
+
+
+def list_for(principal: Principal) -> list[ApiToken]:
+    require_human(principal)
+    tokens = (
+        ApiToken.scan()
+        if principal.is_admin
+        else ApiToken.scan(ApiToken.subject == principal.subject)
+    )
+    return sorted((t for t in tokens if t.role != "puller"), key=lambda t: t.created_at)
+
+
+def revoke_for(principal: Principal, token_id: str) -> ApiToken:
+    require_human(principal)
+    try:
+        record = ApiToken.get(token_id)
+    except DoesNotExist:
+        raise NotFound(f"token {token_id} not found") from None
+    if not principal.is_admin and record.subject != principal.subject:
+        raise NotFound(f"token {token_id} not found")
+    record.update(actions=[ApiToken.revoked.set(True)])
+    return record
+
+
+def token_json(record: ApiToken) -> dict[str, Any]:
+    return {
+        "token_id": record.token_id,
+        "subject": record.subject,
+        "role": record.role,
+        "created_at": iso(record.created_at),
+        "expires_at": iso(record.expires_at),
+        "revoked": record.revoked,
+    }

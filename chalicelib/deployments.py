@@ -1,0 +1,234 @@
+"""Deployment records: creation (idempotent while in flight), reads, history."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from chalicelib import apps, artifacts, payloads
+from chalicelib.auth import Principal
+from chalicelib.errors import ArtifactNotVerified, BadRequest, NotFound
+from chalicelib.records import (
+    Application,
+    Artifact,
+    Deployment,
+    DeploymentEvent,
+    is_condition_failure,
+    iso,
+    new_id,
+    newest_first,
+    utcnow,
+)
+from chalicelib.storage import ArtifactStore
+
+IN_FLIGHT = frozenset({"pending", "rolling_out"})
+DEFAULT_START_COMMAND = "npm start"
+MAX_REPLICAS = 20
+MAX_PAGE = 100
+
+
+def create(
+    principal: Principal, store: ArtifactStore, body: dict[str, Any]
+) -> tuple[Deployment, bool]:
+    """``POST /deployments``; returns the deployment and whether it is new."""
+    app = apps.load(principal, payloads.app_name(payloads.required(body, "app_name")))
+    digest = payloads.digest(payloads.required(body, "artifact_digest"))
+    artifact = _deployable_artifact(app, digest, store)
+    runtime = payloads.string(body, "runtime", artifact.runtime) or artifact.runtime
+    if not artifacts.RUNTIME.fullmatch(runtime):
+        raise BadRequest("runtime must be node18, node20 or node22")
+    deployment = Deployment(
+        new_id(),
+        app_name=app.name,
+        artifact_digest=digest,
+        runtime=runtime,
+        start_command=payloads.string(body, "start_command", DEFAULT_START_COMMAND),
+        env=payloads.environment(body.get("env")),
+        replicas=payloads.integer(body.get("replicas", 1), "replicas", 1, MAX_REPLICAS),
+        created_by=principal.subject,
+        rollback_of=body.get("rollback_of"),
+    )
+    deployment.config_key = _config_key(deployment)
+    return _claim_in_flight_slot(app, deployment)
+
+
+def _deployable_artifact(app: Application, digest: str, store: ArtifactStore) -> Artifact:
+    try:
+        artifact = Artifact.get(digest, consistent_read=True)
+    except DoesNotExist:
+        raise NotFound(f"artifact {digest} not found; upload it first") from None
+    if artifact.app_name != app.name:
+        raise NotFound(f"artifact {digest} not found for {app.name}")
+    if not artifacts.is_deployable(artifact, store):
+        detail = (
+            f"rejected: {artifact.reason}" if artifact.status == "rejected" else artifact.status
+        )
+        raise ArtifactNotVerified(f"artifact {digest} is not verified ({detail})")
+    return artifact
+
+
+def _config_key(deployment: Deployment) -> str:
+    config = {
+        "digest": deployment.artifact_digest,
+        "runtime": deployment.runtime,
+        "start_command": deployment.start_command,
+        "env": dict(deployment.env),
+        "replicas": deployment.replicas,
+    }
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def _claim_in_flight_slot(app: Application, deployment: Deployment) -> tuple[Deployment, bool]:
+    """Write the deployment unless the same one is already in flight.
+
+    The application's ``inflight_config_key`` is the lock: the record and the
+    claim are written in one transaction, conditioned on the slot not holding
+    the same configuration.
+    """
+    for _ in range(3):
+        try:
+            with TransactWrite() as transaction:
+                transaction.save(deployment, condition=Deployment.deployment_id.does_not_exist())
+                transaction.update(
+                    app,
+                    actions=[
+                        Application.inflight_config_key.set(deployment.config_key),
+                        Application.inflight_deployment_id.set(deployment.deployment_id),
+                        Application.latest_deployment_id.set(deployment.deployment_id),
+                    ],
+                    condition=Application.inflight_config_key.does_not_exist()
+                    | (Application.inflight_config_key != deployment.config_key),
+                )
+            return deployment, True
+        except TransactWriteError as exc:
+            if not is_condition_failure(exc):
+                raise
+        holder = _slot_holder(app.name)
+        if holder is not None and holder.status in IN_FLIGHT:
+            return holder, False
+        release_slot(app.name, holder.deployment_id if holder else None)
+    raise BadRequest("could not record the deployment; retry")
+
+
+def _slot_holder(app_name: str) -> Deployment | None:
+    app = Application.get(app_name, consistent_read=True)
+    if app.inflight_deployment_id is None:
+        return None
+    try:
+        return Deployment.get(app.inflight_deployment_id, consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def release_slot(app_name: str, deployment_id: str | None) -> None:
+    """Free the in-flight slot if ``deployment_id`` still holds it."""
+    from pynamodb.exceptions import UpdateError
+
+    try:
+        Application(app_name).update(
+            actions=[
+                Application.inflight_config_key.remove(),
+                Application.inflight_deployment_id.remove(),
+            ],
+            condition=(Application.inflight_deployment_id == deployment_id)
+            if deployment_id
+            else Application.inflight_deployment_id.does_not_exist(),
+        )
+    except UpdateError as exc:
+        if not is_condition_failure(exc):
+            raise
+
+
+def load(principal: Principal, deployment_id: str) -> Deployment:
+    try:
+        deployment = Deployment.get(deployment_id)
+    except DoesNotExist:
+        raise NotFound(f"deployment {deployment_id} not found") from None
+    try:
+        apps.load(principal, deployment.app_name)
+    except NotFound:
+        raise NotFound(f"deployment {deployment_id} not found") from None
+    return deployment
+
+
+def history(
+    principal: Principal, app_name: str, limit: int, cursor: str | None
+) -> tuple[list[Deployment], str | None]:
+    app = apps.load(principal, app_name)
+    items, last_key = newest_first(Deployment.by_app, app.name, limit, _decode_cursor(cursor))
+    return items, _encode_cursor(last_key)
+
+
+def latest_json(app: Application) -> dict[str, Any] | None:
+    if app.latest_deployment_id is None:
+        return None
+    try:
+        return deployment_json(Deployment.get(app.latest_deployment_id))
+    except DoesNotExist:
+        return None
+
+
+def _encode_cursor(last_key: dict[str, Any] | None) -> str | None:
+    if not last_key:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(last_key, sort_keys=True).encode()).decode()
+
+
+def _decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+    if not cursor:
+        return None
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequest("cursor is not one this API returned") from exc
+    if not isinstance(decoded, dict):
+        raise BadRequest("cursor is not one this API returned")
+    return decoded
+
+
+def record_event(deployment_id: str, phase: str, message: str) -> DeploymentEvent:
+    now = utcnow()
+    event = DeploymentEvent(
+        deployment_id,
+        f"{iso(now)}#{new_id()[:8]}",
+        phase=phase,
+        message=message,
+        timestamp=now,
+    )
+    event.save()
+    return event
+
+
+def events(deployment_id: str) -> list[DeploymentEvent]:
+    return list(DeploymentEvent.query(deployment_id, scan_index_forward=True))
+
+
+def deployment_json(deployment: Deployment, with_events: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "deployment_id": deployment.deployment_id,
+        "app_name": deployment.app_name,
+        "artifact_digest": deployment.artifact_digest,
+        "status": deployment.status,
+        "reason": deployment.reason,
+        "runtime": deployment.runtime,
+        "start_command": deployment.start_command,
+        "env_names": sorted(deployment.env_dict()),
+        "replicas": deployment.replicas,
+        "created_by": deployment.created_by,
+        "created_at": iso(deployment.created_at),
+        "updated_at": iso(deployment.updated_at),
+        "url": deployment.url,
+        "rollback_of": deployment.rollback_of,
+    }
+    if with_events:
+        body["events"] = [
+            {"phase": e.phase, "message": e.message, "timestamp": iso(e.timestamp)}
+            for e in events(deployment.deployment_id)
+        ]
+    return body

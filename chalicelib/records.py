@@ -1,0 +1,215 @@
+"""DynamoDB records: the pynamodb models are the only description of each table.
+
+State changes are named functions that carry their DynamoDB condition, so a
+wrong transition fails in DynamoDB instead of being checked here and raced.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+)
+from pynamodb.exceptions import PynamoDBException
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from chalicelib.settings import Settings
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a ``Z``, as every API response writes times."""
+    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class _Table(Model):
+    """Common table settings; ``bind_tables`` fills in names and endpoint per stage."""
+
+    class Meta:
+        abstract = True
+        table_name = ""
+        region = "us-east-1"
+        host: str | None = None
+        connect_timeout_seconds = 3
+        max_retry_attempts = 2
+
+
+class _ByAppIndex(GlobalSecondaryIndex[Any]):
+    """Items of one application, newest first when queried backwards."""
+
+    class Meta:
+        index_name = "by_app"
+        projection = AllProjection()
+
+    app_name = UnicodeAttribute(hash_key=True)
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
+class Application(_Table):
+    class Meta(_Table.Meta):
+        table_name = "applications"
+
+    name = UnicodeAttribute(hash_key=True)
+    owner = UnicodeAttribute()
+    require_signature = BooleanAttribute(default=False)
+    created_at = UTCDateTimeAttribute(default=utcnow)
+    latest_deployment_id = UnicodeAttribute(null=True)
+    # The deployment that holds the "same request while in flight" slot.
+    inflight_config_key = UnicodeAttribute(null=True)
+    inflight_deployment_id = UnicodeAttribute(null=True)
+
+
+class ArtifactsByApp(_ByAppIndex):
+    pass
+
+
+class Artifact(_Table):
+    class Meta(_Table.Meta):
+        table_name = "artifacts"
+
+    digest = UnicodeAttribute(hash_key=True)
+    app_name = UnicodeAttribute()
+    key = UnicodeAttribute()
+    size_bytes = NumberAttribute()
+    runtime = UnicodeAttribute()
+    status = UnicodeAttribute(default="pending")
+    reason = UnicodeAttribute(null=True)
+    signature_hex = UnicodeAttribute(null=True)
+    signature_state = UnicodeAttribute(default="absent")
+    uploaded_by = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute(default=utcnow)
+    verified_at = UTCDateTimeAttribute(null=True)
+    by_app = ArtifactsByApp()
+
+
+class DeploymentsByApp(_ByAppIndex):
+    pass
+
+
+class Deployment(_Table):
+    class Meta(_Table.Meta):
+        table_name = "deployments"
+
+    deployment_id = UnicodeAttribute(hash_key=True)
+    app_name = UnicodeAttribute()
+    artifact_digest = UnicodeAttribute()
+    status = UnicodeAttribute(default="pending")
+    reason = UnicodeAttribute(null=True)
+    runtime = UnicodeAttribute()
+    start_command = UnicodeAttribute()
+    env = MapAttribute[str, Any](default=dict)
+    replicas = NumberAttribute(default=1)
+    config_key = UnicodeAttribute()
+    created_by = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute(default=utcnow)
+    updated_at = UTCDateTimeAttribute(default=utcnow)
+    url = UnicodeAttribute(null=True)
+    rollback_of = UnicodeAttribute(null=True)
+    by_app = DeploymentsByApp()
+
+    def env_dict(self) -> dict[str, str]:
+        env = self.env
+        return dict(env.as_dict() if isinstance(env, MapAttribute) else env)
+
+
+class DeploymentEvent(_Table):
+    class Meta(_Table.Meta):
+        table_name = "deployment_events"
+
+    deployment_id = UnicodeAttribute(hash_key=True)
+    # "<RFC 3339 timestamp>#<short id>": sorts by time, unique per writer.
+    event_key = UnicodeAttribute(range_key=True)
+    phase = UnicodeAttribute()
+    message = UnicodeAttribute()
+    timestamp = UTCDateTimeAttribute()
+
+
+class PublicKey(_Table):
+    class Meta(_Table.Meta):
+        table_name = "public_keys"
+
+    app_name = UnicodeAttribute(hash_key=True)
+    key_id = UnicodeAttribute(range_key=True)
+    public_key_hex = UnicodeAttribute()
+    active = BooleanAttribute(default=True)
+    created_at = UTCDateTimeAttribute(default=utcnow)
+
+
+class ApiToken(_Table):
+    class Meta(_Table.Meta):
+        table_name = "api_tokens"
+
+    token_id = UnicodeAttribute(hash_key=True)
+    token_sha256 = UnicodeAttribute()
+    subject = UnicodeAttribute()
+    role = UnicodeAttribute()
+    # Set for pull tokens: the token may only download this app's artifacts.
+    app_scope = UnicodeAttribute(null=True)
+    created_at = UTCDateTimeAttribute(default=utcnow)
+    expires_at = UTCDateTimeAttribute(null=True)
+    revoked = BooleanAttribute(default=False)
+
+
+TABLES: dict[str, type[_Table]] = {
+    "applications": Application,
+    "artifacts": Artifact,
+    "deployments": Deployment,
+    "deployment_events": DeploymentEvent,
+    "public_keys": PublicKey,
+    "api_tokens": ApiToken,
+}
+
+
+def bind_tables(settings: Settings) -> None:
+    """Point every model at this stage's tables and DynamoDB endpoint."""
+    for table, model in TABLES.items():
+        model.Meta.table_name = settings.table_name(table)
+        model.Meta.region = settings.region
+        model.Meta.host = settings.dynamodb_endpoint_url
+        model.Meta.connect_timeout_seconds = settings.connect_timeout_seconds
+        model._connection = None  # rebuilt lazily with the new settings
+
+
+def create_tables() -> None:
+    """Create every table that does not exist yet (local stacks and tests)."""
+    for model in TABLES.values():
+        if not model.exists():
+            model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)
+
+
+def is_condition_failure(exc: PynamoDBException) -> bool:
+    return exc.cause_response_code in {
+        "ConditionalCheckFailedException",
+        "TransactionCanceledException",
+    }
+
+
+def newest_first(
+    index: GlobalSecondaryIndex[Any], app_name: str, limit: int, cursor: dict[str, Any] | None
+) -> tuple[list[Any], dict[str, Any] | None]:
+    """One page of an app's items from a ``by_app`` index, newest first."""
+    results = index.query(
+        app_name, scan_index_forward=False, limit=limit, last_evaluated_key=cursor
+    )
+    items = list(results)
+    return items, results.last_evaluated_key
+
+
+def iterate_events(deployment_id: str) -> Iterator[DeploymentEvent]:
+    return DeploymentEvent.query(deployment_id, scan_index_forward=True)

@@ -1,0 +1,183 @@
+"""Getting an artifact onto the platform: check, register, stream it to storage.
+
+The bytes never pass through the control plane: ``POST /artifacts`` answers
+with a presigned PUT, and the file is streamed from disk to that URL with
+exactly the headers the control plane signed (they bind length and checksum).
+The Aether token is never sent to storage.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import IO
+
+import requests
+
+from aether_cli.client import ApiClient, backoff_delay, describe_connection_error
+from aether_cli.errors import ApiError, InternalError, LocalIOError, NetworkError
+from aether_cli.log import get_logger
+from aether_cli.output import Output
+
+UPLOAD_TIMEOUT = (10.0, 300.0)  # storage may hash a large body before it answers
+_CHUNK = 256 * 1024
+
+
+class NoAuth(requests.auth.AuthBase):
+    """Attached explicitly so requests never adds credentials from ~/.netrc."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
+class ProgressReader:
+    """A file body for requests that reports how many bytes went out.
+
+    ``__len__`` lets requests send Content-Length instead of chunked encoding;
+    ``read`` keeps memory to one chunk whatever the artifact's size.
+    """
+
+    def __init__(self, handle: IO[bytes], length: int, advance: Callable[[int], None]) -> None:
+        self._handle = handle
+        self._length = length
+        self._advance = advance
+
+    def __len__(self) -> int:
+        return self._length
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._handle.read(max(size, _CHUNK))
+        self._advance(len(chunk))
+        return chunk
+
+    def __iter__(self) -> Iterator[bytes]:
+        while chunk := self.read(_CHUNK):
+            yield chunk
+
+
+def ensure_uploaded(
+    client: ApiClient,
+    output: Output,
+    *,
+    app: str,
+    artifact: Path,
+    digest: str,
+    size_bytes: int,
+    runtime: str,
+    signature_hex: str | None,
+) -> bool:
+    """Make the platform hold ``artifact``; True when bytes were uploaded."""
+    log = get_logger()
+    if client.artifact_exists(digest):
+        log.info("artifact %s is already on the platform; nothing to upload", digest[:12])
+        return False
+
+    def request_upload() -> dict[str, object]:
+        return client.create_artifact(
+            app=app,
+            digest=digest,
+            size_bytes=size_bytes,
+            runtime=runtime,
+            signature_hex=signature_hex,
+        )
+
+    try:
+        grant = request_upload()
+    except ApiError as exc:
+        if exc.status != 404 or exc.code != "not_found":
+            raise
+        log.info("app %s is new; registering it", app)
+        try:
+            client.create_app(app)
+        except ApiError as create_exc:
+            if create_exc.status != 409:  # someone registered it meanwhile: fine
+                raise
+        grant = request_upload()
+    upload = grant.get("upload")
+    if not isinstance(upload, dict):
+        log.info("the platform already has artifact %s; nothing to upload", digest[:12])
+        return False
+    url = upload.get("url")
+    headers = upload.get("headers") or {}
+    method = str(upload.get("method") or "PUT").upper()
+    if not isinstance(url, str) or not isinstance(headers, dict) or method != "PUT":
+        raise InternalError("POST /artifacts returned an upload grant this CLI cannot use")
+    put_file(url, {str(k): str(v) for k, v in headers.items()}, artifact, size_bytes, output)
+    return True
+
+
+def put_file(
+    url: str,
+    headers: Mapping[str, str],
+    path: Path,
+    size_bytes: int,
+    output: Output,
+    *,
+    retries: int = 3,
+    backoff: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Stream ``path`` to a presigned URL, retrying connection errors and 5xx."""
+    log = get_logger()
+    try:
+        actual = path.stat().st_size
+    except OSError as exc:
+        raise LocalIOError(f"cannot read the artifact {path}: {exc.strerror}") from exc
+    if actual != size_bytes:
+        raise InternalError(f"{path} changed since it was packed ({actual} != {size_bytes} bytes)")
+    storage = requests.Session()
+    # Only the signed headers: no bearer token, no defaults that could
+    # disagree with what was signed.
+    storage.headers.clear()
+    host = re.sub(r"^(https?://[^/?#]+).*$", r"\1", url)
+    attempt = 0
+    try:
+        while True:
+            try:
+                with path.open("rb") as handle, output.progress(size_bytes, "uploading") as advance:
+                    response = storage.put(
+                        url,
+                        data=ProgressReader(handle, size_bytes, advance),
+                        headers=dict(headers),
+                        auth=NoAuth(),
+                        timeout=UPLOAD_TIMEOUT,
+                    )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                reason = describe_connection_error(exc)
+                if attempt < retries:
+                    delay = backoff_delay(attempt, backoff)
+                    log.warning("upload to %s: %s; retrying in %.1fs", host, reason, delay)
+                    sleep(delay)
+                    attempt += 1
+                    continue
+                raise NetworkError(f"cannot upload the artifact to {host}: {reason}") from exc
+            except OSError as exc:
+                raise LocalIOError(f"cannot read the artifact {path}: {exc.strerror}") from exc
+            if response.status_code >= 500 and attempt < retries:
+                delay = backoff_delay(attempt, backoff)
+                log.warning(
+                    "upload to %s: HTTP %d; retrying in %.1fs", host, response.status_code, delay
+                )
+                sleep(delay)
+                attempt += 1
+                continue
+            if response.status_code >= 400:
+                raise _storage_error(response, host)
+            log.info("uploaded %s bytes", f"{size_bytes:,}")
+            return
+    finally:
+        storage.close()
+
+
+def _storage_error(response: requests.Response, host: str) -> Exception:
+    """S3-style XML errors carry <Code> and <Message>; show those, not the XML."""
+    text = response.text or ""
+    code = re.search(r"<Code>([^<]*)</Code>", text)
+    message = re.search(r"<Message>([^<]*)</Message>", text)
+    detail = ": ".join(m.group(1) for m in (code, message) if m) or response.reason or "no details"
+    failure = f"storage at {host} refused the upload (HTTP {response.status_code}): {detail}"
+    if response.status_code >= 500:
+        return NetworkError(failure)
+    return InternalError(failure, code="upload_rejected")

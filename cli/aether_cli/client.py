@@ -1,0 +1,346 @@
+"""The control plane's HTTP API, as one client class.
+
+It owns the base URL, the bearer token, timeouts, retries and the error
+envelope. Commands call its methods; none of them builds a URL. Retries (with
+exponential backoff and jitter) cover connection errors and 5xx answers, and
+only for calls that are safe to repeat: reads, and the POSTs the API defines as
+idempotent (an artifact by digest, a deployment of the same app+digest+config).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import requests
+
+from aether_cli import __version__
+from aether_cli.errors import ApiError, InternalError, NetworkError, UnsupportedError
+from aether_cli.log import get_logger
+
+if TYPE_CHECKING:
+    from aether_cli.config import Settings
+
+USER_AGENT = f"aether-cli/{__version__}"
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+DEFAULT_TIMEOUT = (5.0, 30.0)  # (connect, read) seconds
+_DEFAULT_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    413: "payload_too_large",
+    503: "service_unavailable",
+}
+
+
+class BearerAuth(requests.auth.AuthBase):
+    """Explicit auth object, so requests never substitutes credentials from ~/.netrc."""
+
+    def __init__(self, token: str | None) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if self._token:
+            request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+
+def backoff_delay(attempt: int, base: float, cap: float = 8.0) -> float:
+    """Exponential backoff with full jitter on top: base·2ⁿ plus up to base."""
+    return float(min(cap, base * 2.0**attempt)) + random.uniform(0, base)  # noqa: S311 - jitter
+
+
+def describe_connection_error(exc: BaseException) -> str:
+    """A few words for why a connection failed, without urllib3's object reprs."""
+    text = str(exc)
+    for needle, words in (
+        ("Connection refused", "connection refused"),
+        ("Name or service not known", "unknown host"),
+        ("nodename nor servname", "unknown host"),
+        ("Temporary failure in name resolution", "unknown host"),
+        ("timed out", "timed out"),
+        ("Connection reset", "connection reset"),
+        ("CERTIFICATE_VERIFY_FAILED", "TLS certificate not trusted"),
+        ("RemoteDisconnected", "connection closed by the server"),
+    ):
+        if needle in text:
+            return words
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    return type(exc).__name__
+
+
+class ApiClient:
+    """Calls the Aether control plane (DESIGN §3)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        *,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        retries: int = 3,
+        backoff: float = 0.25,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self._sleep = sleep
+        self._http = requests.Session()
+        self._http.auth = BearerAuth(token)
+        self._http.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        self._log = get_logger()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- identity --------------------------------------------------------------
+
+    def whoami(self) -> dict[str, Any]:
+        return self._json("GET", ("whoami",))
+
+    # -- apps ------------------------------------------------------------------
+
+    def list_apps(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", ("apps",)).get("apps") or [])
+
+    def get_app(self, app: str) -> dict[str, Any]:
+        return self._json("GET", ("apps", app))
+
+    def create_app(self, app: str, *, require_signature: bool = False) -> dict[str, Any]:
+        body = {"name": app, "require_signature": require_signature}
+        return self._json("POST", ("apps",), json=body, idempotent=False)
+
+    def add_public_key(self, app: str, public_key_hex: str) -> dict[str, Any]:
+        body = {"public_key_hex": public_key_hex}
+        # Registering the same key twice is harmless, so a retry is safe.
+        return self._json("POST", ("apps", app, "public-keys"), json=body, idempotent=True)
+
+    def list_public_keys(self, app: str) -> list[dict[str, Any]]:
+        return list(self._json("GET", ("apps", app, "public-keys")).get("keys") or [])
+
+    # -- artifacts -------------------------------------------------------------
+
+    def artifact_exists(self, digest: str) -> bool:
+        """True only when the platform holds this digest and has verified it."""
+        try:
+            self._call("HEAD", ("artifacts", digest))
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def create_artifact(
+        self,
+        *,
+        app: str,
+        digest: str,
+        size_bytes: int,
+        runtime: str,
+        signature_hex: str | None,
+    ) -> dict[str, Any]:
+        headers = {"X-Aether-Artifact-Digest": digest}
+        if signature_hex:
+            headers["X-Aether-Signature"] = signature_hex
+        body = {"app_name": app, "size_bytes": size_bytes, "runtime": runtime}
+        return self._json("POST", ("artifacts",), json=body, headers=headers, idempotent=True)
+
+    def get_artifact(self, digest: str) -> dict[str, Any]:
+        return self._json("GET", ("artifacts", digest))
+
+    # -- deployments -----------------------------------------------------------
+
+    def create_deployment(
+        self,
+        *,
+        app: str,
+        digest: str,
+        runtime: str,
+        start_command: str,
+        env: Mapping[str, str],
+        replicas: int = 1,
+    ) -> dict[str, Any]:
+        body = {
+            "app_name": app,
+            "artifact_digest": digest,
+            "runtime": runtime,
+            "start_command": start_command,
+            "env": dict(env),
+            "replicas": replicas,
+        }
+        return self._json("POST", ("deployments",), json=body, idempotent=True)
+
+    def get_deployment(self, deployment_id: str) -> dict[str, Any]:
+        return self._json("GET", ("deployments", deployment_id))
+
+    def list_deployments(
+        self, app: str, *, limit: int = 20, cursor: str | None = None
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        return self._json("GET", ("apps", app, "deployments"), params=params)
+
+    def rollback(self, app: str, to: str | None) -> dict[str, Any]:
+        body = {"to": to} if to else {}
+        try:
+            return self._json("POST", ("apps", app, "rollback"), json=body, idempotent=False)
+        except ApiError as exc:
+            raise self._route_missing(exc, app, "rollback") from exc
+
+    def logs(
+        self,
+        app: str,
+        *,
+        since: str | None = None,
+        tail: int | None = None,
+        deployment: str | None = None,
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        if since:
+            params["since"] = since
+        if tail is not None:
+            params["tail"] = tail
+        if deployment:
+            params["deployment"] = deployment
+        try:
+            return self._json("GET", ("apps", app, "logs"), params=params)
+        except ApiError as exc:
+            raise self._route_missing(exc, app, "logs") from exc
+
+    # -- plumbing --------------------------------------------------------------
+
+    def url(self, *segments: str) -> str:
+        return self.base_url + "/" + "/".join(quote(s, safe="") for s in segments)
+
+    def _route_missing(self, exc: ApiError, app: str, feature: str) -> Exception:
+        """Tell "this server has no such route" apart from "no such app".
+
+        A control plane without the data plane answers 404 (enveloped or not),
+        or a gateway's bare 403/404/405; an existing app proves it is the route.
+        """
+        unsupported = UnsupportedError(
+            f"this control plane does not support {feature} yet",
+            hint=f"{self.base_url} answered HTTP {exc.status} for the {feature} route",
+        )
+        if exc.status in (403, 404, 405) and not exc.enveloped:
+            return unsupported
+        if exc.status == 404 and exc.code == "not_found":
+            try:
+                self.get_app(app)
+            except ApiError as inner:
+                if inner.status == 404:
+                    return ApiError(404, "not_found", f"app {app!r} does not exist")
+                return inner
+            return unsupported
+        return exc
+
+    def _json(self, method: str, segments: tuple[str, ...], **kwargs: Any) -> dict[str, Any]:
+        response = self._call(method, segments, **kwargs)
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise InternalError(
+                f"{method} /{'/'.join(segments)} answered HTTP {response.status_code} "
+                "with a body that is not JSON"
+            ) from exc
+        if not isinstance(data, dict):
+            raise InternalError(f"{method} /{'/'.join(segments)} answered with unexpected JSON")
+        return data
+
+    def _call(
+        self,
+        method: str,
+        segments: tuple[str, ...],
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+    ) -> requests.Response:
+        url = self.url(*segments)
+        retryable = method in ("GET", "HEAD") if idempotent is None else idempotent
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            try:
+                response = self._http.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json,
+                    headers=dict(headers or {}),
+                    timeout=self.timeout,
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                reason = describe_connection_error(exc)
+                if retryable and attempt < self.retries:
+                    self._wait(attempt, f"{method} {url}: {reason}")
+                    attempt += 1
+                    continue
+                raise NetworkError(
+                    f"cannot reach the control plane at {self.base_url}: {reason}"
+                ) from exc
+            self._log.debug(
+                "%s %s -> %s (%.0f ms)",
+                method,
+                url,
+                response.status_code,
+                (time.monotonic() - started) * 1000,
+            )
+            if response.status_code in RETRY_STATUSES and retryable and attempt < self.retries:
+                self._wait(attempt, f"{method} {url}: HTTP {response.status_code}", response)
+                attempt += 1
+                continue
+            if response.status_code >= 400:
+                raise self._error(response, method, segments)
+            return response
+
+    def _wait(self, attempt: int, what: str, response: requests.Response | None = None) -> None:
+        delay = backoff_delay(attempt, self.backoff)
+        retry_after = response.headers.get("Retry-After") if response is not None else None
+        if retry_after and retry_after.isdigit():
+            delay = max(delay, min(float(retry_after), 10.0))
+        self._log.warning("%s; retrying in %.1fs (%d/%d)", what, delay, attempt + 1, self.retries)
+        self._sleep(delay)
+
+    @staticmethod
+    def _error(response: requests.Response, method: str, segments: tuple[str, ...]) -> ApiError:
+        status = response.status_code
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if (
+            isinstance(body, dict)
+            and isinstance(body.get("code"), str)
+            and isinstance(body.get("message"), str)
+        ):
+            code, message = body["code"], body["message"]
+            hint = "run `aether login` to refresh the token" if status == 401 else None
+            return ApiError(status, code, message, hint=hint)
+        code = _DEFAULT_CODES.get(status, "internal" if status >= 500 else "http_error")
+        if isinstance(body, dict) and isinstance(body.get("message"), str):
+            detail = body["message"]
+        elif method == "HEAD" or not response.text.strip():
+            detail = response.reason or "no details"
+        else:
+            detail = response.text.strip().splitlines()[0][:200]
+        message = f"{method} /{'/'.join(segments)} failed: {detail}"
+        return ApiError(status, code, message, enveloped=False)
+
+
+def connect(settings: Settings | None = None) -> ApiClient:
+    """A client for the configured control plane, or a config error saying what is missing."""
+    from aether_cli.config import load_settings, require_credentials
+
+    api_url, token = require_credentials(settings or load_settings())
+    return ApiClient(api_url, token)

@@ -1,0 +1,150 @@
+"""``aether list``, ``aether status`` and ``aether rollback``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from aether_cli.output import Output, format_option
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def app_option(
+    help_text: str = "App name. Default: config default_app, then package.json.",
+) -> Callable[[F], F]:
+    def check(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+        from aether_cli.config import is_app_name
+
+        if value is not None and not is_app_name(value):
+            raise click.BadParameter(
+                f"{value!r} is not a valid app name "
+                "(DNS-1123 label: lowercase letters, digits and '-', at most 63 characters)"
+            )
+        return value
+
+    return click.option("--app", metavar="NAME", callback=check, help=help_text)
+
+
+
+@click.command("list")
+@format_option()
+@click.pass_obj
+def list_apps(out: Output, fmt: str) -> None:
+    """List apps and their latest deployment."""
+    from aether_cli.client import connect
+
+    apps = connect().list_apps()
+
+    def text() -> None:
+        if not apps:
+            out.line("No apps yet. Deploy one with `aether deploy`.")
+            return
+        rows = []
+        for app in apps:
+            latest = app.get("latest_deployment") or {}
+            rows.append(
+                [
+                    app.get("name"),
+                    latest.get("status"),
+                    latest.get("deployment_id"),
+                    short_digest(latest.get("artifact_digest")),
+                    latest.get("created_at") or app.get("created_at"),
+                    latest.get("url"),
+                ]
+            )
+        out.table(["APP", "STATUS", "DEPLOYMENT", "DIGEST", "UPDATED", "URL"], rows)
+
+    out.result({"apps": apps}, text)
+
+
+@click.command()
+@click.argument("deployment_id", required=False)
+@app_option()
+@format_option()
+@click.pass_obj
+def status(out: Output, deployment_id: str | None, app: str | None, fmt: str) -> None:
+    """Show a deployment and its events (default: the app's latest)."""
+    from pathlib import Path
+
+    from aether_cli import config
+    from aether_cli.client import connect
+    from aether_cli.errors import AetherError
+
+    settings = config.load_settings()
+    client = connect(settings)
+    if deployment_id:
+        deployment = client.get_deployment(deployment_id)
+    else:
+        name = config.resolve_app_name(app, settings, Path.cwd())
+        page = client.list_deployments(name, limit=1)
+        found = page.get("deployments") or []
+        if not found:
+            raise AetherError(f"app {name!r} has no deployments yet", code="not_found")
+        deployment = found[0]
+    out.result(deployment, lambda: render_deployment(out, deployment))
+
+
+@click.command()
+@click.option("--to", "to", metavar="DEPLOYMENT_ID", help="Deployment to return to. Default: the previous one.")
+@app_option()
+@click.option("--no-wait", is_flag=True, help="Return once the rollback is accepted.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=300,
+    show_default=True,
+    help="Seconds to wait for the rollout.",
+)
+@format_option()
+@click.pass_obj
+def rollback(
+    out: Output, to: str | None, app: str | None, no_wait: bool, timeout: float, fmt: str
+) -> None:
+    """Redeploy an earlier verified artifact, without uploading anything."""
+    from pathlib import Path
+
+    from aether_cli import config
+    from aether_cli.client import connect
+    from aether_cli.log import get_logger
+    from aether_cli.rollout import follow, log_event
+
+    settings = config.load_settings()
+    client = connect(settings)
+    name = config.resolve_app_name(app, settings, Path.cwd())
+    deployment = client.rollback(name, to)
+    get_logger().info(
+        "rollback of %s: deployment %s (%s)",
+        name,
+        deployment.get("deployment_id"),
+        short_digest(deployment.get("artifact_digest")),
+    )
+    if not no_wait:
+        deployment = follow(client, deployment, timeout=timeout, on_event=log_event)
+    out.result(deployment, lambda: render_deployment(out, deployment))
+
+
+def render_deployment(out: Output, deployment: dict[str, Any]) -> None:
+    rows = [
+        ("deployment", deployment.get("deployment_id")),
+        ("app", deployment.get("app_name")),
+        ("status", deployment.get("status")),
+        ("digest", deployment.get("artifact_digest")),
+        ("url", deployment.get("url")),
+        ("created", deployment.get("created_at")),
+    ]
+    for label, value in rows:
+        out.line(f"{label:<11} {value if value is not None else '-'}")
+    events = deployment.get("events") or []
+    if events:
+        out.line("events:")
+        for event in events:
+            out.line(
+                f"  {event.get('timestamp', '')}  {event.get('phase', '')}: {event.get('message', '')}"
+            )
+
+
+def short_digest(digest: object) -> str | None:
+    return digest[:12] if isinstance(digest, str) else None

@@ -1,0 +1,179 @@
+"""Settings of one invocation: config file, session and environment, in that order of weight.
+
+- Config file ``${XDG_CONFIG_HOME:-~/.config}/aether/config.toml``::
+
+      api_url = "https://aether.example.com"
+      default_app = "billing"
+      namespace = "aether-apps"
+
+- Environment, winning over both files: ``AETHER_API_URL``, ``AETHER_TOKEN``,
+  ``AETHER_DEFAULT_NAMESPACE``, ``AETHER_SIGNING_KEY``.
+- The API URL is ``AETHER_API_URL``, else the URL of the session (where you
+  logged in), else the config file's. The session's token is only sent to the
+  URL it was issued for.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from aether_cli import session as session_file
+from aether_cli.errors import ConfigError
+
+DEFAULT_NAMESPACE = "aether-apps"
+# Kubernetes DNS-1123 label: the app name becomes a Deployment and Service name.
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_KNOWN_KEYS = {"api_url", "default_app", "namespace"}
+
+
+@dataclass(frozen=True)
+class FileConfig:
+    path: Path
+    api_url: str | None = None
+    default_app: str | None = None
+    namespace: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    config: FileConfig
+    session_path: Path
+    session: session_file.Session | None
+    api_url: str | None
+    token: str | None
+    namespace: str
+    signing_key: str | None
+    env_api_url: bool
+
+
+def config_path(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    return session_file.xdg_dir(env, "XDG_CONFIG_HOME", ".config") / "aether" / "config.toml"
+
+
+def load_file_config(path: Path) -> FileConfig:
+    """Read the TOML config; a missing file is an empty config."""
+    import tomllib
+
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        return FileConfig(path=path)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    values: dict[str, str] = {}
+    for key, value in data.items():
+        if key not in _KNOWN_KEYS:
+            _warn(f"{path}: unknown key {key!r} ignored (known: {', '.join(sorted(_KNOWN_KEYS))})")
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{path}: {key} must be a non-empty string")
+        values[key] = value.strip()
+    if "default_app" in values and not is_app_name(values["default_app"]):
+        raise ConfigError(f"{path}: default_app {values['default_app']!r} is not a valid app name")
+    return FileConfig(path=path, **values)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    config = load_file_config(config_path(env))
+    spath = session_file.session_path(env)
+    saved = session_file.load(spath)
+    if saved is not None and not session_file.is_private(spath):
+        _warn(f"{spath} can be read by other users; run `chmod 600 {spath}`")
+    env_url = env.get("AETHER_API_URL", "").strip()
+    api_url = env_url or (saved.api_url if saved else None) or config.api_url
+    token = env.get("AETHER_TOKEN", "").strip() or None
+    if token is None and saved is not None and api_url and same_url(saved.api_url, api_url):
+        token = saved.token
+    return Settings(
+        config=config,
+        session_path=spath,
+        session=saved,
+        api_url=normalize_url(api_url) if api_url else None,
+        token=token,
+        namespace=env.get("AETHER_DEFAULT_NAMESPACE", "").strip()
+        or config.namespace
+        or DEFAULT_NAMESPACE,
+        signing_key=env.get("AETHER_SIGNING_KEY", "").strip() or None,
+        env_api_url=bool(env_url),
+    )
+
+
+def require_credentials(settings: Settings) -> tuple[str, str]:
+    """The API URL and token to call with, or a config error saying how to get them."""
+    if not settings.api_url:
+        raise ConfigError(
+            "no control plane configured",
+            hint="run `aether login --api-url URL`, set AETHER_API_URL, "
+            f"or set api_url in {settings.config.path}",
+        )
+    if not settings.token:
+        raise ConfigError(
+            f"not logged in to {settings.api_url}",
+            hint="run `aether login` or set AETHER_TOKEN",
+        )
+    return settings.api_url, settings.token
+
+
+def normalize_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise ConfigError(f"API URL {url!r} must start with http:// or https://")
+    return url
+
+
+def same_url(a: str, b: str) -> bool:
+    return a.strip().rstrip("/") == b.strip().rstrip("/")
+
+
+def is_app_name(name: str) -> bool:
+    return bool(_DNS_LABEL.match(name))
+
+
+def resolve_app_name(explicit: str | None, settings: Settings, project_dir: Path) -> str:
+    """``--app``, else the config's ``default_app``, else ``package.json``'s ``name``."""
+    if explicit:
+        return explicit
+    if settings.config.default_app:
+        return settings.config.default_app
+    manifest = project_dir / "package.json"
+    name = _package_name(manifest)
+    if name is None:
+        raise ConfigError(
+            f"no app name: {manifest} has no usable \"name\"",
+            hint="pass --app NAME or set default_app in the config file",
+        )
+    if not is_app_name(name):
+        raise ConfigError(
+            f"package.json name {name!r} is not a valid app name "
+            "(DNS-1123 label: lowercase letters, digits and '-', at most 63 characters)",
+            hint="pass --app NAME",
+        )
+    return name
+
+
+def _package_name(manifest: Path) -> str | None:
+    import json
+
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {manifest}: {exc}", hint="pass --app NAME") from exc
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
+def _warn(message: str) -> None:
+    from aether_cli.log import get_logger
+
+    get_logger().warning(message)

@@ -6,7 +6,10 @@ import gzip
 import io
 import tarfile
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 MTIME = 1_700_000_000  # the CLI's archives carry a fixed mtime
 
@@ -64,9 +67,10 @@ class _Zeros(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
-        count = min(len(buffer), self.left)
-        buffer[:count] = bytes(count)
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        count = min(len(view), self.left)
+        view[:count] = bytes(count)
         self.left -= count
         return count
 

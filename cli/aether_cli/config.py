@@ -140,24 +140,29 @@ def is_app_name(name: str) -> bool:
 
 def resolve_app_name(explicit: str | None, settings: Settings, project_dir: Path) -> str:
     """``--app``, else the config's ``default_app``, else ``package.json``'s ``name``."""
+    if explicit or settings.config.default_app:
+        return app_name_from(explicit, settings, None)
+    return app_name_from(None, settings, _package_name(project_dir / "package.json"))
+
+
+def app_name_from(explicit: str | None, settings: Settings, package_name: str | None) -> str:
+    """Pick the app name once ``package.json``'s name is known (or absent)."""
     if explicit:
         return explicit
     if settings.config.default_app:
         return settings.config.default_app
-    manifest = project_dir / "package.json"
-    name = _package_name(manifest)
-    if name is None:
+    if package_name is None:
         raise ConfigError(
-            f"no app name: {manifest} has no usable \"name\"",
+            'no app name: package.json has no "name"',
             hint="pass --app NAME or set default_app in the config file",
         )
-    if not is_app_name(name):
+    if not is_app_name(package_name):
         raise ConfigError(
-            f"package.json name {name!r} is not a valid app name "
+            f"package.json name {package_name!r} is not a valid app name "
             "(DNS-1123 label: lowercase letters, digits and '-', at most 63 characters)",
             hint="pass --app NAME",
         )
-    return name
+    return package_name
 
 
 def _package_name(manifest: Path) -> str | None:

@@ -97,6 +97,14 @@ class ApiError(AetherError):
             self.exit_code = EXIT_INTERNAL
 
 
+# (module, exception class, exit code, machine code) of the packing engine.
+_ENGINE_ERRORS = (
+    ("aether_cli.project", "ToolMissingError", EXIT_CONFIG, "tool_missing"),
+    ("aether_cli.project", "ProjectError", EXIT_CONFIG, "project"),
+    ("aether_cli.pack", "PackError", EXIT_IO, "io"),
+)
+
+
 @dataclass(frozen=True)
 class Failure:
     """What the user is told: exit code, machine code, one human line."""
@@ -131,17 +139,12 @@ def classify(exc: BaseException) -> Failure:
         return Failure(EXIT_USAGE, "usage", exc.format_message())
     if isinstance(exc, click.ClickException):
         return Failure(EXIT_USAGE, "usage", exc.format_message())
-    # The packing engine's errors: matched by class only if it was imported,
-    # so an invocation that never packs never pays for that import.
-    project = sys.modules.get("aether_cli.project")
-    if project is not None:
-        config_errors = tuple(
-            cls
-            for cls in (getattr(project, "ProjectError", None), getattr(project, "ToolMissingError", None))
-            if isinstance(cls, type)
-        )
-        if config_errors and isinstance(exc, config_errors):
-            return Failure(EXIT_CONFIG, "project", str(exc) or type(exc).__name__)
+    # The packing engine's errors: matched by class only if its module was
+    # imported, so an invocation that never packs never pays for the import.
+    for module_name, class_name, exit_code, code in _ENGINE_ERRORS:
+        cls = getattr(sys.modules.get(module_name), class_name, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return Failure(exit_code, code, str(exc) or class_name)
     if isinstance(exc, OSError):
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
         reason = exc.strerror or str(exc) or type(exc).__name__

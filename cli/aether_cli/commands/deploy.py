@@ -125,19 +125,23 @@ def run_deploy(request: DeployRequest) -> dict[str, Any]:
     remote = not (request.pack_only or request.dry_run)
 
     # Everything that can be wrong in the configuration fails before the slow part.
-    app = None if request.pack_only else config.resolve_app_name(request.app, settings, root)
     credentials = config.require_credentials(settings) if remote else None
     signing_key = load_signing_key(settings.signing_key) if settings.signing_key else None
 
     from aether_cli.pack import pack_project
     from aether_cli.project import detect_project, install_production_dependencies
 
-    project = detect_project(root)
-    log.info("Node.js %s project %s", project.node_major, project.name or root.name)
-    if not install_production_dependencies(project, log=log.info):
-        log.info("production dependencies unchanged; npm skipped")
-    packed = pack_project(project, root / ".aether" / "build", sbom=request.sbom, log=log.info)
+    project = detect_project(root, start_command=request.start_command)
+    app = None if request.pack_only else config.app_name_from(request.app, settings, project.name)
     log.info(
+        "Node.js %s project %s (%s)",
+        project.node_major,
+        project.name or root.name,
+        project.node_major_source,
+    )
+    install_production_dependencies(project, log=engine_log)
+    packed = pack_project(project, root / ".aether" / "build", sbom=request.sbom, log=engine_log)
+    log.debug(
         "packed %s files into %s (%s bytes), sha256 %s",
         packed.file_count,
         packed.artifact,
@@ -204,7 +208,7 @@ def run_deploy(request: DeployRequest) -> dict[str, Any]:
             app=app,
             digest=packed.digest,
             runtime=runtime,
-            start_command=request.start_command or project.start_command,
+            start_command=project.start_command,
             env=request.env,
         )
     except ApiError as exc:
@@ -219,6 +223,17 @@ def run_deploy(request: DeployRequest) -> dict[str, Any]:
     if deployment.get("url"):
         summary["url"] = deployment["url"]
     return summary
+
+
+def engine_log(message: str) -> None:
+    """The packing engine speaks in lines; its "warning: ..." ones are warnings."""
+    from aether_cli.log import get_logger
+
+    log = get_logger()
+    if message.startswith("warning: "):
+        log.warning(message.removeprefix("warning: "))
+    else:
+        log.info(message)
 
 
 def _rejection(client: Any, digest: str, fallback: str) -> str:

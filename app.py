@@ -5,12 +5,23 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from chalice.app import Chalice, Request, Response
+from chalice.app import Chalice, Request, Response, S3Event
 
-from chalicelib import apps, artifacts, auth, deployments, health, middleware, openapi, payloads
+from chalicelib import (
+    apps,
+    artifacts,
+    auth,
+    deployments,
+    health,
+    middleware,
+    openapi,
+    payloads,
+    verification,
+)
+from chalicelib.observability import flush_metrics
 from chalicelib.records import bind_tables
 from chalicelib.settings import Settings
-from chalicelib.storage import ArtifactStore
+from chalicelib.storage import ARTIFACT_PREFIX, ArtifactStore
 
 app = Chalice(app_name="aether")
 
@@ -210,6 +221,18 @@ def create_deployment() -> Response:
 def show_deployment(deployment_id: str) -> dict[str, Any]:
     found = deployments.load(principal(), deployment_id)
     return deployments.deployment_json(found, with_events=True)
+
+
+# Events
+
+
+@app.on_s3_event(
+    bucket=Settings.from_env().bucket, events=["s3:ObjectCreated:*"], prefix=ARTIFACT_PREFIX
+)
+def artifact_uploaded(event: S3Event) -> None:
+    get_settings()
+    verification.handle_s3_event(get_store(), event.to_dict())
+    flush_metrics()
 
 
 middleware.install(app)

@@ -8,7 +8,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
-from chalicelib import apps, payloads
+from chalicelib import apps, payloads, verification
 from chalicelib.auth import Principal
 from chalicelib.errors import (
     BadRequest,
@@ -132,6 +132,10 @@ def find(principal: Principal, digest: str) -> Artifact:
 
 
 def is_deployable(artifact: Artifact, store: ArtifactStore) -> bool:
+    """Verified and present; a pending upload is verified on the spot (its event may be lost)."""
+    if artifact.status == "pending":
+        verification.verify_artifact(store, artifact)
+        artifact.refresh(consistent_read=True)
     return artifact.status == "verified" and store.stat(artifact.key) is not None
 
 

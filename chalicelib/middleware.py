@@ -9,7 +9,7 @@ from typing import Any
 from chalice.app import Chalice, ChaliceViewError, Request, Response
 
 from chalicelib import errors
-from chalicelib.observability import logger, metrics
+from chalicelib.observability import flush_metrics, logger
 
 
 def install(app: Chalice) -> None:
@@ -61,6 +61,6 @@ def _observe(
         response = error.to_response()
     response = errors.rewrite_chalice_error(response)
     logger.info("request", extra={"status": response.status_code})
-    metrics.flush_metrics()
+    flush_metrics()
     logger.remove_keys(["request_id", "method", "path", "app", "digest"])
     return response

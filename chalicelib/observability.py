@@ -10,4 +10,10 @@ SERVICE = "aether"
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace="Aether", service=SERVICE)
 
-__all__ = ["MetricUnit", "logger", "metrics"]
+__all__ = ["MetricUnit", "flush_metrics", "logger", "metrics"]
+
+
+def flush_metrics() -> None:
+    """Write the metrics gathered so far as one EMF record (nothing when there are none)."""
+    if metrics.metric_set:
+        metrics.flush_metrics()

@@ -1,0 +1,196 @@
+"""Re-hash every upload and check its signature before anything may run it.
+
+Events arrive late, twice, out of order or never; every path ends in the
+same state because each transition is a conditional write from ``pending``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools.metrics import single_metric
+from pynamodb.exceptions import DoesNotExist, UpdateError
+
+from chalicelib import apps
+from chalicelib.observability import MetricUnit, logger, metrics
+from chalicelib.records import Application, Artifact, is_condition_failure, utcnow
+from chalicelib.storage import ARTIFACT_PREFIX, ArtifactStore
+
+_KEY = re.compile(r"artifacts/(?P<app>[a-z0-9-]{1,63})/(?P<digest>[0-9a-f]{64})/app\.tar\.gz")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    key: str
+    status: str  # verified | rejected | quarantined | unchanged | missing
+    reason: str | None = None
+
+
+def handle_s3_event(store: ArtifactStore, event: dict[str, Any]) -> list[Outcome]:
+    """The ``s3:ObjectCreated`` handler's work, record by record."""
+    from aws_lambda_powertools.utilities.data_classes import S3Event
+
+    outcomes = []
+    for record in S3Event(event).records:
+        if record.s3.bucket.name != store.bucket:
+            logger.warning("event for another bucket", extra={"bucket": record.s3.bucket.name})
+            continue
+        outcomes.append(verify_key(store, unquote_plus(record.s3.get_object.key)))
+    return outcomes
+
+
+def verify_key(store: ArtifactStore, key: str) -> Outcome:
+    """Verify the object at ``key`` against the record that asked for it."""
+    match = _KEY.fullmatch(key)
+    if not key.startswith(ARTIFACT_PREFIX):
+        return Outcome(key, "unchanged", "outside artifacts/")
+    if match is None:
+        return _quarantine_stray(store, key, "key does not name an app and digest")
+    try:
+        artifact = Artifact.get(match["digest"], consistent_read=True)
+    except DoesNotExist:
+        return _quarantine_stray(store, key, "no upload was requested for this digest")
+    if artifact.app_name != match["app"]:
+        return _quarantine_stray(store, key, "the digest belongs to another application")
+    return verify_artifact(store, artifact)
+
+
+def verify_artifact(store: ArtifactStore, artifact: Artifact) -> Outcome:
+    """Hash the stored object and move the record out of ``pending`` exactly once."""
+    logger.append_keys(app=artifact.app_name, digest=artifact.digest)
+    if artifact.status == "verified":
+        return Outcome(artifact.key, "unchanged")
+    if artifact.status == "rejected":
+        # A second upload of rejected bytes without a new request: keep it out.
+        if store.stat(artifact.key) is not None:
+            store.quarantine(artifact.key)
+        return Outcome(artifact.key, "unchanged", artifact.reason)
+    stored = store.stat(artifact.key)
+    if stored is None:
+        return Outcome(artifact.key, "missing")
+
+    started = time.monotonic()
+    digest, size = _hash(store.read_chunks(artifact.key))
+    reason, signature_state = _problem(artifact, digest, size)
+    if reason is None:
+        outcome = _mark_verified(artifact, signature_state, size)
+    else:
+        outcome = _mark_rejected(store, artifact, reason, signature_state)
+    logger.info(
+        "artifact verification",
+        extra={
+            "outcome": outcome.status,
+            "reason": outcome.reason,
+            "bytes": size,
+            "seconds": round(time.monotonic() - started, 3),
+        },
+    )
+    return outcome
+
+
+def _hash(chunks: Iterable[bytes]) -> tuple[str, int]:
+    sha256 = hashlib.sha256()
+    size = 0
+    for chunk in chunks:
+        sha256.update(chunk)
+        size += len(chunk)
+    return sha256.hexdigest(), size
+
+
+def _problem(artifact: Artifact, digest: str, size: int) -> tuple[str | None, str]:
+    """Why the bytes may not run (``None`` when they may), and the signature state."""
+    if digest != artifact.digest:
+        return "digest_mismatch", artifact.signature_state
+    if size != artifact.size_bytes:
+        return "size_mismatch", artifact.signature_state
+    if artifact.signature_hex is None:
+        app = Application.get(artifact.app_name)
+        return ("unsigned" if app.require_signature else None), "absent"
+    if _signed_by_active_key(artifact.app_name, artifact.digest, artifact.signature_hex):
+        return None, "valid"
+    return "bad_signature", "invalid"
+
+
+def _signed_by_active_key(app_name: str, digest: str, signature_hex: str) -> bool:
+    from nacl.exceptions import BadSignatureError
+    from nacl.signing import VerifyKey
+
+    signature = bytes.fromhex(signature_hex)
+    for key_hex in apps.active_keys(app_name):
+        try:
+            VerifyKey(bytes.fromhex(key_hex)).verify(digest.encode(), signature)
+        except BadSignatureError:
+            continue
+        return True
+    return False
+
+
+def _mark_verified(artifact: Artifact, signature_state: str, size: int) -> Outcome:
+    now = utcnow()
+    try:
+        artifact.update(
+            actions=[
+                Artifact.status.set("verified"),
+                Artifact.signature_state.set(signature_state),
+                Artifact.verified_at.set(now),
+                Artifact.reason.remove(),
+            ],
+            condition=Artifact.status == "pending",
+        )
+    except UpdateError as exc:
+        if is_condition_failure(exc):
+            return Outcome(artifact.key, "unchanged")  # another delivery got there first
+        raise
+    metrics.add_metric("artifacts_total", MetricUnit.Count, 1)
+    metrics.add_metric("artifact_upload_bytes_total", MetricUnit.Bytes, size)
+    metrics.add_metric(
+        "artifact_upload_duration_seconds",
+        MetricUnit.Seconds,
+        (now - artifact.created_at).total_seconds(),
+    )
+    _count_outcome("verified")
+    return Outcome(artifact.key, "verified")
+
+
+def _mark_rejected(
+    store: ArtifactStore, artifact: Artifact, reason: str, signature_state: str
+) -> Outcome:
+    try:
+        artifact.update(
+            actions=[
+                Artifact.status.set("rejected"),
+                Artifact.reason.set(reason),
+                Artifact.signature_state.set(signature_state),
+            ],
+            condition=Artifact.status == "pending",
+        )
+    except UpdateError as exc:
+        if not is_condition_failure(exc):
+            raise
+        return Outcome(artifact.key, "unchanged")
+    # The record already says rejected, so nothing deploys it even if this fails.
+    store.quarantine(artifact.key)
+    logger.warning("artifact rejected", extra={"reason": reason})
+    _count_outcome(reason)
+    return Outcome(artifact.key, "rejected", reason)
+
+
+def _quarantine_stray(store: ArtifactStore, key: str, why: str) -> Outcome:
+    if store.stat(key) is not None:
+        store.quarantine(key)
+    logger.warning("unexpected upload quarantined", extra={"key": key, "why": why})
+    _count_outcome("unexpected")
+    return Outcome(key, "quarantined", why)
+
+
+def _count_outcome(outcome: str) -> None:
+    with single_metric(
+        name="artifact_verifications", unit=MetricUnit.Count, value=1, namespace=metrics.namespace
+    ) as metric:
+        metric.add_dimension(name="outcome", value=outcome)

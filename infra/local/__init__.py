@@ -1,0 +1,1 @@
+"""The embedded local stack: moto, the Chalice app and their helpers, no Docker."""

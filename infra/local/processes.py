@@ -1,0 +1,117 @@
+"""Background processes of the local stack: start, wait until they answer, stop."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_answers(port: int, host: str = LOOPBACK) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+def wait_for_port(
+    port: int, process: subprocess.Popen[bytes] | None, log: Path, timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_answers(port):
+            return
+        if process is not None and process.poll() is not None:
+            break
+        time.sleep(0.05)
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    raise RuntimeError(f"nothing answered on {LOOPBACK}:{port}; log {log}:\n{tail}")
+
+
+@dataclass
+class Service:
+    """A server process whose output goes to ``log``; its own process group."""
+
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def stop(self, timeout: float = 5.0) -> None:
+        stop_group(self.process.pid, timeout)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout)
+
+
+def start(
+    name: str,
+    command: Sequence[str],
+    port: int,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 30.0,
+) -> Service:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            list(command),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            start_new_session=True,
+        )
+    service = Service(name, port, process, log)
+    try:
+        wait_for_port(port, process, log, timeout)
+    except BaseException:
+        service.stop()
+        raise
+    return service
+
+
+def stop_group(pid: int, timeout: float = 5.0) -> bool:
+    """SIGTERM the process group led by ``pid``, SIGKILL it if it lingers."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    return True
+
+
+def moto_command(port: int) -> list[str]:
+    return [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)]
+
+
+def start_moto(port: int, log: Path) -> Service:
+    return start("moto", moto_command(port), port, log)

@@ -1,0 +1,56 @@
+"""Create what the control plane expects to find: bucket, tables, upload events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.records import bind_tables, create_tables
+from chalicelib.settings import Settings
+
+UPLOAD_QUEUE = "aether-artifact-uploads"
+
+
+def aws_client(service: str, settings: Settings, endpoint_url: str | None = None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        service,
+        region_name=settings.region,
+        endpoint_url=endpoint_url or settings.s3_endpoint_url,
+        config=Config(s3={"addressing_style": "path"}, signature_version="s3v4")
+        if service == "s3"
+        else None,
+    )
+
+
+def provision(settings: Settings, queue_name: str = UPLOAD_QUEUE) -> str:
+    """Bucket, tables and the bucket's ObjectCreated → SQS notification; returns the queue URL.
+
+    Safe to run again: everything that exists is left as it is.
+    """
+    bind_tables(settings)
+    create_tables()
+    s3 = aws_client("s3", settings)
+    sqs = aws_client("sqs", settings)
+    existing = {bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])}
+    if settings.bucket not in existing:
+        s3.create_bucket(Bucket=settings.bucket)
+    queue_url: str = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    s3.put_bucket_notification_configuration(
+        Bucket=settings.bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "Id": "aether-artifact-uploads",
+                    "QueueArn": queue_arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "artifacts/"}]}},
+                }
+            ]
+        },
+    )
+    return queue_url

@@ -1,0 +1,143 @@
+"""Deliver upload events to the Lambda handler when no Lambda runs them.
+
+Two sources, one destination: messages that moto's S3 notification puts on
+SQS, and MinIO webhook calls (MinIO sends the S3 ``Records`` format). Both
+end in the very handler Lambda would call, with the same event JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Deliver = Callable[[dict[str, Any]], None]
+log = logging.getLogger("aether.relay")
+MAX_WEBHOOK_BYTES = 1024 * 1024
+
+
+def object_created_records(event: Any) -> dict[str, Any] | None:
+    """The event if it carries ObjectCreated records (S3 test events carry none)."""
+    if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
+        return None
+    records = [
+        record
+        for record in event["Records"]
+        if isinstance(record, dict)
+        and str(record.get("eventName", "")).startswith(("ObjectCreated:", "s3:ObjectCreated:"))
+    ]
+    return {"Records": records} if records else None
+
+
+def drain_once(sqs: Any, queue_url: str, deliver: Deliver, wait_seconds: int = 1) -> int:
+    """Deliver what is on the queue now; a message is deleted only once delivered."""
+    received = sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds
+    ).get("Messages", [])
+    delivered = 0
+    for message in received:
+        try:
+            event = object_created_records(json.loads(message["Body"]))
+        except ValueError:
+            event = None
+        if event is not None:
+            try:
+                deliver(event)
+            except Exception:
+                # Left on the queue: it comes back after the visibility timeout.
+                log.exception("delivery failed; the message will be retried")
+                continue
+            delivered += 1
+        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return delivered
+
+
+def poll_forever(sqs: Any, queue_url: str, deliver: Deliver, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            drain_once(sqs, queue_url, deliver, wait_seconds=1)
+        except Exception:
+            log.exception("polling the upload queue failed")
+            stop.wait(1.0)
+
+
+def webhook_server(port: int, token: str, deliver: Deliver) -> ThreadingHTTPServer:
+    """A loopback endpoint for MinIO's webhook target (``auth_token`` = ``token``)."""
+
+    class Webhook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            presented = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            if not token or not hmac.compare_digest(presented.encode(), token.encode()):
+                self._answer(401, "unauthorized", "a valid bearer token is required")
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_WEBHOOK_BYTES:
+                self._answer(413, "payload_too_large", "event too large")
+                return
+            try:
+                event = object_created_records(json.loads(self.rfile.read(length) or b"{}"))
+            except ValueError:
+                self._answer(400, "bad_request", "body is not JSON")
+                return
+            if event is not None:
+                try:
+                    deliver(event)
+                except Exception:
+                    log.exception("webhook delivery failed")
+                    self._answer(503, "service_unavailable", "delivery failed; retry")
+                    return
+            self._answer(200, None, None)
+
+        def _answer(self, status: int, code: str | None, message: str | None) -> None:
+            body = json.dumps({"code": code, "message": message} if code else {}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.info("webhook %s", format % args)
+
+    return ThreadingHTTPServer(("127.0.0.1", port), Webhook)
+
+
+def lambda_handler() -> Deliver:
+    """The Chalice app's own ``s3:ObjectCreated`` handler, called like Lambda calls it."""
+    import app as control_plane
+
+    def deliver(event: dict[str, Any]) -> None:
+        control_plane.artifact_uploaded(event, None)
+
+    return deliver
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--queue-url", required=True)
+    parser.add_argument("--webhook-port", type=int, default=0)
+    parser.add_argument("--webhook-token-file", help="file holding the webhook bearer token")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    import boto3
+
+    deliver = lambda_handler()
+    stop = threading.Event()
+    if args.webhook_port:
+        with open(args.webhook_token_file) as handle:  # noqa: PTH123
+            token = handle.read().strip()
+        server = webhook_server(args.webhook_port, token, deliver)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        log.info("webhook on 127.0.0.1:%d", args.webhook_port)
+    log.info("polling %s", args.queue_url)
+    poll_forever(boto3.client("sqs"), args.queue_url, deliver, stop)
+
+
+if __name__ == "__main__":
+    main()

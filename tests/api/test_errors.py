@@ -1,0 +1,76 @@
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from infra.local.processes import free_port
+from tests.conftest import Api
+
+
+def test_malformed_json_is_a_bad_request(api: Api) -> None:
+    reply = api.post("/apps", raw=b"{not json")
+    assert reply.status == 400
+    assert reply.json["code"] == "bad_request"
+    assert "not valid JSON" in reply.json["message"]
+
+
+def test_a_json_array_body_is_a_bad_request(api: Api) -> None:
+    reply = api.post("/apps", raw=b"[1, 2]")
+    assert reply.json == {"code": "bad_request", "message": "request body must be a JSON object"}
+
+
+def test_wrong_content_type_is_refused_with_the_envelope(api: Api) -> None:
+    reply = api.post("/apps", raw=b"name=x", headers={"content-type": "text/plain"})
+    assert reply.status == 415
+    assert reply.json["code"] == "unsupported_media_type"
+    assert set(reply.json) == {"code", "message"}
+
+
+def test_wrong_method_is_refused_with_the_envelope(api: Api) -> None:
+    reply = api.call("PUT", "/apps")
+    assert reply.status == 405
+    assert reply.json["code"] == "method_not_allowed"
+    assert "GET" in reply.headers.get("Allow", "")
+
+
+def test_oversized_body_is_a_bad_request(api: Api) -> None:
+    reply = api.post("/apps", {"name": "x", "padding": "y" * 70_000})
+    assert reply.status == 400
+    assert reply.json["code"] == "bad_request"
+
+
+@pytest.fixture
+def unreachable_aws(control_plane: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Point the app at a port nothing listens on, then restore it."""
+    from chalicelib.records import bind_tables
+    from chalicelib.settings import Settings
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AETHER_CONNECT_TIMEOUT_SECONDS", "1")
+    for cached in (control_plane.get_settings, control_plane.get_store):
+        cached.cache_clear()
+    yield
+    monkeypatch.undo()
+    for cached in (control_plane.get_settings, control_plane.get_store):
+        cached.cache_clear()
+    bind_tables(Settings.from_env())
+
+
+def test_dynamodb_unreachable_is_service_unavailable(api: Api, unreachable_aws: None) -> None:
+    for method, path in [("GET", "/apps"), ("POST", "/apps"), ("GET", "/deployments/x")]:
+        reply = api.call(method, path, body={"name": "down-app"})
+        assert reply.status == 503, (path, reply.body)
+        assert reply.json["code"] == "service_unavailable"
+    token_reply = api.as_("aet_0123456789abcdef_secret").get("/whoami")
+    assert token_reply.status == 503
+
+
+def test_readyz_is_503_when_dependencies_are_down(api: Api, unreachable_aws: None) -> None:
+    reply = api.as_(None).get("/readyz")
+    assert reply.status == 503
+    assert reply.json["code"] == "service_unavailable"
+    assert reply.json["checks"] == {
+        "dynamodb": "unavailable",
+        "s3": "unavailable",
+        "kubernetes": "not configured",
+    }

@@ -1,0 +1,124 @@
+"""Servers shared by the whole suite, started once per session on loopback ports."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from infra.local.processes import Service, free_port, start_moto
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    service = start_moto(free_port(), tmp_path_factory.mktemp("moto") / "moto.log")
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def aws_environment(moto_server: Service) -> Iterator[dict[str, str]]:
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": moto_server.url,
+        "AETHER_STAGE": "test",
+        "AETHER_API_TOKENS": ADMIN_TOKEN,
+        "POWERTOOLS_METRICS_NAMESPACE": "AetherTest",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        yield env
+
+
+@pytest.fixture(scope="session")
+def control_plane(aws_environment: dict[str, str]) -> Iterator[Any]:
+    """The Chalice app module, bound to freshly provisioned moto resources."""
+    import app as control_plane_app
+    from chalicelib.settings import Settings
+    from infra.local.provision import provision
+
+    control_plane_app.upload_queue_url = provision(Settings.from_env())
+    _reset_caches(control_plane_app)
+    yield control_plane_app
+    _reset_caches(control_plane_app)
+
+
+def _reset_caches(module: Any) -> None:
+    for cached in (module.get_settings, module.get_store, module.env_token_hashes):
+        cached.cache_clear()
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Api:
+    """Calls the Chalice app in-process through ``chalice.test.Client``."""
+
+    def __init__(self, client: Any, token: str | None) -> None:
+        self._client = client
+        self.token = token
+
+    def as_(self, token: str | None) -> Api:
+        return Api(self._client, token)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | str | None = None,
+    ) -> Reply:
+        sent = {"content-type": "application/json", **(headers or {})}
+        if self.token is not None:
+            sent.setdefault("authorization", f"Bearer {self.token}")
+        payload = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        response = self._client.http.request(method, path, headers=sent, body=payload or b"")
+        return Reply(response.status_code, dict(response.headers), response.body)
+
+    def get(self, path: str, **kwargs: Any) -> Reply:
+        return self.call("GET", path, **kwargs)
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> Reply:
+        return self.call("POST", path, body, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> Reply:
+        return self.call("DELETE", path, **kwargs)
+
+    def head(self, path: str, **kwargs: Any) -> Reply:
+        return self.call("HEAD", path, **kwargs)
+
+
+@pytest.fixture
+def api(control_plane: Any) -> Iterator[Api]:
+    from chalice.test import Client
+
+    with Client(control_plane.app) as client:
+        yield Api(client, ADMIN_TOKEN)
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> str:
+    """An app name no other test uses (the moto server lives for the whole session)."""
+    import re
+    import uuid
+
+    base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    return f"{base}-{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,61 @@
+"""A Kubernetes API simulator for Aether's tests and embedded stack.
+
+A standard-library HTTP server on 127.0.0.1 that the official ``kubernetes`` client uses
+unchanged through a kubeconfig. See ``/work/shared/kube-simulator.md`` for what it must do.
+
+Start one::
+
+    sim = start_simulator()            # ephemeral port, background thread
+    sim.write_kubeconfig("kubeconfig")  # context "aether-sim", http, bearer token
+    ...
+    sim.stop()
+
+or ``python -m infra.kubesim --port 6443 --kubeconfig .aether/kubeconfig``.
+
+Test hooks, as methods and over HTTP (no token needed; the real API never uses ``/_sim/``):
+
+=============================  =====================================================
+``sim.set_api_down(True)``     ``POST /_sim/api-down`` (and ``/_sim/api-up``): every API
+                               request answers 503 ServiceUnavailable, open watches end
+``sim.crash_loop(ns, dep)``    ``POST /_sim/faults {"fault": "crash-loop", "namespace",
+                               "deployment", "labelSelector"}``
+``sim.fail_init_containers``   ``... {"fault": "init-failure"}`` (Init:Error, back-off)
+``sim.never_ready(ns, dep)``   ``... {"fault": "never-ready"}`` (ProgressDeadlineExceeded)
+``sim.clear_faults()``         ``DELETE /_sim/faults``
+``sim.append_log(ns, pod, l)`` ``POST /_sim/logs {"namespace", "pod", "container", "lines"}``
+``sim.expire_watch_history()`` ``POST /_sim/expire-watch-history`` (older watches get 410)
+``sim.reset()``                ``POST /_sim/reset``
+=============================  =====================================================
+"""
+
+from infra.kubesim.runtime import (
+    ContainerState,
+    ContainerView,
+    Fault,
+    FaultRule,
+    PodRuntime,
+    PodStatusSink,
+    PodView,
+    Running,
+    SimulatedRuntime,
+    Terminated,
+    Waiting,
+)
+from infra.kubesim.simulator import CONTEXT_NAME, Simulator, start_simulator
+
+__all__ = [
+    "CONTEXT_NAME",
+    "ContainerState",
+    "ContainerView",
+    "Fault",
+    "FaultRule",
+    "PodRuntime",
+    "PodStatusSink",
+    "PodView",
+    "Running",
+    "SimulatedRuntime",
+    "Simulator",
+    "Terminated",
+    "Waiting",
+    "start_simulator",
+]

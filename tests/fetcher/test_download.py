@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import socket
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from .archives import file, tar_gz
-from .sites import Site, anonymous, bearer, body, failing, redirect, sha256, truncated
+from .sites import Site, anonymous, bearer, body, failing, redirect, send, sha256, truncated
 from .workspace import Result, Workspace, assert_refused, run_fetch
 
 ARCHIVE = tar_gz(file("package.json", b'{"name": "hello"}\n'), file("server.js", b"// hi\n"))
@@ -54,6 +55,23 @@ def test_redirect_on_the_same_origin_keeps_the_token(
     assert_fetched(fetch(workspace, url, DIGEST, "--token", TOKEN), workspace)
 
 
+def test_storage_refusal_after_redirect_names_storage_without_the_query(
+    control_plane: Site, storage: Site, workspace: Workspace
+) -> None:
+    def expired(handler: BaseHTTPRequestHandler) -> None:
+        send(
+            handler, 403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message>"
+        )
+
+    presigned = storage.mount(expired) + "?X-Amz-Signature=presigned-secret"
+    url = control_plane.mount(bearer(TOKEN, redirect(presigned)))
+
+    result = fetch(workspace, url, DIGEST, "--token", TOKEN)
+
+    assert_refused(result, 3, f"HTTP 403 from {presigned.split('?')[0]}", workspace)
+    assert "presigned-secret" not in result.stderr
+
+
 def test_missing_token_is_refused_with_the_servers_reason(
     control_plane: Site, workspace: Workspace
 ) -> None:
@@ -84,7 +102,8 @@ def test_unknown_artifact_is_a_404_failure(control_plane: Site, workspace: Works
 
 def test_redirect_to_a_file_url_is_refused(control_plane: Site, workspace: Workspace) -> None:
     url = control_plane.mount(redirect("file:///etc/passwd"))
-    assert_refused(fetch(workspace, url), 3, "HTTP 307", workspace)
+    result = fetch(workspace, url)
+    assert_refused(result, 3, "refused redirect: HTTP 307", workspace)
 
 
 def test_digest_mismatch_names_both_digests(storage: Site, workspace: Workspace) -> None:

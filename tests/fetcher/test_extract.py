@@ -159,6 +159,10 @@ HOSTILE: dict[str, tuple[Hostile, str]] = {
         lambda root: [file("a.js", b"1"), file("a.js", b"2")],
         "duplicate entry",
     ),
+    "symlink replacing a directory its files implied": (
+        lambda root: [file("lib/a.js", b"1"), symlink("lib", "..")],
+        "duplicate entry",
+    ),
     "archive root as a file": (
         lambda root: [file(".", b"x")],
         "the archive root must be a directory",

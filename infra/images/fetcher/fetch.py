@@ -123,7 +123,8 @@ def one_line(text: str) -> str:
 def redact(url: str) -> str:
     """scheme://host/path only: presigned URLs carry credentials in the query string."""
     parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
 
 
 # ── configuration ──────────────────────────────────────────────────────────────
@@ -293,7 +294,10 @@ def _download_once(config: Config, into: Path) -> str:
                 sha256.update(chunk)
                 out.write(chunk)
     except urllib.error.HTTPError as error:
-        message = f"HTTP {error.code} from {where}{_server_says(error)}"
+        # error.url is the request that failed, which may be the redirect target.
+        message = f"HTTP {error.code} from {redact(error.url)}{_server_says(error)}"
+        if 300 <= error.code < 400:  # urllib would not follow it (a file: URL, a loop)
+            raise FetchError(EXIT_HTTP, f"refused redirect: {message}") from None
         if error.code >= 500 or error.code == 429:
             raise Transient(EXIT_UNAVAILABLE, message) from None
         raise FetchError(EXIT_HTTP, message) from None
@@ -341,6 +345,7 @@ class _Seen:
     entries: int = 0
     size: int = 0
     names: set[str] = field(default_factory=set)
+    parents: set[str] = field(default_factory=set)  # directories implied by entries' paths
     files: set[str] = field(default_factory=set)
     symlinks: set[str] = field(default_factory=set)
 
@@ -368,7 +373,7 @@ def check(member: tarfile.TarInfo, seen: _Seen, config: Config) -> None:
     name = "/".join(parts) or "."
     if name == "." and not member.isdir():
         _refuse(member, "the archive root must be a directory")
-    if name in seen.names:
+    if name in seen.names or (name in seen.parents and not member.isdir()):
         _refuse(member, "duplicate entry")
     for depth in range(1, len(parts)):
         if "/".join(parts[:depth]) in seen.symlinks:
@@ -382,8 +387,8 @@ def check(member: tarfile.TarInfo, seen: _Seen, config: Config) -> None:
             _refuse(member, f"symlink points outside the tree ({member.linkname!r})")
         seen.symlinks.add(name)
     if member.islnk():
-        target = posixpath.normpath(member.linkname)
-        if target not in seen.files:
+        target = [p for p in member.linkname.split("/") if p not in ("", ".")]
+        if member.linkname.startswith("/") or "/".join(target) not in seen.files:
             _refuse(member, "hardlink target is not a regular file earlier in the archive")
     if member.isreg():
         seen.size += member.size
@@ -393,6 +398,7 @@ def check(member: tarfile.TarInfo, seen: _Seen, config: Config) -> None:
             )
         seen.files.add(name)
     seen.names.add(name)
+    seen.parents.update("/".join(parts[:depth]) for depth in range(1, len(parts)))
 
 
 def extract(archive: Path, tree: Path, config: Config) -> None:
@@ -486,6 +492,9 @@ def run(config: Config) -> None:
         tree.mkdir()
         extract(archive, tree, config)
         archive.unlink()  # give its space back early: an emptyDir may have a size limit
+        # No SIGTERM during the swap: half a swap followed by the cleanup below would delete
+        # the previous DEST without the new one in place. Left blocked: only cleanup remains.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         try:
             install(tree, config.dest, work)
         except OSError as error:

@@ -123,6 +123,11 @@ HOSTILE: dict[str, tuple[Hostile, str]] = {
         lambda root: [symlink("passwd", "/etc/passwd")],
         "symlink to an absolute path",
     ),
+    # Lexically d/l1/.. is d, but on disk d/l1 is the root: tarfile's data filter catches it.
+    "symlink chain that escapes only on disk": (
+        lambda root: [directory("d"), symlink("d/l1", ".."), symlink("l2", "d/l1/..")],
+        "outside the destination",
+    ),
     "symlink outside then a file through it": (
         lambda root: [symlink("up", ".."), file("up/escaped.txt", b"x")],
         "symlink points outside the tree",

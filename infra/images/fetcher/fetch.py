@@ -30,14 +30,17 @@ What happens to DEST
     - DEST an existing directory: its previous contents are replaced (DEST renamed aside,
       staging renamed to DEST, the old tree deleted), so a restarted pod gets a clean copy;
     - DEST a mount point (an emptyDir mounted straight at /app cannot be renamed): the
-      work directory lives inside DEST, and on success DEST's previous entries are deleted
-      and the staged entries moved in.
+      work directory lives inside DEST, and on success DEST's previous entries are moved
+      into it (then deleted) and the staged entries moved in, one rename each.
     On failure DEST is left as it was. DEST's parent must already exist.
 
-Archive rules, on top of tarfile's `data` filter (kept as a second line of defence):
+Archive rules, checked per entry before tarfile's `data` filter sees it:
     only regular files, directories, symlinks and hardlinks; no absolute paths, no `..`
     components, no duplicate entries; symlinks must resolve inside the tree; hardlinks may
     only point to a regular file extracted earlier; nothing is written through a symlink.
+    The last two keep every write inside the tree even where the filter's own realpath
+    checks can be fooled (CVE-2025-4517, Pythons before 3.11.13); the filter stays as the
+    second line (it also drops setuid bits and ownership).
 
 Exit codes (stderr's last line is one `fetch: error: ...` line on any failure)
     0    DEST holds exactly the archive's contents

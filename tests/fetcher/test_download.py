@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
+import threading
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from .archives import file, tar_gz
 from .sites import Site, anonymous, bearer, body, failing, redirect, send, sha256, truncated
-from .workspace import Result, Workspace, assert_refused, run_fetch
+from .workspace import FETCH, Result, Workspace, assert_refused, run_fetch
 
 ARCHIVE = tar_gz(file("package.json", b'{"name": "hello"}\n'), file("server.js", b"// hi\n"))
 DIGEST = sha256(ARCHIVE)
@@ -223,3 +227,32 @@ def test_non_http_url_is_a_usage_error(workspace: Workspace, tmp_path: Path) -> 
 def test_unknown_flag_is_a_usage_error_on_one_line(workspace: Workspace) -> None:
     workspace.freeze()
     assert_refused(run_fetch("--colour", "blue"), 2, "unrecognized arguments", workspace)
+
+
+def test_sigterm_mid_download_cleans_up(storage: Site, workspace: Workspace) -> None:
+    half_sent, release = threading.Event(), threading.Event()
+
+    def stalls(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(ARCHIVE)))
+        handler.end_headers()
+        handler.wfile.write(ARCHIVE[: len(ARCHIVE) // 2])
+        handler.wfile.flush()
+        half_sent.set()
+        release.wait(timeout=30)
+
+    url = storage.mount(stalls)
+    workspace.freeze()
+    args = ["--url", url, "--digest", DIGEST, "--dest", str(workspace.dest)]
+    with subprocess.Popen(
+        [sys.executable, str(FETCH), *args], stderr=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            assert half_sent.wait(timeout=30)
+            # The work directory exists once the body started flowing; now the pod is deleted.
+            process.send_signal(signal.SIGTERM)
+            _, stderr = process.communicate(timeout=30)
+        finally:
+            release.set()
+
+    assert_refused(Result(process.returncode, stderr), 143, "interrupted by SIGTERM", workspace)

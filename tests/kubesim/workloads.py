@@ -1,0 +1,66 @@
+"""Manifests and a bounded wait shared by the simulator tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def wait_for(probe: Callable[[], T | None], *, timeout: float = 10.0, what: str = "") -> T:
+    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or probe}")
+        time.sleep(0.02)
+
+
+def deployment(
+    name: str,
+    *,
+    replicas: int = 1,
+    image: str = "aether-nodejs:20-slim",
+    env: dict[str, str] | None = None,
+    progress_deadline_seconds: int | None = None,
+    strategy: str | None = None,
+) -> dict[str, Any]:
+    labels = {"app": "aether", "app_name": name}
+    spec: dict[str, Any] = {
+        "replicas": replicas,
+        "selector": {"matchLabels": labels},
+        "template": {
+            "metadata": {"labels": labels},
+            "spec": {
+                "initContainers": [{"name": "fetch", "image": "aether-fetcher:1"}],
+                "containers": [
+                    {
+                        "name": "app",
+                        "image": image,
+                        "env": [{"name": k, "value": v} for k, v in (env or {}).items()],
+                        "ports": [{"containerPort": 8080}],
+                    }
+                ],
+            },
+        },
+    }
+    if progress_deadline_seconds is not None:
+        spec["progressDeadlineSeconds"] = progress_deadline_seconds
+    if strategy is not None:
+        spec["strategy"] = {"type": strategy}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": spec,
+    }
+
+
+def condition(obj: Any, kind: str) -> Any:
+    """The status condition of ``kind`` on a client model, or None."""
+    return next((c for c in obj.status.conditions or [] if c.type == kind), None)

@@ -9,7 +9,6 @@ import json
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
-from pynamodb.transactions import TransactWrite
 
 from chalicelib import apps, artifacts, payloads
 from chalicelib.auth import Principal
@@ -23,6 +22,7 @@ from chalicelib.records import (
     iso,
     new_id,
     newest_first,
+    transaction,
     utcnow,
 )
 from chalicelib.storage import ArtifactStore
@@ -78,7 +78,7 @@ def _config_key(deployment: Deployment) -> str:
         "digest": deployment.artifact_digest,
         "runtime": deployment.runtime,
         "start_command": deployment.start_command,
-        "env": dict(deployment.env),
+        "env": deployment.env_dict(),
         "replicas": deployment.replicas,
     }
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
@@ -93,9 +93,9 @@ def _claim_in_flight_slot(app: Application, deployment: Deployment) -> tuple[Dep
     """
     for _ in range(3):
         try:
-            with TransactWrite() as transaction:
-                transaction.save(deployment, condition=Deployment.deployment_id.does_not_exist())
-                transaction.update(
+            with transaction() as write:
+                write.save(deployment, condition=Deployment.deployment_id.does_not_exist())
+                write.update(
                     app,
                     actions=[
                         Application.inflight_config_key.set(deployment.config_key),

@@ -20,7 +20,9 @@ from pynamodb.attributes import (
 )
 from pynamodb.exceptions import PynamoDBException
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.connection import Connection
 from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
 
 from chalicelib.settings import Settings
 
@@ -184,6 +186,19 @@ def bind_tables(settings: Settings) -> None:
         model.Meta.host = settings.dynamodb_endpoint_url
         model.Meta.connect_timeout_seconds = settings.connect_timeout_seconds
         model._connection = None  # rebuilt lazily with the new settings
+
+
+def transaction() -> TransactWrite:
+    """A write transaction on this stage's DynamoDB endpoint."""
+    meta = Application.Meta
+    return TransactWrite(
+        connection=Connection(
+            region=meta.region,
+            host=meta.host,
+            connect_timeout_seconds=meta.connect_timeout_seconds,
+            max_retry_attempts=meta.max_retry_attempts,
+        )
+    )
 
 
 def create_tables() -> None:

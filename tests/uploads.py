@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any
+from typing import Any, BinaryIO
 
 import requests
 from nacl.signing import SigningKey
@@ -35,7 +35,7 @@ def request_upload(
     return api.post("/artifacts", {**body, "runtime": "node20"}, headers=headers)
 
 
-def put(upload: dict[str, Any], data: bytes) -> requests.Response:
+def put(upload: dict[str, Any], data: bytes | BinaryIO) -> requests.Response:
     return requests.request(
         upload["method"], upload["url"], data=data, headers=upload["headers"], timeout=30
     )

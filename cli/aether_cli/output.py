@@ -64,7 +64,9 @@ class Output:
             click.echo(message)
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-        cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in r] for r in rows]
+        cells = [[str(h) for h in headers]] + [
+            ["-" if c is None else str(c) for c in r] for r in rows
+        ]
         widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
         for row in cells:
             click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

@@ -54,8 +54,7 @@ def follow(
         remaining = deadline - clock()
         if remaining <= 0:
             raise WaitTimeout(
-                f"deployment {deployment_id} is still {current.get('status')} "
-                f"after {timeout:g}s",
+                f"deployment {deployment_id} is still {current.get('status')} after {timeout:g}s",
                 hint=f"check later with `aether status {deployment_id}`",
             )
         sleep(min(interval, remaining))

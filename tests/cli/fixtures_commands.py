@@ -1,5 +1,8 @@
 """A scriptable HTTP server on 127.0.0.1 and helpers to run ``aether`` against it.
 
+Test modules import the fixtures by their function names (``fake_api_fixture``,
+``cli_env_fixture``) and use them as ``fake_api`` and ``cli_env``.
+
 Only for what the real stack cannot be made to do on cue: answer 401 or 503 at
 a given moment, stand in for a presigned-PUT target that records exactly what
 it received. Each test scripts the routes it needs; an unscripted request gets a
@@ -106,7 +109,9 @@ class ScriptedServer:
             do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _handle
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -141,8 +146,8 @@ class ScriptedServer:
         self._httpd.server_close()
 
 
-@pytest.fixture
-def fake_api() -> Iterator[ScriptedServer]:
+@pytest.fixture(name="fake_api")
+def fake_api_fixture() -> Iterator[ScriptedServer]:
     server = ScriptedServer().start()
     yield server
     server.stop()
@@ -171,8 +176,8 @@ def isolated_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def cli_env(tmp_path: Path) -> dict[str, str]:
+@pytest.fixture(name="cli_env")
+def cli_env_fixture(tmp_path: Path) -> dict[str, str]:
     return isolated_env(tmp_path)
 
 
@@ -197,7 +202,9 @@ def run_aether(
     )
 
 
-def write_project(root: Path, *, name: str = "demo-app", extra: dict[str, Any] | None = None) -> Path:
+def write_project(
+    root: Path, *, name: str = "demo-app", extra: dict[str, Any] | None = None
+) -> Path:
     """A Node.js project without dependencies: npm installs it offline."""
     root.mkdir(parents=True, exist_ok=True)
     package = {
@@ -209,7 +216,9 @@ def write_project(root: Path, *, name: str = "demo-app", extra: dict[str, Any] |
         **(extra or {}),
     }
     (root / "package.json").write_text(json.dumps(package, indent=2) + "\n")
-    (root / "server.js").write_text("require('http').createServer((q, s) => s.end('ok')).listen(process.env.PORT)\n")
+    (root / "server.js").write_text(
+        "require('http').createServer((q, s) => s.end('ok')).listen(process.env.PORT)\n"
+    )
     return root
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import click
 import nacl.signing
 import pytest
-
 from aether_cli import config, errors, session
 from aether_cli.commands.logs import parse_since
 from aether_cli.signing import load_signing_key, public_key_hex, sign_digest
+
 from tests.cli.fixtures_commands import isolated_env
 
 SEED = "11" * 32
@@ -119,7 +119,7 @@ def test_session_token_is_only_sent_to_the_url_it_was_issued_for(tmp_path: Path)
     settings = config.load_settings(env)
     assert settings.api_url == "http://127.0.0.1:10"
     assert settings.token is None
-    with pytest.raises(errors.ConfigError, match="not logged in to http://127.0.0.1:10"):
+    with pytest.raises(errors.ConfigError, match=r"not logged in to http://127\.0\.0\.1:10"):
         config.require_credentials(settings)
 
 

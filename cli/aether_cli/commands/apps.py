@@ -28,7 +28,6 @@ def app_option(
     return click.option("--app", metavar="NAME", callback=check, help=help_text)
 
 
-
 @click.command("list")
 @format_option()
 @click.pass_obj
@@ -88,7 +87,12 @@ def status(out: Output, deployment_id: str | None, app: str | None, fmt: str) ->
 
 
 @click.command()
-@click.option("--to", "to", metavar="DEPLOYMENT_ID", help="Deployment to return to. Default: the previous one.")
+@click.option(
+    "--to",
+    "to",
+    metavar="DEPLOYMENT_ID",
+    help="Deployment to return to. Default: the previous one.",
+)
 @app_option()
 @click.option("--no-wait", is_flag=True, help="Return once the rollback is accepted.")
 @click.option(

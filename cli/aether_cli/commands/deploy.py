@@ -29,7 +29,9 @@ def _parse_env(
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not _ENV_KEY.match(key):
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE with KEY like [A-Za-z_][A-Za-z0-9_]*")
+            raise click.BadParameter(
+                f"{item!r} is not KEY=VALUE with KEY like [A-Za-z_][A-Za-z0-9_]*"
+            )
         env[key] = value
     return env
 
@@ -68,7 +70,9 @@ class DeployRequest:
     callback=_parse_env,
     help="Environment variable for the service; repeatable.",
 )
-@click.option("--start-command", metavar="CMD", help="Command that starts the service. Default: npm start.")
+@click.option(
+    "--start-command", metavar="CMD", help="Command that starts the service. Default: npm start."
+)
 @click.option("--no-wait", is_flag=True, help="Return once the deployment is accepted.")
 @click.option(
     "--timeout",
@@ -260,6 +264,9 @@ def _render(out: Output, summary: dict[str, Any]) -> None:
         return
     out.line(f"Deployed {summary['app']}: {status}")
     out.line(f"  deployment  {summary['deployment_id']}")
-    out.line(f"  digest      {summary['digest']}" + ("" if summary["uploaded"] else " (already uploaded)"))
+    out.line(
+        f"  digest      {summary['digest']}"
+        + ("" if summary["uploaded"] else " (already uploaded)")
+    )
     if summary.get("url"):
         out.line(f"  url         {summary['url']}")

@@ -1,0 +1,424 @@
+"""``aether deploy`` end to end against a scripted control plane and storage target.
+
+The project has no dependencies, so npm installs it offline. The storage PUT
+target is the same scripted server: it records exactly the headers and bytes
+the CLI sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import nacl.signing
+import pytest
+
+from tests.cli.fixtures_commands import (
+    TOKEN,
+    Recorded,
+    Reply,
+    ScriptedServer,
+    envelope,
+    fake_api_fixture,  # noqa: F401 - fixture "fake_api"
+    isolated_env,
+    run_aether,
+    single_json,
+    write_project,
+)
+
+DIGEST_PATH = r"/artifacts/[0-9a-f]{64}"
+SEED = "33" * 32
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return write_project(tmp_path / "demo-app")
+
+
+def logged_in(tmp_path: Path, server: ScriptedServer, **extra: str) -> dict[str, str]:
+    return isolated_env(tmp_path, AETHER_API_URL=server.url, AETHER_TOKEN=TOKEN, **extra)
+
+
+def deployment(status: str, events: int = 1, **fields: Any) -> dict[str, Any]:
+    phases = ["created", "rolling_out", "available", "failed"]
+    return {
+        "deployment_id": "dep-1",
+        "app_name": "demo-app",
+        "artifact_digest": "ab" * 32,
+        "status": status,
+        "created_at": "2025-01-01T00:00:00Z",
+        "url": "http://demo-app.example" if status == "succeeded" else None,
+        "events": [
+            {"phase": phases[i], "message": f"step {i}", "timestamp": f"t{i}"}
+            for i in range(events)
+        ],
+        **fields,
+    }
+
+
+def grant(server: ScriptedServer) -> Any:
+    """POST /artifacts as the control plane answers it: a presigned PUT on 'storage'."""
+
+    def respond(request: Recorded) -> Reply:
+        digest = request.headers["x-aether-artifact-digest"]
+        size = request.json["size_bytes"]
+        checksum = base64.b64encode(bytes.fromhex(digest)).decode()
+        return Reply(
+            201,
+            {
+                "digest": digest,
+                "key": f"artifacts/demo-app/{digest}/app.tar.gz",
+                "duplicate": False,
+                "upload": {
+                    "method": "PUT",
+                    "url": f"{server.url}/storage/{digest}?X-Amz-Signature=abc",
+                    "headers": {
+                        "Content-Length": str(size),
+                        "x-amz-checksum-sha256": checksum,
+                        "Content-Type": "application/gzip",
+                    },
+                },
+                "expires_at": "2025-01-01T00:15:00Z",
+            },
+        )
+
+    return respond
+
+
+def script_happy_path(server: ScriptedServer) -> None:
+    server.on("HEAD", DIGEST_PATH, Reply(404))
+    server.on("POST", "/artifacts", grant(server))
+    server.on("PUT", r"/storage/.*", Reply(200))
+    server.on("POST", "/deployments", Reply(201, deployment("pending")))
+    server.on(
+        "GET",
+        "/deployments/dep-1",
+        Reply(200, deployment("rolling_out", 2)),
+        Reply(200, deployment("succeeded", 3)),
+    )
+
+
+def test_first_deploy_uploads_exactly_the_signed_headers_and_follows_the_rollout(
+    fake_api: ScriptedServer, project: Path, tmp_path: Path
+) -> None:
+    script_happy_path(fake_api)
+    result = run_aether(
+        ["deploy", "--format", "json", "--no-sbom", "--env", "GREETING=hi there", "--env", "A="],
+        logged_in(tmp_path, fake_api),
+        cwd=project,
+    )
+    assert result.returncode == 0, result.stderr
+    out = single_json(result.stdout)
+    artifact = Path(out["artifact"])
+    body = artifact.read_bytes()
+    assert out["digest"] == hashlib.sha256(body).hexdigest()
+    assert out["size_bytes"] == len(body)
+    assert artifact == project / ".aether" / "build" / "app.tar.gz"
+    assert Path(out["manifest"]).is_file()
+    assert (out["sbom"], out["signature"]) == (None, None)
+    assert (out["uploaded"], out["deployment_id"], out["status"]) == (True, "dep-1", "succeeded")
+    assert out["url"] == "http://demo-app.example"
+
+    (put,) = fake_api.calls("PUT", r"/storage/.*")
+    assert put.body == body
+    assert put.query == {"X-Amz-Signature": ["abc"]}
+    assert put.headers["content-length"] == str(len(body))
+    assert (
+        put.headers["x-amz-checksum-sha256"]
+        == base64.b64encode(hashlib.sha256(body).digest()).decode()
+    )
+    assert put.headers["content-type"] == "application/gzip"
+    assert "authorization" not in put.headers
+    assert TOKEN not in json.dumps(put.headers)
+
+    (post,) = fake_api.calls("POST", "/artifacts")
+    assert post.headers["x-aether-artifact-digest"] == out["digest"]
+    assert "x-aether-signature" not in post.headers
+    assert post.json == {"app_name": "demo-app", "size_bytes": len(body), "runtime": "node20"}
+    (created,) = fake_api.calls("POST", "/deployments")
+    assert created.json == {
+        "app_name": "demo-app",
+        "artifact_digest": out["digest"],
+        "runtime": "node20",
+        "start_command": "npm start",
+        "env": {"GREETING": "hi there", "A": ""},
+        "replicas": 1,
+    }
+    # Every event is shown once, on stderr.
+    for i in range(3):
+        assert result.stderr.count(f"step {i}") == 1
+
+
+def test_an_artifact_the_platform_has_is_not_uploaded_again(
+    fake_api: ScriptedServer, project: Path, tmp_path: Path
+) -> None:
+    script_happy_path(fake_api)
+    fake_api.on("HEAD", DIGEST_PATH, Reply(200))
+    result = run_aether(
+        ["deploy", "--format", "json", "--no-sbom", "--no-wait"],
+        logged_in(tmp_path, fake_api),
+        cwd=project,
+    )
+    assert result.returncode == 0, result.stderr
+    out = single_json(result.stdout)
+    assert (out["uploaded"], out["status"]) == (False, "pending")
+    assert fake_api.calls("POST", "/artifacts") == []
+    assert fake_api.calls("PUT", r"/storage/.*") == []
+    assert fake_api.calls("GET", "/deployments/dep-1") == []
+
+
+def test_a_duplicate_without_upload_grant_is_not_uploaded(
+    fake_api: ScriptedServer, project: Path, tmp_path: Path
+) -> None:
+    script_happy_path(fake_api)
+    fake_api.on(
+        "POST", "/artifacts", Reply(201, {"digest": "x", "duplicate": True, "upload": None})
+    )
+    result = run_aether(
+        ["deploy", "--format", "json", "--no-sbom", "--no-wait"],
+        logged_in(tmp_path, fake_api),
+        cwd=project,
+    )
+    assert result.returncode == 0, result.stderr
+    assert single_json(result.stdout)["uploaded"] is False
+    assert fake_api.calls("PUT", r"/storage/.*") == []
+
+
+def test_an_unknown_app_is_registered_and_the_request_retried_once(
+    fake_api: ScriptedServer, project: Path, tmp_path: Path
+) -> None:
+    script_happy_path(fake_api)
+    fake_api.on(
+        "POST", "/artifacts", envelope(404, "not_found", "no app demo-app"), grant(fake_api)
+    )
+    fake_api.on("POST", "/apps", Reply(201, {"name": "demo-app"}))
+    result = run_aether(
+        ["deploy", "--format", "json", "--no-sbom", "--no-wait"],
+        logged_in(tmp_path, fake_api),
+        cwd=project,
+    )
+    assert result.returncode == 0, result.stderr
+    assert fake_api.calls("POST", "/apps")[0].json == {
+        "name": "demo-app",
+        "require_signature": False,
+    }
+    assert len(fake_api.calls("POST", "/artifacts")) == 2
+    assert single_json(result.stdout)["uploaded"] is True
+
+
+def test_the_upload_is_retried_after_a_5xx_with_the_same_bytes(
+    fake_api: ScriptedServer, project: Path, tmp_path: Path
+) -> None:
+    script_happy_path(fake_api)
+    fake_api.on(
+        "PUT",
+        r"/storage/.*",
+        Reply(503, "<Error><Code>SlowDown</Code><Message>busy</Message></Error>"),
+        Reply(200),
+    )
+    result = run_aether(
+        ["deploy", "--format", "json", "--no-sbom", "--no-wait"],
+        logged_in(tmp_path, fake_api),
+        cwd=project,
+    )
+    assert result.returncode == 0, result.stderr
+    first, second = fake_api.calls("PUT", r"/storage/.*")
+    assert first.body == second.body == Path(single_json(result.stdout)["artifact"]).read_bytes()
+
+
+def test_storage_refusing_the_upload_is_reported(
+    fake_api: ScriptedServer, project: Path, tmp_path: Path
+) -> None:
+    script_happy_path(fake_api)
+    fake_api.on(
+        "PUT",
+        r"/storage/.*",
+        Reply(
+            403, "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+        ),
+    )
+    result = run_aether(
+        ["deploy", "--format", "json", "--no-sbom"], logged_in(tmp_path, fake_api), cwd=project
+    )
+    assert result.returncode == 20
+    error = single_json(result.stdout)["error"]
+    assert error["code"] == "upload_rejected"
+    assert "AccessDenied: Request has expired" in error["message"]
+    assert fake_api.calls("POST", "/deployments") == []
+
+
+def test_signed_deploy_writes_the_signature_and_sends_it(
+    fake_api: ScriptedServer, project: Path, tmp_path: Path
+) -> None:
+    script_happy_path(fake_api)
+    result = run_aether(
+        ["deploy", "--format", "json", "--no-sbom", "--no-wait"],
+        logged_in(tmp_path, fake_api, AETHER_SIGNING_KEY=SEED),
+        cwd=project,
+    )
+    assert result.returncode == 0, result.stderr
+    out = single_json(result.stdout)
+    signature = Path(out["signature"]).read_text().strip()
+    assert Path(out["signature"]) == Path(out["artifact"] + ".sig")
+    assert fake_api.calls("POST", "/artifacts")[0].headers["x-aether-signature"] == signature
+    verify = nacl.signing.SigningKey(bytes.fromhex(SEED)).verify_key
+    verify.verify(out["digest"].encode(), bytes.fromhex(signature))
+
+    # Without the key, the next pack leaves no stale signature behind.
+    again = run_aether(
+        ["deploy", "--pack-only", "--format", "json", "--no-sbom"],
+        isolated_env(tmp_path),
+        cwd=project,
+    )
+    assert single_json(again.stdout)["signature"] is None
+    assert not Path(out["signature"]).exists()
+
+
+def test_a_failed_rollout_exits_20_with_only_the_error_on_stdout(
+    fake_api: ScriptedServer, project: Path, tmp_path: Path
+) -> None:
+    script_happy_path(fake_api)
+    fake_api.on("GET", "/deployments/dep-1", Reply(200, deployment("failed", 4)))
+    result = run_aether(
+        ["deploy", "--format", "json", "--no-sbom"], logged_in(tmp_path, fake_api), cwd=project
+    )
+    assert result.returncode == 20
+    error = single_json(result.stdout)["error"]
+    assert error["code"] == "deployment_failed"
+    assert "dep-1" in error["message"] and "step 3" in error["message"]
+
+
+def test_waiting_gives_up_after_the_timeout(
+    fake_api: ScriptedServer, project: Path, tmp_path: Path
+) -> None:
+    script_happy_path(fake_api)
+    fake_api.on("GET", "/deployments/dep-1", Reply(200, deployment("rolling_out")))
+    result = run_aether(
+        ["deploy", "--format", "json", "--no-sbom", "--timeout", "1"],
+        logged_in(tmp_path, fake_api),
+        cwd=project,
+    )
+    assert result.returncode == 20
+    error = single_json(result.stdout)["error"]
+    assert error["code"] == "timeout"
+    assert "aether status dep-1" in result.stderr
+
+
+def test_a_rejected_artifact_says_why(
+    fake_api: ScriptedServer, project: Path, tmp_path: Path
+) -> None:
+    script_happy_path(fake_api)
+    fake_api.on("POST", "/deployments", envelope(409, "artifact_not_verified", "not verified"))
+    fake_api.on("GET", DIGEST_PATH, Reply(200, {"status": "rejected", "reason": "bad_signature"}))
+    result = run_aether(
+        ["deploy", "--format", "json", "--no-sbom"], logged_in(tmp_path, fake_api), cwd=project
+    )
+    assert result.returncode == 20
+    error = single_json(result.stdout)["error"]
+    assert error["code"] == "artifact_not_verified"
+    assert "bad_signature" in error["message"]
+
+
+def test_dry_run_sends_nothing(fake_api: ScriptedServer, project: Path, tmp_path: Path) -> None:
+    result = run_aether(
+        ["deploy", "--dry-run", "--format", "json", "--no-sbom"],
+        logged_in(tmp_path, fake_api),
+        cwd=project,
+    )
+    assert result.returncode == 0, result.stderr
+    out = single_json(result.stdout)
+    assert (out["status"], out["app"], out["uploaded"], out["deployment_id"]) == (
+        "dry_run",
+        "demo-app",
+        False,
+        None,
+    )
+    assert fake_api.requests == []
+
+
+def test_pack_only_needs_no_login_and_no_valid_app_name(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "scoped", name="@acme/web")
+    result = run_aether(
+        ["deploy", "--pack-only", "--format", "json", "--no-sbom"],
+        isolated_env(tmp_path),
+        cwd=project,
+    )
+    assert result.returncode == 0, result.stderr
+    assert single_json(result.stdout)["status"] == "packed"
+    # GNU tar reads it.
+    listing = subprocess.run(
+        ["tar", "-tzf", single_json(result.stdout)["artifact"]],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert {"package.json", "server.js"} <= set(listing)
+
+
+def test_not_logged_in_fails_before_packing(project: Path, tmp_path: Path) -> None:
+    result = run_aether(["deploy", "--format", "json"], isolated_env(tmp_path), cwd=project)
+    assert result.returncode == 10
+    assert single_json(result.stdout)["error"]["code"] == "config"
+    assert not (project / ".aether").exists()
+
+
+@pytest.mark.parametrize(
+    ("setup", "code", "needle"),
+    [
+        (lambda p: (p / "package.json").unlink(), 10, "no package.json"),
+        (lambda p: (p / "package.json").write_text("{broken"), 10, "not valid JSON"),
+        (lambda p: (p / "package.json").write_text('{"name": "@acme/web"}'), 10, "--app"),
+    ],
+    ids=["no-package-json", "broken-package-json", "scoped-name"],
+)
+def test_project_problems_exit_10_with_one_json_object(
+    fake_api: ScriptedServer, project: Path, tmp_path: Path, setup: Any, code: int, needle: str
+) -> None:
+    setup(project)
+    result = run_aether(
+        ["deploy", "--format", "json", "--no-sbom"], logged_in(tmp_path, fake_api), cwd=project
+    )
+    assert result.returncode == code
+    error = single_json(result.stdout)["error"]
+    assert needle in error["message"] or needle in result.stderr
+    assert fake_api.requests == []
+
+
+def test_npm_missing_exits_10(project: Path, tmp_path: Path) -> None:
+    import sys
+
+    # PATH with only the interpreter's directory: aether runs, npm is nowhere.
+    env = isolated_env(tmp_path, PATH=str(Path(sys.executable).parent))
+    assert not (Path(sys.executable).parent / "npm").exists()
+    result = run_aether(["deploy", "--pack-only", "--format", "json"], env, cwd=project)
+    assert result.returncode == 10
+    assert "npm" in single_json(result.stdout)["error"]["message"]
+
+
+def test_unreachable_api_during_deploy_exits_40(project: Path, tmp_path: Path) -> None:
+    from tests.cli.fixtures_commands import closed_port_url
+
+    env = isolated_env(tmp_path, AETHER_API_URL=closed_port_url(), AETHER_TOKEN=TOKEN)
+    result = run_aether(["deploy", "--format", "json", "--no-sbom"], env, cwd=project)
+    assert result.returncode == 40
+    assert single_json(result.stdout)["error"]["code"] == "network"
+
+
+def test_text_mode_prints_a_summary_and_logs_to_stderr(
+    fake_api: ScriptedServer, project: Path, tmp_path: Path
+) -> None:
+    script_happy_path(fake_api)
+    result = run_aether(
+        ["--log-format", "text", "deploy", "--no-sbom"],
+        logged_in(tmp_path, fake_api),
+        cwd=project,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "Deployed demo-app: succeeded"
+    assert re.search(r"url\s+http://demo-app.example", result.stdout)
+    assert "packed" in result.stderr and "{" not in result.stderr

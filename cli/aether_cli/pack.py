@@ -453,7 +453,7 @@ def pack_tree(
     root = Path(root).resolve()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    out_real = out_dir.resolve()
+    out_dir = out_real = out_dir.resolve()  # results carry absolute paths
 
     exclude = {f"node_modules/{INSTALL_STAMP_NAME}", f"node_modules/{INSTALL_STAMP_NAME}.tmp"}
     if out_real.is_relative_to(root) and out_real != root:
@@ -508,6 +508,7 @@ def pack_project(
     The SBOM is made while the archive is written (npm runs in its own process);
     its messages are logged once both are done, from this thread.
     """
+    out_dir = Path(out_dir).resolve()
     sbom_path: Path | None = None
     sbom_logs: list[str] = []
     sbom_error: list[BaseException] = []
@@ -515,12 +516,12 @@ def pack_project(
     if sbom:
         from aether_cli.sbom import write_sbom
 
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
 
         def make_sbom() -> None:
             nonlocal sbom_path
             try:
-                sbom_path = write_sbom(project, Path(out_dir) / SBOM_NAME, log=sbom_logs.append)
+                sbom_path = write_sbom(project, out_dir / SBOM_NAME, log=sbom_logs.append)
             except BaseException as exc:  # re-raised in the caller's thread
                 sbom_error.append(exc)
 

@@ -1,0 +1,56 @@
+# Aether: the embedded stack, tests, linters and benchmarks.
+# Everything binds to 127.0.0.1; `make up` needs no Docker.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: help venv up down status test lint bench fixtures clean
+
+help:
+	@echo "make up       start the embedded stack (moto, chalice local, relay) on 127.0.0.1"
+	@echo "make down     stop everything 'make up' started"
+	@echo "make status   show what is running"
+	@echo "make test     run the whole test suite"
+	@echo "make lint     ruff and mypy"
+	@echo "make bench    run the benchmarks under bench/"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt cli/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+up: venv
+	$(BIN)/python -m infra.local up
+
+down:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m infra.local down; fi
+
+status: venv
+	$(BIN)/python -m infra.local status
+
+# The example app's dependencies, installed once so tests need no registry.
+fixtures: examples/hello-express/node_modules/.package-lock.json
+
+examples/hello-express/node_modules/.package-lock.json: examples/hello-express/package-lock.json
+	cd examples/hello-express && npm ci --omit=dev --no-audit --no-fund --loglevel=error
+
+test: venv fixtures
+	$(BIN)/pytest -q
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: venv fixtures
+	$(BIN)/python bench/verify_bench.py
+	$(BIN)/python bench/pack_bench.py
+	$(BIN)/python bench/cli_startup_bench.py
+
+clean: down
+	rm -rf .aether .pytest_cache .mypy_cache .ruff_cache

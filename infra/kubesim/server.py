@@ -495,15 +495,11 @@ class RequestHandler(BaseHTTPRequestHandler):
         deadline = time.monotonic() + timeout
         last_sent = time.monotonic()
         while self._stream_open() and time.monotonic() < deadline:
-            with store.changed:
-                try:
-                    events = store.events_after(last)
-                except ApiError as error:
-                    self._send_event("ERROR", error.to_status())
-                    break
-                if not events:
-                    store.changed.wait(min(deadline - time.monotonic(), _BOOKMARK_INTERVAL_SECONDS))
-                    continue
+            try:
+                events = self._next_events(last, deadline)
+            except ApiError as error:
+                self._send_event("ERROR", error.to_status())
+                break
             for event in events:
                 last = event.resource_version
                 translated = self._translate(event, route, predicate)
@@ -517,6 +513,17 @@ class RequestHandler(BaseHTTPRequestHandler):
             if bookmarks:
                 self._send_bookmark(route.kind, last)
         self._end_stream()
+
+    def _next_events(self, after: int, deadline: float) -> list[WatchEvent]:
+        """Changes after ``after``, waiting up to a bookmark interval for some to happen."""
+        store = self.simulator.store
+        with store.changed:
+            events = store.events_after(after)
+            if not events and not store.closed:
+                remaining = deadline - time.monotonic()
+                store.changed.wait(max(0.0, min(remaining, _BOOKMARK_INTERVAL_SECONDS)))
+                events = store.events_after(after)
+            return events
 
     def _send_event(self, event_type: str, obj: KubeObject) -> None:
         self._send_chunk(json.dumps({"type": event_type, "object": obj}).encode() + b"\n")

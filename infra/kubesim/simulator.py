@@ -112,7 +112,6 @@ preferences: {{}}
         self.api_down = down
         if down:
             self.store.wake_watchers()
-            self._server.close_connections()
 
     def add_fault(
         self,

@@ -268,16 +268,23 @@ class ApiClient:
     ) -> requests.Response:
         url = self.url(*segments)
         retryable = method in ("GET", "HEAD") if idempotent is None else idempotent
+        headers = dict(headers or {})
+        if method == "HEAD":
+            # Some servers (chalice local among them) write a body after a HEAD
+            # response, which would corrupt the next response on a kept-alive
+            # connection: a HEAD gets a connection of its own, closed after it.
+            headers["Connection"] = "close"
         attempt = 0
         while True:
             started = time.monotonic()
+            http = self._http if method != "HEAD" else self._one_off_session()
             try:
-                response = self._http.request(
+                response = http.request(
                     method,
                     url,
                     params=params,
                     json=json,
-                    headers=dict(headers or {}),
+                    headers=headers,
                     timeout=self.timeout,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
@@ -289,6 +296,9 @@ class ApiClient:
                 raise NetworkError(
                     f"cannot reach the control plane at {self.base_url}: {reason}"
                 ) from exc
+            finally:
+                if http is not self._http:
+                    http.close()
             self._log.debug(
                 "%s %s -> %s (%.0f ms)",
                 method,
@@ -303,6 +313,12 @@ class ApiClient:
             if response.status_code >= 400:
                 raise self._error(response, method, segments)
             return response
+
+    def _one_off_session(self) -> requests.Session:
+        session = requests.Session()
+        session.auth = self._http.auth
+        session.headers.update(self._http.headers)
+        return session
 
     def _wait(self, attempt: int, what: str, response: requests.Response | None = None) -> None:
         delay = backoff_delay(attempt, self.backoff)

@@ -17,6 +17,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -73,7 +74,10 @@ def envelope(status: int, code: str, message: str) -> Reply:
 class ScriptedServer:
     """Routes are (method, path regex) → replies served in order, the last one repeating."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, head_writes_body: bool = False) -> None:
+        # head_writes_body mimics chalice local, which sends a body after a
+        # HEAD response (a keep-alive client then misreads the next response).
+        self.head_writes_body = head_writes_body
         self.requests: list[Recorded] = []
         self._routes: list[tuple[str, re.Pattern[str], list[Responder]]] = []
         self._lock = threading.Lock()
@@ -104,6 +108,12 @@ class ScriptedServer:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 if self.command != "HEAD":
+                    self.wfile.write(payload)
+                elif server.head_writes_body:
+                    # Late, as chalice local's is: the client has already
+                    # reused the connection when these bytes arrive.
+                    self.wfile.flush()
+                    time.sleep(0.2)
                     self.wfile.write(payload)
 
             do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _handle

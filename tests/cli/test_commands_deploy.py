@@ -422,3 +422,42 @@ def test_text_mode_prints_a_summary_and_logs_to_stderr(
     assert result.stdout.splitlines()[0] == "Deployed demo-app: succeeded"
     assert re.search(r"url\s+http://demo-app.example", result.stdout)
     assert "packed" in result.stderr and "{" not in result.stderr
+
+
+def test_a_head_answer_with_a_stray_body_does_not_break_the_next_call(
+    fake_api: ScriptedServer, project: Path, tmp_path: Path
+) -> None:
+    fake_api.head_writes_body = True
+    script_happy_path(fake_api)
+    fake_api.on("HEAD", DIGEST_PATH, envelope(404, "not_found", "no such artifact"))
+    result = run_aether(
+        ["deploy", "--format", "json", "--no-sbom", "--no-wait"],
+        logged_in(tmp_path, fake_api),
+        cwd=project,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(fake_api.calls("POST", "/artifacts")) == 1  # no retry was needed
+    assert "retrying" not in result.stderr
+
+
+def test_log_level_error_keeps_stderr_quiet_on_success(project: Path, tmp_path: Path) -> None:
+    result = run_aether(
+        ["--log-level", "error", "deploy", "--pack-only", "--no-sbom"],
+        isolated_env(tmp_path),
+        cwd=project,
+    )
+    assert result.returncode == 0
+    assert result.stderr == ""
+    assert result.stdout.startswith("Packed ")
+
+
+def test_log_format_json_gives_one_record_per_line(project: Path, tmp_path: Path) -> None:
+    result = run_aether(
+        ["--log-format", "json", "--log-level", "debug", "deploy", "--pack-only", "--no-sbom"],
+        isolated_env(tmp_path),
+        cwd=project,
+    )
+    assert result.returncode == 0
+    records = [json.loads(x) for x in result.stderr.splitlines()]
+    assert {"ts", "level", "message"} <= set(records[0])
+    assert any(r["level"] == "debug" for r in records)

@@ -98,6 +98,7 @@ def status(out: Output, deployment_id: str | None, app: str | None, fmt: str) ->
 @click.option(
     "--timeout",
     type=click.FloatRange(min=1),
+    metavar="SECONDS",
     default=300,
     show_default=True,
     help="Seconds to wait for the rollout.",

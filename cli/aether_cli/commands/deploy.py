@@ -77,6 +77,7 @@ class DeployRequest:
 @click.option(
     "--timeout",
     type=click.FloatRange(min=1),
+    metavar="SECONDS",
     default=300,
     show_default=True,
     help="Seconds to wait for the rollout before giving up (exit 20).",

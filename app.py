@@ -202,6 +202,12 @@ def list_artifacts() -> dict[str, Any]:
     return {"artifacts": [artifacts.artifact_json(a) for a in listed]}
 
 
+@app.route("/artifacts/{digest}/download")
+def download_artifact(digest: str) -> Response:
+    target = artifacts.download(principal(), get_store(), get_settings(), digest)
+    return Response(body="", status_code=307, headers={"Location": target.url})
+
+
 @app.route("/artifacts/{digest}")
 def show_artifact(digest: str) -> dict[str, Any]:
     return artifacts.artifact_json(artifacts.find(principal(), digest))

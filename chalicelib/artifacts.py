@@ -9,8 +9,9 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, PutError
 
 from chalicelib import apps, payloads, verification
-from chalicelib.auth import Principal
+from chalicelib.auth import Principal, authorize_download
 from chalicelib.errors import (
+    ArtifactNotVerified,
     BadRequest,
     BadSignature,
     Conflict,
@@ -18,7 +19,7 @@ from chalicelib.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from chalicelib.records import Artifact, is_condition_failure, iso
+from chalicelib.records import Application, Artifact, is_condition_failure, iso
 from chalicelib.settings import Settings
 from chalicelib.storage import ArtifactStore, PresignedRequest, artifact_key
 
@@ -137,6 +138,22 @@ def is_deployable(artifact: Artifact, store: ArtifactStore) -> bool:
         verification.verify_artifact(store, artifact)
         artifact.refresh(consistent_read=True)
     return artifact.status == "verified" and store.stat(artifact.key) is not None
+
+
+def download(
+    principal: Principal, store: ArtifactStore, settings: Settings, digest: str
+) -> PresignedRequest:
+    """``GET /artifacts/{digest}/download``: a short-lived presigned GET of a verified artifact."""
+    payloads.digest(digest)
+    try:
+        artifact = Artifact.get(digest)
+        app = Application.get(artifact.app_name)
+    except DoesNotExist:
+        raise NotFound(f"artifact {digest} not found") from None
+    authorize_download(principal, app)
+    if not is_deployable(artifact, store):
+        raise ArtifactNotVerified(f"artifact {digest} is not verified ({artifact.status})")
+    return store.presign_download(artifact.key, settings.download_url_ttl_seconds)
 
 
 def recent(principal: Principal, app_name: str | None, limit: int) -> list[Artifact]:

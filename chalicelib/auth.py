@@ -92,6 +92,32 @@ def _stored_principal(token: str, presented_sha256: str) -> Principal:
     return Principal(record.subject, record.role, record.token_id, record.app_scope)  # type: ignore[arg-type]
 
 
+def issue_pull_token(app_name: str) -> IssuedToken:
+    """A token that may only download ``app_name``'s artifacts.
+
+    It does not expire, since pods restart and scale at any time; each
+    rollout issues a new one and retires the others once it is applied.
+    """
+    return issue_token(f"puller:{app_name}", "puller", app_scope=app_name)
+
+
+def retire_pull_tokens(app_name: str, keep: str) -> None:
+    for earlier in ApiToken.scan(
+        (ApiToken.app_scope == app_name) & (ApiToken.revoked == False)  # noqa: E712
+    ):
+        if earlier.token_id != keep:
+            earlier.update(actions=[ApiToken.revoked.set(True)])
+
+
+def authorize_download(principal: Principal, app: Application) -> None:
+    """The app's pull token, or a person who may act on the app."""
+    if principal.role == "puller":
+        if principal.app_scope != app.name:
+            raise Forbidden("this pull token belongs to another application")
+        return
+    authorize_app(principal, app)
+
+
 def require_admin(principal: Principal) -> None:
     if not principal.is_admin:
         raise Forbidden("this action needs an admin token")

@@ -12,7 +12,7 @@ from pynamodb.exceptions import DoesNotExist, TransactWriteError
 
 from chalicelib import apps, artifacts, payloads
 from chalicelib.auth import Principal
-from chalicelib.errors import ArtifactNotVerified, BadRequest, NotFound
+from chalicelib.errors import ArtifactNotVerified, BadRequest, Conflict, NotFound
 from chalicelib.records import (
     Application,
     Artifact,
@@ -34,7 +34,10 @@ MAX_PAGE = 100
 
 
 def create(
-    principal: Principal, store: ArtifactStore, body: dict[str, Any]
+    principal: Principal,
+    store: ArtifactStore,
+    body: dict[str, Any],
+    rollback_of: str | None = None,
 ) -> tuple[Deployment, bool]:
     """``POST /deployments``; returns the deployment and whether it is new."""
     app = apps.load(principal, payloads.app_name(payloads.required(body, "app_name")))
@@ -52,10 +55,57 @@ def create(
         env=payloads.environment(body.get("env")),
         replicas=payloads.integer(body.get("replicas", 1), "replicas", 1, MAX_REPLICAS),
         created_by=principal.subject,
-        rollback_of=body.get("rollback_of"),
+        rollback_of=rollback_of,
     )
     deployment.config_key = _config_key(deployment)
     return _claim_in_flight_slot(app, deployment)
+
+
+def rollback(
+    principal: Principal, store: ArtifactStore, app_name: str, body: dict[str, Any]
+) -> tuple[Deployment, bool]:
+    """``POST /apps/{app}/rollback``: redeploy an earlier verified artifact, no upload.
+
+    Without ``to``, the target is the newest succeeded deployment whose artifact
+    differs from the latest deployment's.
+    """
+    app = apps.load(principal, app_name)
+    target_id = payloads.string(body, "to")
+    current = Deployment.get(app.latest_deployment_id) if app.latest_deployment_id else None
+    target = _rollback_target(app.name, target_id, current)
+    return create(
+        principal,
+        store,
+        {
+            "app_name": app.name,
+            "artifact_digest": target.artifact_digest,
+            "runtime": target.runtime,
+            "start_command": target.start_command,
+            "env": target.env_dict(),
+            "replicas": target.replicas,
+        },
+        rollback_of=target.deployment_id,
+    )
+
+
+def _rollback_target(
+    app_name: str, target_id: str | None, current: Deployment | None
+) -> Deployment:
+    if target_id is not None:
+        try:
+            target = Deployment.get(target_id)
+        except DoesNotExist:
+            raise NotFound(f"deployment {target_id} not found") from None
+        if target.app_name != app_name:
+            raise NotFound(f"deployment {target_id} not found for {app_name}")
+        return target
+    earlier: Deployment
+    for earlier in Deployment.by_app.query(app_name, scan_index_forward=False):
+        if earlier.status == "succeeded" and (
+            current is None or earlier.artifact_digest != current.artifact_digest
+        ):
+            return earlier
+    raise Conflict(f"{app_name} has no earlier successful deployment to roll back to")
 
 
 def _deployable_artifact(app: Application, digest: str, store: ArtifactStore) -> Artifact:

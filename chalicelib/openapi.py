@@ -96,6 +96,13 @@ _OPERATIONS: list[tuple[str, str, str, dict[str, Any] | None, int]] = [
     ("get", "/artifacts", "Recent artifacts (metadata only)", None, 200),
     ("get", "/artifacts/{digest}", "One artifact and its verification state", None, 200),
     (
+        "get",
+        "/artifacts/{digest}/download",
+        "307 to a short-lived presigned GET (the app's pull token)",
+        None,
+        307,
+    ),
+    (
         "post",
         "/deployments",
         "Deploy a verified artifact (idempotent while the same one is in flight)",

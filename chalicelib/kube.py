@@ -1,0 +1,713 @@
+"""The data plane: an app's Kubernetes objects, and a thin layer that applies and watches them.
+
+Two halves (DESIGN.md §6):
+
+- ``workload_manifests`` is pure: a ``WorkloadSpec`` in, the app's Secret, Deployment and
+  Service out, as plain dicts ready for server-side apply. No client, no I/O.
+- ``Cluster`` talks to one namespace through the official client's ``ApiClient``: server-side
+  apply, rollout state from the Deployment's status and its pods, Events, pod logs.
+
+Errors from the cluster propagate as the client raises them (``ApiException``, urllib3
+errors); ``is_unavailable`` tells the API layer which of them mean "Kubernetes is down" (503).
+A 404 is turned into an answer only where "nothing there yet" is normal.
+
+The control plane never creates namespaces: its Role is namespace-scoped
+(``infra/k8s/rbac.yaml``), and the namespace comes from ``infra/k8s/namespace.yaml`` (applied by
+an operator or ``infra/kind/up.sh``). Applying into a missing namespace is a 404 ApiException.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import kubernetes.client
+import kubernetes.config
+import urllib3.exceptions
+from kubernetes.client import ApiClient, ApiException
+
+MANAGER = "aether"
+DIGEST_ANNOTATION = "aether.dev/artifact-digest"
+DEPLOYMENT_ANNOTATION = "aether.dev/deployment-id"
+FETCH_CONTAINER = "fetch"
+APP_CONTAINER = "app"
+APP_DIR = "/app"
+PULL_TOKEN_KEY = "token"  # noqa: S105 - the key in the Secret, not a value
+DEFAULT_START_COMMAND = "npm start"
+RUN_AS = 1000
+
+_DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_RESERVED_ENV = frozenset({"PORT"})
+_APPLY = "application/apply-patch+yaml"
+
+# Waiting reasons that no amount of waiting fixes: fail the rollout at once.
+_FATAL_WAITING = frozenset(
+    {"InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError", "CreateContainerError"}
+)
+
+
+# -- manifests -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Requests and limits for the app and the fetcher, and the size of the pod's scratch."""
+
+    cpu_request: str = "100m"
+    memory_request: str = "128Mi"
+    cpu_limit: str = "1"
+    memory_limit: str = "512Mi"
+    fetch_cpu_request: str = "50m"
+    fetch_memory_request: str = "64Mi"
+    fetch_cpu_limit: str = "500m"
+    fetch_memory_limit: str = "256Mi"
+    # The fetcher stages the download on the same volume: about twice the unpacked app.
+    app_volume_limit: str = "2Gi"
+    tmp_volume_limit: str = "256Mi"
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """One deployment of one app, as the data plane needs it."""
+
+    app_name: str
+    deployment_id: str
+    digest: str
+    node_major: int
+    start_command: str
+    env: Mapping[str, str]
+    replicas: int
+    namespace: str
+    # The control plane's /artifacts/{digest}/download URL: it 307s to a fresh presigned GET
+    # on every call, so pods can restart or scale long after the deployment (never presigned).
+    artifact_url: str
+    fetcher_image: str = "aether-fetcher:1"
+    app_image_prefix: str = "aether-nodejs"
+    progress_deadline_seconds: int = 120
+    port: int = 8080
+    revision_history_limit: int = 3
+    resources: Resources = field(default_factory=Resources)
+
+    def __post_init__(self) -> None:
+        # A Service name is a DNS-1035 label (a letter first); the Deployment shares it.
+        if not _DNS_1035_LABEL.fullmatch(self.app_name):
+            raise ValueError(
+                f"app name {self.app_name!r} must be a DNS-1035 label (a lowercase letter, "
+                "then up to 62 lowercase letters, digits or '-', not ending with '-')"
+            )
+        if not _DIGEST.fullmatch(self.digest):
+            raise ValueError("digest must be 64 lowercase hex characters")
+        if not self.deployment_id or len(self.deployment_id) > 63:
+            raise ValueError("deployment_id must be a label value (1-63 characters)")
+        url = urlsplit(self.artifact_url)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise ValueError("artifact_url must be an absolute http(s) URL")
+        if url.query or url.fragment or url.username or url.password:
+            # A query string is where presigned credentials live; they expire and leak.
+            raise ValueError("artifact_url must carry no query, fragment or credentials")
+        for name in self.env:
+            if not _ENV_NAME.fullmatch(name):
+                raise ValueError(f"env name {name!r} is not a valid variable name")
+            if name in _RESERVED_ENV:
+                raise ValueError(f"env name {name!r} is set by Aether")
+        if self.replicas < 0:
+            raise ValueError("replicas must not be negative")
+        if not 1 <= self.port <= 65535:
+            raise ValueError("port must be 1-65535")
+
+    @property
+    def app_image(self) -> str:
+        return f"{self.app_image_prefix}:{self.node_major}-slim"
+
+    @property
+    def pull_secret_name(self) -> str:
+        return pull_secret_name(self.app_name)
+
+
+def pull_secret_name(app_name: str) -> str:
+    return f"{app_name}-pull"
+
+
+def selector_labels(app_name: str) -> dict[str, str]:
+    """What the Deployment and Service select on: stable across deployments of the app."""
+    return {"app": "aether", "app_name": app_name}
+
+
+def workload_labels(app_name: str, deployment_id: str) -> dict[str, str]:
+    return {**selector_labels(app_name), "deployment_id": deployment_id}
+
+
+def workload_manifests(spec: WorkloadSpec, pull_token: str) -> list[dict[str, Any]]:
+    """The app's Secret, Deployment and Service, in the order they must be applied."""
+    if not pull_token:
+        raise ValueError("a pull token is required")
+    return [_secret(spec, pull_token), _deployment(spec), _service(spec)]
+
+
+def _metadata(spec: WorkloadSpec, name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": spec.namespace,
+        "labels": workload_labels(spec.app_name, spec.deployment_id),
+        "annotations": {DIGEST_ANNOTATION: spec.digest, DEPLOYMENT_ANNOTATION: spec.deployment_id},
+    }
+
+
+def _secret(spec: WorkloadSpec, pull_token: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(spec, spec.pull_secret_name),
+        "type": "Opaque",
+        "stringData": {PULL_TOKEN_KEY: pull_token},
+    }
+
+
+def _container_security() -> dict[str, Any]:
+    return {
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _fetch_container(spec: WorkloadSpec) -> dict[str, Any]:
+    limits = spec.resources
+    return {
+        "name": FETCH_CONTAINER,
+        "image": spec.fetcher_image,
+        "imagePullPolicy": "IfNotPresent",
+        "env": [
+            {"name": "AETHER_ARTIFACT_URL", "value": spec.artifact_url},
+            {"name": "AETHER_ARTIFACT_DIGEST", "value": spec.digest},
+            {"name": "AETHER_DEST", "value": APP_DIR},
+            {
+                "name": "AETHER_PULL_TOKEN",
+                "valueFrom": {
+                    "secretKeyRef": {"name": spec.pull_secret_name, "key": PULL_TOKEN_KEY}
+                },
+            },
+        ],
+        "volumeMounts": [{"name": "app", "mountPath": APP_DIR}],
+        "resources": {
+            "requests": {"cpu": limits.fetch_cpu_request, "memory": limits.fetch_memory_request},
+            "limits": {"cpu": limits.fetch_cpu_limit, "memory": limits.fetch_memory_limit},
+        },
+        "securityContext": _container_security(),
+        # The fetcher's last stderr line ("fetch: error: digest mismatch ...") becomes the
+        # termination message, so the reason shows in the pod's status.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def _app_container(spec: WorkloadSpec) -> dict[str, Any]:
+    limits = spec.resources
+    env = [{"name": name, "value": spec.env[name]} for name in sorted(spec.env)]
+    env.append({"name": "PORT", "value": str(spec.port)})
+    return {
+        "name": APP_CONTAINER,
+        "image": spec.app_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["sh", "-c", spec.start_command.strip() or DEFAULT_START_COMMAND],
+        "workingDir": APP_DIR,
+        "env": env,
+        "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
+        # TCP, not HTTP GET /: the contract with an app is "listen on $PORT"; many APIs answer
+        # 404 (a probe failure) or need auth on /, and would never become ready.
+        "readinessProbe": {
+            "tcpSocket": {"port": "http"},
+            "initialDelaySeconds": 1,
+            "periodSeconds": 5,
+            "timeoutSeconds": 2,
+            "failureThreshold": 3,
+            "successThreshold": 1,
+        },
+        "volumeMounts": [
+            {"name": "app", "mountPath": APP_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the pod's own emptyDir
+        ],
+        "resources": {
+            "requests": {"cpu": limits.cpu_request, "memory": limits.memory_request},
+            "limits": {"cpu": limits.cpu_limit, "memory": limits.memory_limit},
+        },
+        "securityContext": _container_security(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def _deployment(spec: WorkloadSpec) -> dict[str, Any]:
+    labels = workload_labels(spec.app_name, spec.deployment_id)
+    annotations = {DIGEST_ANNOTATION: spec.digest, DEPLOYMENT_ANNOTATION: spec.deployment_id}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(spec, spec.app_name),
+        "spec": {
+            "replicas": spec.replicas,
+            # Only the stable labels: a new deployment_id rolls this same Deployment.
+            "selector": {"matchLabels": selector_labels(spec.app_name)},
+            # The old pods keep serving until the new ones are ready; a failed rollout leaves
+            # the previous version up.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
+            },
+            "progressDeadlineSeconds": spec.progress_deadline_seconds,
+            "revisionHistoryLimit": spec.revision_history_limit,
+            "template": {
+                "metadata": {"labels": labels, "annotations": annotations},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": {
+                        "runAsUser": RUN_AS,
+                        "runAsGroup": RUN_AS,
+                        "fsGroup": RUN_AS,
+                        "runAsNonRoot": True,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "initContainers": [_fetch_container(spec)],
+                    "containers": [_app_container(spec)],
+                    "volumes": [
+                        {
+                            "name": "app",
+                            "emptyDir": {"sizeLimit": spec.resources.app_volume_limit},
+                        },
+                        {
+                            "name": "tmp",
+                            "emptyDir": {"sizeLimit": spec.resources.tmp_volume_limit},
+                        },
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _service(spec: WorkloadSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(spec, spec.app_name),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(spec.app_name),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+# -- the cluster -----------------------------------------------------------------------------
+
+Phase = Literal["rolling_out", "succeeded", "failed", "superseded"]
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """Where one deployment's rollout stands.
+
+    ``superseded``: the Deployment now runs another deployment_id; this one will never finish
+    (the message names the other id). ``ready_replicas`` counts this deployment's ready pods.
+    """
+
+    phase: Phase
+    message: str
+    ready_replicas: int
+    replicas: int
+
+    @property
+    def finished(self) -> bool:
+        return self.phase != "rolling_out"
+
+
+@dataclass(frozen=True)
+class ClusterEvent:
+    timestamp: datetime
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+    object_kind: str
+    object_name: str
+    count: int
+
+
+@dataclass(frozen=True)
+class LogLine:
+    ts: datetime
+    pod: str
+    container: str
+    message: str
+
+
+def api_client(kubeconfig: str | None) -> ApiClient:
+    """A client for the kubeconfig at ``kubeconfig``, or the pod's in-cluster identity."""
+    configuration = kubernetes.client.Configuration()
+    if kubeconfig:
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=configuration, persist_config=False
+        )
+    else:
+        kubernetes.config.load_incluster_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
+    # One retry on a refused connection, not urllib3's three: an unreachable API must turn
+    # into a 503 well inside a Lambda's timeout.
+    configuration.retries = 1
+    return ApiClient(configuration)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` means the Kubernetes API could not answer (the API layer's 503).
+
+    Unreachable (refused, timed out, DNS): urllib3 raises ``MaxRetryError`` or another
+    ``urllib3.exceptions.HTTPError``. Reachable but failing: ``ApiException`` with status 0
+    (no HTTP response the client understood) or 5xx (503 from an overloaded or down server).
+    """
+    if isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, ApiException):
+        status = exc.status or 0
+        return status == 0 or status >= 500 or status == 429
+    return False
+
+
+class Cluster:
+    """One namespace of one cluster, through the official client.
+
+    Every request is one of those granted by ``infra/k8s/rbac.yaml`` (and the RBAC test holds
+    the two to each other): apply secrets/services/deployments, get deployments, list
+    replicasets, pods and events, get pods/log.
+    """
+
+    def __init__(
+        self,
+        api: ApiClient,
+        namespace: str,
+        *,
+        crash_restarts: int = 3,
+        log_settle_seconds: float = 2.0,
+        request_timeout: tuple[float, float] = (3.0, 30.0),
+    ) -> None:
+        self.namespace = namespace
+        self._core = kubernetes.client.CoreV1Api(api)
+        self._apps = kubernetes.client.AppsV1Api(api)
+        self._crash_restarts = crash_restarts
+        self._log_settle = timedelta(seconds=log_settle_seconds)
+        self._timeout = request_timeout
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def apply(self, manifests: list[dict[str, Any]]) -> None:
+        """Server-side apply each manifest in order (fieldManager=aether, force).
+
+        Re-applying what is already there changes nothing (same resourceVersion, same
+        generation). The namespace must exist; this never creates one.
+        """
+        for manifest in manifests:
+            kind, name = manifest["kind"], manifest["metadata"]["name"]
+            if manifest["metadata"].get("namespace", self.namespace) != self.namespace:
+                raise ValueError(f"{kind} {name} is not for namespace {self.namespace}")
+            options: dict[str, Any] = {
+                "field_manager": MANAGER,
+                "force": True,
+                "_content_type": _APPLY,
+                "_request_timeout": self._timeout,
+            }
+            if kind == "Secret":
+                self._core.patch_namespaced_secret(name, self.namespace, manifest, **options)
+            elif kind == "Service":
+                self._core.patch_namespaced_service(name, self.namespace, manifest, **options)
+            elif kind == "Deployment":
+                self._apps.patch_namespaced_deployment(name, self.namespace, manifest, **options)
+            else:
+                raise ValueError(f"unexpected kind {kind}")
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """A cheap call that proves reachability, credentials and the Role (for /readyz)."""
+        self._core.list_namespaced_pod(
+            self.namespace, label_selector="app=aether", limit=1, _request_timeout=self._timeout
+        )
+
+    def rollout(self, app_name: str, deployment_id: str) -> Rollout:
+        """This deployment's rollout, from the Deployment's status and its own pods."""
+        try:
+            deployment = self._apps.read_namespaced_deployment(
+                app_name, self.namespace, _request_timeout=self._timeout
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            # Only asked after a successful apply: gone means someone deleted it.
+            return Rollout("failed", f"Deployment {app_name} not found", 0, 0)
+        spec, status = deployment.spec, deployment.status
+        wanted = spec.replicas if spec and spec.replicas is not None else 1
+        template = spec.template.metadata if spec else None
+        current = ((template.labels if template else None) or {}).get("deployment_id")
+        if current != deployment_id:
+            by = current or "a deployment Aether did not make"
+            return Rollout("superseded", f"superseded by {by}", 0, wanted)
+
+        pods = self._pods(app_name, deployment_id)
+        ready = sum(1 for pod in pods if _pod_ready(pod))
+        generation = deployment.metadata.generation if deployment.metadata else None
+        observed = status.observed_generation if status else None
+        if status is None or observed is None or (generation or 0) > observed:
+            return Rollout("rolling_out", "waiting for the controller", ready, wanted)
+        updated = status.updated_replicas or 0
+        available = status.available_replicas or 0
+        total = status.replicas or 0
+        if updated == wanted and available >= wanted and total == wanted:
+            return Rollout(
+                "succeeded", f"{available} of {wanted} replicas available", ready, wanted
+            )
+
+        failure = next((f for f in (self._pod_failure(pod) for pod in pods) if f), None)
+        progressing = next(
+            (c for c in status.conditions or [] if c.type == "Progressing"),
+            None,
+        )
+        if progressing is not None and progressing.reason == "ProgressDeadlineExceeded":
+            detail = failure or next((d for d in map(_pod_waiting, pods) if d), None)
+            message = f"ProgressDeadlineExceeded: {progressing.message or 'timed out'}"
+            return Rollout("failed", f"{message}; {detail}" if detail else message, ready, wanted)
+        if failure is not None:
+            return Rollout("failed", failure, ready, wanted)
+        message = f"{min(updated, wanted)} of {wanted} updated, {ready} ready"
+        return Rollout("rolling_out", message, ready, wanted)
+
+    def events(self, app_name: str) -> list[ClusterEvent]:
+        """Events about the app's Deployment, its ReplicaSets and their pods, oldest first."""
+        selector = _selector(app_name)
+        replica_sets = self._apps.list_namespaced_replica_set(
+            self.namespace, label_selector=selector, _request_timeout=self._timeout
+        ).items
+        pods = self._core.list_namespaced_pod(
+            self.namespace, label_selector=selector, _request_timeout=self._timeout
+        ).items
+        rs_names = {rs.metadata.name for rs in replica_sets if rs.metadata and rs.metadata.name}
+        pod_names = {p.metadata.name for p in pods if p.metadata and p.metadata.name}
+        found = self._core.list_namespaced_event(
+            self.namespace, _request_timeout=self._timeout
+        ).items
+        events: list[tuple[ClusterEvent, int]] = []
+        for event in found:
+            involved = event.involved_object
+            kind, name = involved.kind or "", involved.name or ""
+            if not _involves(app_name, kind, name, rs_names, pod_names):
+                continue
+            moment = (
+                event.last_timestamp
+                or event.event_time
+                or event.first_timestamp
+                or (event.metadata.creation_timestamp if event.metadata else None)
+            )
+            version = (event.metadata.resource_version if event.metadata else None) or ""
+            written = int(version) if version.isdigit() else 0
+            events.append(
+                (
+                    ClusterEvent(
+                        timestamp=_utc(moment) if moment else datetime.min.replace(tzinfo=UTC),
+                        type=event.type or "",
+                        reason=event.reason or "",
+                        message=event.message or "",
+                        object_kind=kind,
+                        object_name=name,
+                        count=event.count or 1,
+                    ),
+                    written,
+                )
+            )
+        # Event timestamps have whole seconds; within one, the order of writes breaks the tie.
+        events.sort(key=lambda pair: (pair[0].timestamp, pair[1]))
+        return [event for event, _ in events]
+
+    def logs(
+        self,
+        app_name: str,
+        *,
+        since: datetime | None = None,
+        tail: int | None = None,
+        deployment_id: str | None = None,
+    ) -> list[LogLine]:
+        """Log lines of the app's pods (fetcher and app containers), oldest first.
+
+        Only lines strictly after ``since`` and no newer than a settle horizon (now minus
+        ``log_settle_seconds``, taken before reading) are returned, compared at microsecond
+        precision. Every line up to the horizon has been written by the time the pods are
+        read, so a caller that pages with ``since = last line's ts`` sees each line once: no
+        gap when pods log concurrently, no duplicate. ``tail`` keeps the last ``tail`` lines.
+        """
+        horizon = datetime.now(UTC) - self._log_settle
+        if since is not None:
+            since = _utc(since)
+            if since >= horizon:
+                return []
+        if tail is not None and tail <= 0:
+            return []
+        since_seconds: int | None = None
+        if since is not None:
+            # The client has no sinceTime: ask for a wider window (a minute of slack for clock
+            # skew with the API server), then cut exactly here.
+            since_seconds = math.ceil((datetime.now(UTC) - since).total_seconds()) + 60
+        selector = _selector(app_name, deployment_id)
+        pods = self._core.list_namespaced_pod(
+            self.namespace, label_selector=selector, _request_timeout=self._timeout
+        ).items
+        lines: list[LogLine] = []
+        for pod in pods:
+            name = pod.metadata.name if pod.metadata else None
+            if not name:
+                continue
+            for container in (FETCH_CONTAINER, APP_CONTAINER):
+                lines.extend(self._container_log(name, container, since_seconds, tail))
+        selected = [
+            line for line in lines if (since is None or line.ts > since) and line.ts <= horizon
+        ]
+        selected.sort(key=lambda line: (line.ts, line.pod, line.container))
+        return selected[-tail:] if tail is not None else selected
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _pods(self, app_name: str, deployment_id: str) -> list[Any]:
+        found = self._core.list_namespaced_pod(
+            self.namespace,
+            label_selector=_selector(app_name, deployment_id),
+            _request_timeout=self._timeout,
+        )
+        return [p for p in found.items if not (p.metadata and p.metadata.deletion_timestamp)]
+
+    def _container_log(
+        self, pod: str, container: str, since_seconds: int | None, tail: int | None
+    ) -> list[LogLine]:
+        try:
+            text = self._core.read_namespaced_pod_log(
+                pod,
+                self.namespace,
+                container=container,
+                timestamps=True,
+                since_seconds=since_seconds,
+                tail_lines=tail,
+                _request_timeout=self._timeout,
+            )
+        except ApiException as error:
+            # 400: the container has not started yet (or the pod has no such container);
+            # 404: the pod went away between the list and the read. Neither has lines.
+            if error.status in (400, 404):
+                return []
+            raise
+        lines: list[LogLine] = []
+        for raw in str(text or "").splitlines():
+            stamp, _, message = raw.partition(" ")
+            moment = _parse_log_time(stamp)
+            if moment is not None:
+                lines.append(LogLine(moment, pod, container, message))
+        return lines
+
+    def _pod_failure(self, pod: Any) -> str | None:
+        """Why this pod will not become ready by itself, or None while it still might."""
+        name = pod.metadata.name if pod.metadata else "?"
+        status = pod.status
+        if status is None:
+            return None
+        for init, statuses in (
+            (True, status.init_container_statuses),
+            (False, status.container_statuses),
+        ):
+            for container in statuses or []:
+                waiting = container.state.waiting if container.state else None
+                what = f"{'init container' if init else 'container'} {container.name}"
+                if waiting is not None and waiting.reason in _FATAL_WAITING:
+                    return f"pod {name}: {what}: {waiting.reason}: {waiting.message or ''}".rstrip(
+                        ": "
+                    )
+                if container.restart_count < self._crash_restarts:
+                    continue
+                failing = (waiting is not None and waiting.reason == "CrashLoopBackOff") or (
+                    container.state is not None
+                    and container.state.terminated is not None
+                    and container.state.terminated.exit_code != 0
+                )
+                if failing:
+                    verb = "failed" if init else "is crash-looping"
+                    return (
+                        f"pod {name}: {what} {verb} ({container.restart_count} restarts"
+                        f"{_last_exit(container)})"
+                    )
+        return None
+
+
+def _selector(app_name: str, deployment_id: str | None = None) -> str:
+    labels = (
+        workload_labels(app_name, deployment_id) if deployment_id else selector_labels(app_name)
+    )
+    return ",".join(f"{key}={value}" for key, value in labels.items())
+
+
+def _involves(app_name: str, kind: str, name: str, rs_names: set[str], pod_names: set[str]) -> bool:
+    if kind == "Deployment":
+        return name == app_name
+    if kind == "ReplicaSet":
+        return name in rs_names
+    if kind == "Pod":
+        # Pods deleted since keep their events: their names start with their ReplicaSet's.
+        return name in pod_names or any(name.startswith(f"{rs}-") for rs in rs_names)
+    return False
+
+
+def _pod_ready(pod: Any) -> bool:
+    conditions: Iterable[Any] = (pod.status.conditions if pod.status else None) or []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+
+def _pod_waiting(pod: Any) -> str | None:
+    """Why a pod is not ready yet, for a message: its first waiting or unready container."""
+    name = pod.metadata.name if pod.metadata else "?"
+    status = pod.status
+    if status is None:
+        return None
+    for container in [*(status.init_container_statuses or []), *(status.container_statuses or [])]:
+        waiting = container.state.waiting if container.state else None
+        if waiting is not None and waiting.reason not in ("PodInitializing", None):
+            return f"pod {name}: container {container.name} waiting: {waiting.reason}"
+    for container in status.container_statuses or []:
+        if not container.ready:
+            return f"pod {name}: container {container.name} not ready"
+    return None
+
+
+def _last_exit(container: Any) -> str:
+    for state in (container.state, container.last_state):
+        terminated = state.terminated if state else None
+        if terminated is not None:
+            detail = (terminated.message or terminated.reason or "").strip().splitlines()
+            text = f", last exit code {terminated.exit_code}"
+            return f"{text}: {detail[-1]}" if detail else text
+    return ""
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _parse_log_time(stamp: str) -> datetime | None:
+    """RFC 3339 with up to nanoseconds (the kubelet's), cut to microseconds."""
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", stamp)
+    if match is None:
+        return None
+    head, fraction, zone = match.groups()
+    micros = (fraction or "").ljust(6, "0")[:6]
+    moment = datetime.fromisoformat(f"{head}.{micros}{'+00:00' if zone == 'Z' else zone}")
+    return moment.astimezone(UTC)

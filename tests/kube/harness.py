@@ -1,0 +1,86 @@
+"""What the cluster tests run against: the simulator here, a kind cluster in test_kind.py.
+
+A ``Harness`` hands the tests a ``Cluster`` for the apps namespace, a client that may read
+anything there (the Cluster's own identity may not, by design), workload specs, and a way to
+make a rollout fail. The simulator fails pods through its hooks; a real cluster through the
+spec itself (a wrong digest, a command that exits, a command that never listens).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Literal, Protocol, TypeVar
+
+from kubernetes.client import ApiClient, CoreV1Api
+
+from chalicelib.kube import Cluster, Rollout, WorkloadSpec, workload_manifests
+
+T = TypeVar("T")
+Fault = Literal["crash-loop", "init-failure", "never-ready"]
+DIGEST = "5" * 64
+PULL_TOKEN = "pull-token-0123456789abcdef"
+
+
+def wait_for(probe: Callable[[], T | None], *, timeout: float, what: str) -> T:
+    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def new_app_name() -> str:
+    return f"app-{uuid.uuid4().hex[:8]}"
+
+
+class Harness(Protocol):
+    cluster: Cluster
+    admin: ApiClient
+    namespace: str
+    # How long a rollout may take to reach a final phase here.
+    timeout: float
+
+    def spec(
+        self,
+        app_name: str,
+        *,
+        fault: Fault | None = None,
+        deployment_id: str | None = None,
+        replicas: int = 1,
+    ) -> WorkloadSpec: ...
+
+    def arm(self, fault: Fault, app_name: str) -> None:
+        """Make the app's pods fail as ``fault`` says (after ``spec(fault=...)`` was applied)."""
+        ...
+
+    def produce_logs(self, app_name: str, count: int) -> None:
+        """Make the app's container print at least ``count`` lines."""
+        ...
+
+
+def deploy(harness: Harness, spec: WorkloadSpec) -> None:
+    harness.cluster.apply(workload_manifests(spec, PULL_TOKEN))
+
+
+def finished(harness: Harness, spec: WorkloadSpec) -> Rollout:
+    """Poll the rollout until it reaches a final phase."""
+
+    def probe() -> Rollout | None:
+        rollout = harness.cluster.rollout(spec.app_name, spec.deployment_id)
+        return rollout if rollout.finished else None
+
+    return wait_for(probe, timeout=harness.timeout, what=f"the rollout of {spec.app_name}")
+
+
+def pod_names(harness: Harness, app_name: str, deployment_id: str | None = None) -> list[str]:
+    selector = f"app=aether,app_name={app_name}"
+    if deployment_id:
+        selector += f",deployment_id={deployment_id}"
+    pods = CoreV1Api(harness.admin).list_namespaced_pod(harness.namespace, label_selector=selector)
+    return sorted(p.metadata.name for p in pods.items if not p.metadata.deletion_timestamp)

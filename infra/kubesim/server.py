@@ -42,6 +42,11 @@ VERSION_INFO = {
 _DEFAULT_WATCH_SECONDS = 1800
 _BOOKMARK_INTERVAL_SECONDS = 1.0
 _FOLLOW_POLL_SECONDS = 0.2
+_PATCHERS: dict[str, Callable[[Any, Any], Any]] = {
+    "application/json-patch+json": json_patch,
+    "application/merge-patch+json": json_merge_patch,
+    "application/strategic-merge-patch+json": strategic_merge,
+}
 _VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
 
@@ -455,19 +460,18 @@ class RequestHandler(BaseHTTPRequestHandler):
             )
             self._send_json(201 if created else 200, result)
             return
-        change: Callable[[KubeObject], KubeObject]
-        if content_type == "application/json-patch+json":
-            if not isinstance(patch, list):
-                raise bad_request("a JSON patch must be a list of operations")
-            change = lambda obj: json_patch(obj, patch)  # noqa: E731 - one expression per format
-        elif content_type == "application/merge-patch+json":
-            change = lambda obj: json_merge_patch(obj, patch)  # noqa: E731
-        elif content_type == "application/strategic-merge-patch+json":
-            change = lambda obj: strategic_merge(obj, patch)  # noqa: E731
-        else:
+        patcher = _PATCHERS.get(content_type)
+        if patcher is None:
             raise unsupported_media_type(content_type)
+        if content_type == "application/json-patch+json" and not isinstance(patch, list):
+            raise bad_request("a JSON patch must be a list of operations")
         if content_type != "application/json-patch+json" and not isinstance(patch, dict):
             raise bad_request("a merge patch must be a JSON object")
+
+        def change(obj: KubeObject) -> KubeObject:
+            patched: KubeObject = patcher(obj, patch)
+            return patched
+
         result = store.modify(
             kind, namespace, name, change, subresource=route.subresource, dry_run=dry_run
         )

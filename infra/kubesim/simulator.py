@@ -46,7 +46,10 @@ class Simulator:
         self.controller = WorkloadController(self.store, self.events, resync_interval)
         self._server = ApiServer(("127.0.0.1", port), self)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="kubesim-http", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # how long stop() waits for the loop to notice
+            name="kubesim-http",
+            daemon=True,
         )
         self._thread.start()
 

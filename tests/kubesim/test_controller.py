@@ -7,13 +7,18 @@ from kubernetes import client, watch
 from tests.kubesim.workloads import condition, deployment, wait_for
 
 
-def _available(apps: client.AppsV1Api, namespace: str, name: str, generation: int = 1):
+def _available(
+    apps: client.AppsV1Api, namespace: str, name: str, generation: int = 1
+) -> client.V1Deployment:
+    """Wait for a finished rollout, judged the way ``kubectl rollout status`` does."""
+
     def probe() -> client.V1Deployment | None:
         found = apps.read_namespaced_deployment(name, namespace)
         status = found.status
         progressing = condition(found, "Progressing")
         done = (
             status.observed_generation == generation
+            and status.updated_replicas == found.spec.replicas
             and status.available_replicas == found.spec.replicas
             and status.replicas == found.spec.replicas
             and progressing is not None

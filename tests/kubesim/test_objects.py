@@ -11,7 +11,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from infra.kubesim import Simulator
-from tests.kubesim.workloads import deployment
+from tests.kubesim.workloads import deployment, update_with_retry
 
 
 def test_version_is_served(api_client: client.ApiClient, sim: Simulator) -> None:
@@ -107,16 +107,12 @@ def test_core_kinds_support_create_get_list_replace_delete(
     assert fetched.metadata.uid == created.metadata.uid
     list_name = create.replace("create_", "list_")
     assert [o.metadata.name for o in getattr(core, list_name)(namespace).items] == ["obj"]
-    # A pod's status changes under us (the kubelet runs it): retry on 409 like real clients do.
-    for _ in range(50):
-        fetched = getattr(core, read)("obj", namespace)
-        fetched.metadata.labels = {"changed": "yes"}
-        try:
-            replaced = getattr(core, replace)("obj", namespace, fetched)
-            break
-        except ApiException as conflict:
-            if conflict.status != 409:
-                raise
+    # A pod's status changes under us (the kubelet runs it), so this retries on 409.
+    replaced = update_with_retry(
+        lambda: getattr(core, read)("obj", namespace),
+        lambda obj: setattr(obj.metadata, "labels", {"changed": "yes"}),
+        lambda obj: getattr(core, replace)("obj", namespace, obj),
+    )
     assert replaced.metadata.labels == {"changed": "yes"}
     assert int(replaced.metadata.resource_version) > int(created.metadata.resource_version)
     getattr(core, delete)("obj", namespace)
@@ -135,9 +131,11 @@ def test_deployments_support_create_get_list_replace_delete(
     listed = apps.list_namespaced_deployment(namespace)
     assert [d.metadata.name for d in listed.items] == ["web"]
     assert listed.metadata.resource_version
-    fetched = apps.read_namespaced_deployment("web", namespace)
-    fetched.spec.replicas = 2
-    replaced = apps.replace_namespaced_deployment("web", namespace, fetched)
+    replaced = update_with_retry(
+        lambda: apps.read_namespaced_deployment("web", namespace),
+        lambda found: setattr(found.spec, "replicas", 2),
+        lambda found: apps.replace_namespaced_deployment("web", namespace, found),
+    )
     assert replaced.spec.replicas == 2
     apps.delete_namespaced_deployment("web", namespace)
     assert apps.list_namespaced_deployment(namespace).items == []

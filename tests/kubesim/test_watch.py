@@ -110,3 +110,13 @@ def test_deployment_watch_deserializes_to_models(apps: client.AppsV1Api, namespa
         assert isinstance(event["object"], client.V1Deployment)
         if (event["object"].status.available_replicas or 0) >= 1:
             stream.stop()
+
+
+def test_watch_ends_when_the_api_goes_down(
+    core: client.CoreV1Api, namespace: str, sim: Simulator
+) -> None:
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "cm"}})
+    with pytest.raises(ApiException) as error:
+        for _ in watch.Watch().stream(core.list_namespaced_config_map, namespace):
+            sim.set_api_down(True)
+    assert error.value.status == 503

@@ -21,6 +21,23 @@ def wait_for(probe: Callable[[], T | None], *, timeout: float = 10.0, what: str 
         time.sleep(0.02)
 
 
+def update_with_retry(
+    read: Callable[[], T], change: Callable[[T], None], write: Callable[[T], T]
+) -> T:
+    """Read, change and write until no one else wrote in between (409), as controllers do."""
+    from kubernetes.client.exceptions import ApiException
+
+    for _ in range(50):
+        current = read()
+        change(current)
+        try:
+            return write(current)
+        except ApiException as conflict:
+            if conflict.status != 409:
+                raise
+    raise AssertionError("kept conflicting with other writers")
+
+
 def deployment(
     name: str,
     *,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from chalice.app import Chalice, Request, Response, S3Event
+from chalice.app import Chalice, CloudWatchEvent, Rate, Request, Response, S3Event
 
 from chalicelib import (
     apps,
@@ -13,13 +13,15 @@ from chalicelib import (
     auth,
     deployments,
     health,
+    logs,
     middleware,
     openapi,
     payloads,
+    rollouts,
     verification,
 )
 from chalicelib.observability import flush_metrics
-from chalicelib.records import bind_tables
+from chalicelib.records import Deployment, bind_tables
 from chalicelib.settings import Settings
 from chalicelib.storage import ARTIFACT_PREFIX, ArtifactStore
 
@@ -54,6 +56,17 @@ def get_store() -> ArtifactStore:
 
 
 @functools.cache
+def get_data_plane() -> rollouts.DataPlane:
+    from chalicelib import kube
+
+    settings = get_settings()
+    if not settings.cluster_configured:
+        return rollouts.DataPlane(None, settings)
+    cluster = kube.Cluster(kube.api_client(settings.kubeconfig), settings.namespace)
+    return rollouts.DataPlane(cluster, settings)
+
+
+@functools.cache
 def env_token_hashes() -> tuple[str, ...]:
     return tuple(auth.token_sha256(token) for token in get_settings().env_tokens)
 
@@ -81,6 +94,14 @@ def created(body: dict[str, Any]) -> Response:
     return Response(body=body, status_code=201)
 
 
+def deployment_response(deployment: Deployment, status: int) -> Response:
+    """A deployment after moving it as far as the cluster allows (reads reconcile)."""
+    advanced = rollouts.advance(get_data_plane(), deployment)
+    return Response(
+        body=deployments.deployment_json(advanced, with_events=True), status_code=status
+    )
+
+
 # Health and the API description answer without a token.
 
 
@@ -91,7 +112,7 @@ def healthz() -> dict[str, Any]:
 
 @app.route("/readyz")
 def readyz() -> Response:
-    report = health.readiness(get_settings(), get_store())
+    report = health.readiness(get_store(), get_data_plane().cluster)
     return Response(body=report.to_json(), status_code=200 if report.ready else 503)
 
 
@@ -161,6 +182,24 @@ def deactivate_public_key(app_name: str, key_id: str) -> dict[str, Any]:
     return apps.public_key_json(apps.deactivate_public_key(principal(), app_name, key_id))
 
 
+@app.route("/apps/{app_name}/rollback", methods=["POST"])
+def rollback(app_name: str) -> Response:
+    deployment, is_new = deployments.rollback(principal(), get_store(), app_name, json_body())
+    return deployment_response(deployment, 201 if is_new else 200)
+
+
+@app.route("/apps/{app_name}/logs")
+def app_logs(app_name: str) -> dict[str, Any]:
+    return logs.read(
+        principal(),
+        get_data_plane().cluster,
+        app_name,
+        since=query("since"),
+        tail=query("tail"),
+        deployment_id=query("deployment"),
+    )
+
+
 @app.route("/apps/{app_name}/deployments")
 def app_deployments(app_name: str) -> dict[str, Any]:
     limit = payloads.integer(query("limit") or 20, "limit", 1, deployments.MAX_PAGE)
@@ -219,14 +258,19 @@ def show_artifact(digest: str) -> dict[str, Any]:
 @app.route("/deployments", methods=["POST"])
 def create_deployment() -> Response:
     deployment, is_new = deployments.create(principal(), get_store(), json_body())
-    body = deployments.deployment_json(deployment, with_events=True)
-    return Response(body=body, status_code=201 if is_new else 200)
+    return deployment_response(deployment, 201 if is_new else 200)
 
 
 @app.route("/deployments/{deployment_id}")
-def show_deployment(deployment_id: str) -> dict[str, Any]:
-    found = deployments.load(principal(), deployment_id)
-    return deployments.deployment_json(found, with_events=True)
+def show_deployment(deployment_id: str) -> Response:
+    return deployment_response(deployments.load(principal(), deployment_id), 200)
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def reconcile_deployments(event: CloudWatchEvent) -> None:
+    get_settings()
+    rollouts.advance_all_in_flight(get_data_plane())
+    flush_metrics()
 
 
 # Events

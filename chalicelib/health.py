@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.errors import is_dependency_failure
+from chalicelib.kube import Cluster, is_unavailable
 from chalicelib.records import Application
-from chalicelib.settings import Settings
 from chalicelib.storage import ArtifactStore
 
 
@@ -30,19 +31,19 @@ class Readiness:
         }
 
 
-def readiness(settings: Settings, store: ArtifactStore) -> Readiness:
+def readiness(store: ArtifactStore, cluster: Cluster | None) -> Readiness:
     report = Readiness()
     report.checks["dynamodb"] = _probe(Application.describe_table)
     report.checks["s3"] = _probe(store.ping)
-    report.checks["kubernetes"] = "not configured"
+    report.checks["kubernetes"] = "not configured" if cluster is None else _probe(cluster.ping)
     return report
 
 
-def _probe(check: Any) -> str:
+def _probe(check: Callable[[], Any]) -> str:
     try:
         check()
     except Exception as exc:
-        if is_dependency_failure(exc):
+        if is_dependency_failure(exc) or is_unavailable(exc):
             return "unavailable"
         raise
     return "ok"

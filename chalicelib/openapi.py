@@ -71,6 +71,20 @@ _OPERATIONS: list[tuple[str, str, str, dict[str, Any] | None, int]] = [
         200,
     ),
     (
+        "post",
+        "/apps/{app_name}/rollback",
+        "Redeploy an earlier verified artifact (default: the last good one before the latest)",
+        {"type": "object", "properties": {"to": {"type": "string"}}},
+        201,
+    ),
+    (
+        "get",
+        "/apps/{app_name}/logs",
+        "Pod log lines after ?since (RFC 3339), ?tail=N, ?deployment=ID; next_since pages on",
+        None,
+        200,
+    ),
+    (
         "get",
         "/apps/{app_name}/deployments",
         "Release history, newest first (limit, cursor)",

@@ -26,6 +26,12 @@ class Settings:
     kubeconfig: str | None
     public_api_url: str | None
     connect_timeout_seconds: int
+    fetcher_image: str
+    progress_deadline_seconds: int
+
+    @property
+    def cluster_configured(self) -> bool:
+        return self.kubeconfig is not None or "KUBERNETES_SERVICE_HOST" in os.environ
 
     def table_name(self, table: str) -> str:
         return f"{self.table_prefix}-{table}"
@@ -57,6 +63,8 @@ class Settings:
             kubeconfig=env.get("KUBECONFIG") or None,
             public_api_url=env.get("AETHER_PUBLIC_API_URL") or None,
             connect_timeout_seconds=_positive_int(env, "AETHER_CONNECT_TIMEOUT_SECONDS", 3),
+            fetcher_image=env.get("AETHER_FETCHER_IMAGE", "aether-fetcher:1"),
+            progress_deadline_seconds=_positive_int(env, "AETHER_PROGRESS_DEADLINE_SECONDS", 120),
         )
 
 

@@ -12,6 +12,7 @@ import pytest
 from infra.local.processes import Service, free_port, start_moto
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
+APPS_NAMESPACE = "aether-apps"
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +23,26 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 
 @pytest.fixture(scope="session")
-def aws_environment(moto_server: Service) -> Iterator[dict[str, str]]:
+def kube_simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One simulated cluster for the session, with the apps namespace the operator creates."""
+    from infra.kubesim import start_simulator
+
+    simulator = start_simulator()
+    simulator.kubeconfig = simulator.write_kubeconfig(
+        tmp_path_factory.mktemp("kube") / "kubeconfig"
+    )
+    import kubernetes
+
+    from chalicelib.kube import api_client
+
+    with api_client(str(simulator.kubeconfig)) as client:
+        kubernetes.client.CoreV1Api(client).create_namespace({"metadata": {"name": APPS_NAMESPACE}})
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture(scope="session")
+def aws_environment(moto_server: Service, kube_simulator: Any) -> Iterator[dict[str, str]]:
     env = {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -32,6 +52,10 @@ def aws_environment(moto_server: Service) -> Iterator[dict[str, str]]:
         "AETHER_STAGE": "test",
         "AETHER_API_TOKENS": ADMIN_TOKEN,
         "POWERTOOLS_METRICS_NAMESPACE": "AetherTest",
+        "KUBECONFIG": str(kube_simulator.kubeconfig),
+        "AETHER_DEFAULT_NAMESPACE": APPS_NAMESPACE,
+        "AETHER_PUBLIC_API_URL": "http://127.0.0.1:9",
+        "AETHER_PROGRESS_DEADLINE_SECONDS": "2",
     }
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
@@ -53,7 +77,12 @@ def control_plane(aws_environment: dict[str, str]) -> Iterator[Any]:
 
 
 def _reset_caches(module: Any) -> None:
-    for cached in (module.get_settings, module.get_store, module.env_token_hashes):
+    for cached in (
+        module.get_settings,
+        module.get_store,
+        module.get_data_plane,
+        module.env_token_hashes,
+    ):
         cached.cache_clear()
 
 

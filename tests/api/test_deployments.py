@@ -20,7 +20,7 @@ def deploy(api: Api, app_name: str, digest: str, **extra: object) -> dict[str, o
     return dict(reply.json)
 
 
-def test_a_deployment_is_recorded_pending(api: Api, verified: tuple[str, str]) -> None:
+def test_a_deployment_is_recorded_and_applied(api: Api, verified: tuple[str, str]) -> None:
     app_name, digest = verified
     reply = api.post(
         "/deployments",
@@ -28,7 +28,8 @@ def test_a_deployment_is_recorded_pending(api: Api, verified: tuple[str, str]) -
     )
     assert reply.status == 201
     body = reply.json
-    assert body["status"] == "pending"
+    assert body["status"] == "rolling_out"
+    assert [e["phase"] for e in body["events"]] == ["rolling_out"]
     assert body["artifact_digest"] == digest
     assert body["start_command"] == "npm start"
     assert body["runtime"] == "node20"

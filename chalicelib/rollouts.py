@@ -1,0 +1,159 @@
+"""Drive a deployment record through the cluster: pending → rolling_out → succeeded | failed.
+
+Every step may run twice, concurrently, or after a crash (on a read, on the
+schedule, in the CLI's wait loop): each transition is a conditional write, and
+cluster events are copied under deterministic keys, so repeats change nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from pynamodb.exceptions import PutError, UpdateError
+
+from chalicelib import auth, deployments, kube
+from chalicelib.errors import ServiceUnavailable
+from chalicelib.observability import logger
+from chalicelib.records import Deployment, DeploymentEvent, is_condition_failure, iso, utcnow
+from chalicelib.settings import Settings
+
+TERMINAL = frozenset({"succeeded", "failed"})
+
+
+@dataclass(frozen=True)
+class DataPlane:
+    """Where workloads run: the cluster and what the pods need to reach us."""
+
+    cluster: kube.Cluster | None
+    settings: Settings
+
+    def artifact_url(self, digest: str) -> str:
+        base = (self.settings.public_api_url or "").rstrip("/")
+        return f"{base}/artifacts/{digest}/download"
+
+
+def advance(plane: DataPlane, deployment: Deployment) -> Deployment:
+    """Move ``deployment`` as far as the cluster allows now; returns the fresh record."""
+    if deployment.status in TERMINAL:
+        return deployment
+    if plane.cluster is None:
+        _note(deployment, "pending", "no cluster is configured; the deployment waits for one")
+        return deployment
+    try:
+        if deployment.status == "pending":
+            _start(plane, plane.cluster, deployment)
+        elif deployment.status == "rolling_out":
+            _follow(plane.cluster, deployment)
+    except Exception as exc:
+        if not kube.is_unavailable(exc):
+            raise
+        logger.warning("kubernetes unavailable", exc_info=True)
+        _note(deployment, deployment.status, "the cluster is unreachable; retrying later")
+        raise ServiceUnavailable(
+            "the Kubernetes API is unreachable; the deployment is kept and will be retried"
+        ) from exc
+    deployment.refresh(consistent_read=True)
+    return deployment
+
+
+def advance_all_in_flight(plane: DataPlane) -> int:
+    """The schedule's work: advance every deployment not yet finished."""
+    advanced = 0
+    for deployment in Deployment.scan(Deployment.status.is_in(*deployments.IN_FLIGHT)):
+        try:
+            advance(plane, deployment)
+            advanced += 1
+        except ServiceUnavailable:
+            break  # the cluster is down for everyone; the next run retries
+    return advanced
+
+
+def _start(plane: DataPlane, cluster: kube.Cluster, deployment: Deployment) -> None:
+    """Claim the apply (only one caller wins ``pending → rolling_out``), then apply."""
+    if not _transition(deployment, "pending", "rolling_out"):
+        return
+    pull = auth.issue_pull_token(deployment.app_name)
+    spec = kube.WorkloadSpec(
+        app_name=deployment.app_name,
+        deployment_id=deployment.deployment_id,
+        digest=deployment.artifact_digest,
+        node_major=int(deployment.runtime.removeprefix("node")),
+        start_command=deployment.start_command,
+        env=deployment.env_dict(),
+        replicas=int(deployment.replicas),
+        namespace=cluster.namespace,
+        artifact_url=plane.artifact_url(deployment.artifact_digest),
+        fetcher_image=plane.settings.fetcher_image,
+        progress_deadline_seconds=plane.settings.progress_deadline_seconds,
+    )
+    try:
+        cluster.apply(kube.workload_manifests(spec, pull.secret))
+    except Exception:
+        # Hand the claim back so the next attempt applies again.
+        _transition(deployment, "rolling_out", "pending")
+        raise
+    auth.retire_pull_tokens(deployment.app_name, keep=pull.record.token_id)
+    _note(deployment, "rolling_out", f"applied Deployment {spec.app_name} ({spec.app_image})")
+
+
+def _follow(cluster: kube.Cluster, deployment: Deployment) -> None:
+    rollout = cluster.rollout(deployment.app_name, deployment.deployment_id)
+    for event in cluster.events(deployment.app_name):
+        if event.timestamp >= deployment.created_at:
+            _copy_event(deployment, event)
+    if rollout.phase == "succeeded":
+        finish(deployment, "succeeded", rollout.message)
+    elif rollout.phase in ("failed", "superseded"):
+        finish(deployment, "failed", rollout.message)
+
+
+def finish(deployment: Deployment, status: str, reason: str, url: str | None = None) -> None:
+    actions: list[Any] = [Deployment.reason.set(reason)]
+    if url is not None:
+        actions.append(Deployment.url.set(url))
+    if _transition(deployment, "rolling_out", status, actions):
+        _note(deployment, status, reason)
+        deployments.release_slot(deployment.app_name, deployment.deployment_id)
+
+
+def _transition(
+    deployment: Deployment, source: str, target: str, actions: list[Any] | None = None
+) -> bool:
+    """``source → target`` if the record is still in ``source``; False if someone else moved it."""
+    try:
+        deployment.update(
+            actions=[
+                Deployment.status.set(target),
+                Deployment.updated_at.set(utcnow()),
+                *(actions or []),
+            ],
+            condition=Deployment.status == source,
+        )
+    except UpdateError as exc:
+        if is_condition_failure(exc):
+            return False
+        raise
+    return True
+
+
+def _note(deployment: Deployment, phase: str, message: str) -> None:
+    deployments.record_event(deployment.deployment_id, phase, message)
+
+
+def _copy_event(deployment: Deployment, event: kube.ClusterEvent) -> None:
+    identity = f"{event.object_kind}/{event.object_name}/{event.reason}/{event.message}"
+    key = f"{iso(event.timestamp)}#k8s-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
+    record = DeploymentEvent(
+        deployment.deployment_id,
+        key,
+        phase=f"k8s:{event.reason}" if event.reason else "k8s",
+        message=f"{event.object_kind} {event.object_name}: {event.message}",
+        timestamp=event.timestamp,
+    )
+    try:
+        record.save(condition=DeploymentEvent.event_key.does_not_exist())
+    except PutError as exc:
+        if not is_condition_failure(exc):
+            raise

@@ -15,8 +15,10 @@ def format_time(moment: datetime) -> str:
 
 
 def format_time_nano(moment: datetime) -> str:
-    """Log timestamps (RFC 3339 with nanoseconds, as the kubelet writes them)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+    """Log timestamps as the kubelet writes them: Go's RFC3339Nano, trailing zeros trimmed."""
+    utc = moment.astimezone(UTC)
+    fraction = f"{utc.microsecond:06d}000".rstrip("0")
+    return utc.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if fraction else "") + "Z"
 
 
 def parse_time(text: str) -> datetime:

@@ -408,7 +408,9 @@ class RequestHandler(BaseHTTPRequestHandler):
         elif method == "PATCH":
             self._serve_patch(route, query, body)
         elif method == "DELETE":
-            options = json.loads(body) if body else {}
+            options = self._parse_json(body) if body else {}
+            if not isinstance(options, dict):
+                raise bad_request("DeleteOptions must be a JSON object")
             preconditions = options.get("preconditions") or {}
             propagation = query.get("propagationPolicy") or options.get("propagationPolicy")
             deleted = store.delete(
@@ -602,6 +604,8 @@ class RequestHandler(BaseHTTPRequestHandler):
     # -- test hooks --------------------------------------------------------------------------
 
     def _control(self, method: str, path: str, body: bytes) -> None:
-        payload = json.loads(body) if body else {}
+        payload = self._parse_json(body) if body else {}
+        if not isinstance(payload, dict):
+            raise bad_request("a hook takes a JSON object")
         result = self.simulator.handle_control(method, path.removeprefix("/_sim/"), payload)
         self._send_json(200, result)

@@ -218,10 +218,12 @@ preferences: {{}}
         elif (method, path) == ("DELETE", "faults"):
             self.clear_faults()
         elif (method, path) == ("POST", "logs"):
+            if not payload.get("namespace") or not payload.get("pod"):
+                raise bad_request("the logs hook needs namespace, pod and lines")
             self.append_log(
                 payload["namespace"],
                 payload["pod"],
-                list(payload.get("lines") or []),
+                [str(line) for line in payload.get("lines") or []],
                 container=payload.get("container"),
             )
         elif (method, path) == ("POST", "expire-watch-history"):

@@ -16,11 +16,13 @@ from typing import Literal, Protocol, TypeVar
 from kubernetes.client import ApiClient, CoreV1Api
 
 from chalicelib.kube import Cluster, Rollout, WorkloadSpec, workload_manifests
+from infra.kubesim import Simulator
 
 T = TypeVar("T")
 Fault = Literal["crash-loop", "init-failure", "never-ready"]
 DIGEST = "5" * 64
 PULL_TOKEN = "pull-token-0123456789abcdef"
+NAMESPACE = "aether-apps"
 
 
 def wait_for(probe: Callable[[], T | None], *, timeout: float, what: str) -> T:
@@ -84,3 +86,50 @@ def pod_names(harness: Harness, app_name: str, deployment_id: str | None = None)
         selector += f",deployment_id={deployment_id}"
     pods = CoreV1Api(harness.admin).list_namespaced_pod(harness.namespace, label_selector=selector)
     return sorted(p.metadata.name for p in pods.items if not p.metadata.deletion_timestamp)
+
+
+class SimHarness:
+    """The simulated cluster: faults through its hooks, logs appended through its hooks."""
+
+    timeout = 10.0
+
+    def __init__(self, simulator: Simulator, api: ApiClient) -> None:
+        self.sim = simulator
+        self.admin = api
+        self.namespace = NAMESPACE
+        # No settle horizon: the simulator stamps lines with this process's own clock.
+        self.cluster = Cluster(api, NAMESPACE, log_settle_seconds=0)
+
+    def spec(
+        self,
+        app_name: str,
+        *,
+        fault: Fault | None = None,
+        deployment_id: str | None = None,
+        replicas: int = 1,
+    ) -> WorkloadSpec:
+        return WorkloadSpec(
+            app_name=app_name,
+            deployment_id=deployment_id or str(uuid.uuid4()),
+            digest=DIGEST,
+            node_major=20,
+            start_command="npm start",
+            env={"GREETING": "hello"},
+            replicas=replicas,
+            namespace=NAMESPACE,
+            artifact_url=f"http://127.0.0.1:8000/artifacts/{DIGEST}/download",
+            progress_deadline_seconds=1 if fault == "never-ready" else 120,
+        )
+
+    def arm(self, fault: Fault, app_name: str) -> None:
+        if fault == "crash-loop":
+            self.sim.crash_loop(NAMESPACE, app_name)
+        elif fault == "init-failure":
+            self.sim.fail_init_containers(NAMESPACE, app_name)
+        else:
+            self.sim.never_ready(NAMESPACE, app_name)
+
+    def produce_logs(self, app_name: str, count: int) -> None:
+        for index, pod in enumerate(pod_names(self, app_name)):
+            lines = [f"pod {index} line {n}" for n in range(count)]
+            self.sim.append_log(NAMESPACE, pod, lines, container="app")

@@ -278,3 +278,23 @@ def test_deleting_a_pod_returns_it_and_deleting_a_secret_returns_a_status(
     core.create_namespaced_secret(namespace, {"metadata": {"name": "s"}})
     assert core.delete_namespaced_pod("p", namespace).metadata.name == "p"
     assert core.delete_namespaced_secret("s", namespace)["status"] == "Success"
+
+
+def test_dynamic_client_discovers_and_applies(api_client: client.ApiClient, sim: Simulator) -> None:
+    from kubernetes import dynamic
+
+    resources = dynamic.DynamicClient(api_client).resources
+    config_maps = resources.get(api_version="v1", kind="ConfigMap")
+    applied = config_maps.server_side_apply(
+        body={
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "cm"},
+            "data": {"a": "b"},
+        },
+        namespace="default",
+        field_manager="aether",
+    )
+    assert applied.to_dict()["data"] == {"a": "b"}
+    deployments = resources.get(api_version="apps/v1", kind="Deployment")
+    assert deployments.get(namespace="default").items == []

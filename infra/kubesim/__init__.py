@@ -25,7 +25,17 @@ Test hooks, as methods and over HTTP (no token needed; the real API never uses `
 ``sim.append_log(ns, pod, l)`` ``POST /_sim/logs {"namespace", "pod", "container", "lines"}``
 ``sim.expire_watch_history()`` ``POST /_sim/expire-watch-history`` (older watches get 410)
 ``sim.reset()``                ``POST /_sim/reset``
+(state)                        ``GET /_sim/state``: apiDown, resourceVersion, url
 =============================  =====================================================
+
+Pods run through a ``PodRuntime`` (``Simulator(runtime=...)``); the default
+``SimulatedRuntime`` is the one the fault hooks script.
+
+Not modelled: field ownership and conflicts of server-side apply (one manager's last applied
+configuration is remembered, so fields it drops are removed), admission beyond a few
+validations, scheduling and resources, graceful pod termination (deletion is immediate, and so
+is garbage collection), RBAC, protobuf/YAML bodies, and sinceTime on the client's
+``read_namespaced_pod_log`` (its OpenAPI spec lacks it; the server honours the query).
 """
 
 from infra.kubesim.runtime import (

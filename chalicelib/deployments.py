@@ -18,6 +18,7 @@ from chalicelib.records import (
     Artifact,
     Deployment,
     DeploymentEvent,
+    event_key,
     is_condition_failure,
     iso,
     new_id,
@@ -246,7 +247,7 @@ def record_event(deployment_id: str, phase: str, message: str) -> DeploymentEven
     now = utcnow()
     event = DeploymentEvent(
         deployment_id,
-        f"{iso(now)}#{new_id()[:8]}",
+        event_key(now, new_id()[:8]),
         phase=phase,
         message=message,
         timestamp=now,

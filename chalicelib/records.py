@@ -142,6 +142,11 @@ class DeploymentEvent(_Table):
     timestamp = UTCDateTimeAttribute()
 
 
+def event_key(moment: datetime, identity: str) -> str:
+    """Sorts by time at a fixed precision, so whole-second and finer stamps interleave right."""
+    return f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%fZ}#{identity}"
+
+
 class PublicKey(_Table):
     class Meta(_Table.Meta):
         table_name = "public_keys"

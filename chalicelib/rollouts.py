@@ -16,7 +16,13 @@ from pynamodb.exceptions import PutError, UpdateError
 from chalicelib import auth, deployments, kube
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.observability import logger
-from chalicelib.records import Deployment, DeploymentEvent, is_condition_failure, iso, utcnow
+from chalicelib.records import (
+    Deployment,
+    DeploymentEvent,
+    event_key,
+    is_condition_failure,
+    utcnow,
+)
 from chalicelib.settings import Settings
 
 TERMINAL = frozenset({"succeeded", "failed"})
@@ -144,7 +150,7 @@ def _note(deployment: Deployment, phase: str, message: str) -> None:
 
 def _copy_event(deployment: Deployment, event: kube.ClusterEvent) -> None:
     identity = f"{event.object_kind}/{event.object_name}/{event.reason}/{event.message}"
-    key = f"{iso(event.timestamp)}#k8s-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
+    key = event_key(event.timestamp, "k8s-" + hashlib.sha256(identity.encode()).hexdigest()[:12])
     record = DeploymentEvent(
         deployment.deployment_id,
         key,

@@ -34,6 +34,24 @@ def object_created_records(event: Any) -> dict[str, Any] | None:
     return {"Records": records} if records else None
 
 
+def scheduled_event() -> dict[str, Any]:
+    """The EventBridge "Scheduled Event" a rate rule sends, as Lambda receives it."""
+    import uuid
+    from datetime import UTC, datetime
+
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "000000000000",
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:000000000000:rule/aether-reconcile"],
+        "detail": {},
+    }
+
+
 def drain_once(sqs: Any, queue_url: str, deliver: Deliver, wait_seconds: int = 1) -> int:
     """Deliver what is on the queue now; a message is deleted only once delivered."""
     received = sqs.receive_message(

@@ -1,0 +1,227 @@
+"""Deployments through the simulated cluster: pending → rolling_out → succeeded | failed."""
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import APPS_NAMESPACE, Api
+from tests.uploads import random_bytes, upload
+from tests.verification.delivery import deliver_pending_events
+
+
+@pytest.fixture(autouse=True)
+def healthy_cluster(kube_simulator: Any) -> Iterator[None]:
+    yield
+    kube_simulator.set_api_down(False)
+    kube_simulator.clear_faults()
+
+
+@pytest.fixture
+def app_name(api: Api, unique_name: str) -> str:
+    # Service names must start with a letter; the fixture names do.
+    api.post("/apps", {"name": unique_name})
+    return unique_name
+
+
+def verified_digest(api: Api, app_name: str) -> str:
+    digest = upload(api, app_name, random_bytes())
+    deliver_pending_events()
+    return digest
+
+
+def wait_for(
+    api: Api, deployment_id: str, done: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """Read the deployment (each read reconciles) until ``done`` or a bounded number of tries."""
+    body: dict[str, Any] = {}
+    for _ in range(100):
+        body = api.get(f"/deployments/{deployment_id}").json
+        if done(body):
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"deployment never got there: {body}")
+
+
+def finished(body: dict[str, Any]) -> bool:
+    return body["status"] in ("succeeded", "failed")
+
+
+def deploy(api: Api, app_name: str, digest: str) -> dict[str, Any]:
+    reply = api.post("/deployments", {"app_name": app_name, "artifact_digest": digest})
+    assert reply.status == 201, reply.body
+    return dict(reply.json)
+
+
+def test_a_deployment_rolls_out_to_succeeded(api: Api, app_name: str) -> None:
+    created = deploy(api, app_name, verified_digest(api, app_name))
+    assert created["status"] == "rolling_out"
+    done = wait_for(api, created["deployment_id"], finished)
+    assert done["status"] == "succeeded", done
+    phases = [event["phase"] for event in done["events"]]
+    own = [phase for phase in phases if not phase.startswith("k8s:")]
+    assert own == ["rolling_out", "succeeded"]
+    assert any(phase.startswith("k8s:") for phase in phases)
+
+
+def test_the_workload_carries_no_url_or_secret(
+    api: Api, app_name: str, kube_simulator: Any
+) -> None:
+    import json
+
+    from chalicelib.kube import api_client
+
+    created = deploy(api, app_name, verified_digest(api, app_name))
+    with api_client(str(kube_simulator.kubeconfig)) as client:
+        import kubernetes
+
+        apps = kubernetes.client.AppsV1Api(client)
+        workload = apps.read_namespaced_deployment(app_name, APPS_NAMESPACE).to_dict()
+    text = json.dumps(workload, default=str)
+    assert "X-Amz-" not in text
+    assert "aet_" not in text
+    assert created["deployment_id"] in text
+
+
+def test_a_rollout_past_its_deadline_fails_with_the_reason(
+    api: Api, app_name: str, kube_simulator: Any
+) -> None:
+    kube_simulator.never_ready(APPS_NAMESPACE, app_name)
+    created = deploy(api, app_name, verified_digest(api, app_name))
+    done = wait_for(api, created["deployment_id"], finished)
+    assert done["status"] == "failed"
+    assert "ProgressDeadlineExceeded" in done["reason"]
+    assert [e["phase"] for e in done["events"] if not e["phase"].startswith("k8s:")][-1] == "failed"
+
+
+def test_a_failing_init_container_fails_the_deployment(
+    api: Api, app_name: str, kube_simulator: Any
+) -> None:
+    kube_simulator.fail_init_containers(APPS_NAMESPACE, app_name)
+    created = deploy(api, app_name, verified_digest(api, app_name))
+    done = wait_for(api, created["deployment_id"], finished)
+    assert done["status"] == "failed"
+    assert "init container" in done["reason"]
+
+
+def test_a_crash_looping_app_fails_the_deployment(
+    api: Api, app_name: str, kube_simulator: Any
+) -> None:
+    kube_simulator.crash_loop(APPS_NAMESPACE, app_name)
+    created = deploy(api, app_name, verified_digest(api, app_name))
+    done = wait_for(api, created["deployment_id"], finished)
+    assert done["status"] == "failed"
+
+
+def test_kubernetes_down_is_503_and_the_deployment_is_kept(
+    api: Api, app_name: str, kube_simulator: Any
+) -> None:
+    digest = verified_digest(api, app_name)
+    kube_simulator.set_api_down(True)
+    reply = api.post("/deployments", {"app_name": app_name, "artifact_digest": digest})
+    assert reply.status == 503
+    assert reply.json["code"] == "service_unavailable"
+    history = api.get(f"/apps/{app_name}/deployments").json["deployments"]
+    assert [d["status"] for d in history] == ["pending"]
+    kube_simulator.set_api_down(False)
+    retried = api.post("/deployments", {"app_name": app_name, "artifact_digest": digest})
+    assert retried.status == 200  # the same deployment, not a second one
+    assert retried.json["deployment_id"] == history[0]["deployment_id"]
+    assert wait_for(api, history[0]["deployment_id"], finished)["status"] == "succeeded"
+
+
+def test_a_newer_deployment_supersedes_one_in_flight(
+    api: Api, app_name: str, kube_simulator: Any
+) -> None:
+    kube_simulator.never_ready(APPS_NAMESPACE, app_name)
+    first = deploy(api, app_name, verified_digest(api, app_name))
+    kube_simulator.clear_faults()
+    second = deploy(api, app_name, verified_digest(api, app_name))
+    assert wait_for(api, second["deployment_id"], finished)["status"] == "succeeded"
+    older = wait_for(api, first["deployment_id"], finished)
+    assert older["status"] == "failed"
+    assert second["deployment_id"] in older["reason"]
+
+
+def test_the_schedule_advances_deployments_nobody_reads(
+    api: Api, app_name: str, control_plane: Any
+) -> None:
+    created = deploy(api, app_name, verified_digest(api, app_name))
+    from chalicelib.records import Deployment
+    from infra.local.relay import scheduled_event
+
+    for _ in range(100):
+        control_plane.reconcile_deployments(scheduled_event(), None)
+        if Deployment.get(created["deployment_id"]).status == "succeeded":
+            break
+        time.sleep(0.1)
+    assert Deployment.get(created["deployment_id"]).status == "succeeded"
+
+
+def test_rollback_redeploys_the_previous_good_artifact(api: Api, app_name: str) -> None:
+    first_digest = verified_digest(api, app_name)
+    first = deploy(api, app_name, first_digest)
+    wait_for(api, first["deployment_id"], finished)
+    second = deploy(api, app_name, verified_digest(api, app_name))
+    wait_for(api, second["deployment_id"], finished)
+
+    rolled = api.post(f"/apps/{app_name}/rollback", {})
+    assert rolled.status == 201, rolled.body
+    assert rolled.json["artifact_digest"] == first_digest
+    assert rolled.json["rollback_of"] == first["deployment_id"]
+    assert wait_for(api, rolled.json["deployment_id"], finished)["status"] == "succeeded"
+
+    explicit = api.post(f"/apps/{app_name}/rollback", {"to": second["deployment_id"]})
+    assert explicit.json["artifact_digest"] == second["artifact_digest"]
+
+
+def test_rollback_without_history_is_a_conflict(api: Api, app_name: str) -> None:
+    reply = api.post(f"/apps/{app_name}/rollback", {})
+    assert reply.status == 409
+    assert reply.json["code"] == "conflict"
+
+
+def test_rollback_to_an_unknown_deployment_is_not_found(api: Api, app_name: str) -> None:
+    assert api.post(f"/apps/{app_name}/rollback", {"to": "nope"}).status == 404
+
+
+def test_logs_page_with_since_and_tail(api: Api, app_name: str, kube_simulator: Any) -> None:
+    import kubernetes
+
+    from chalicelib.kube import api_client
+
+    created = deploy(api, app_name, verified_digest(api, app_name))
+    wait_for(api, created["deployment_id"], finished)
+    with api_client(str(kube_simulator.kubeconfig)) as client:
+        pods = kubernetes.client.CoreV1Api(client).list_namespaced_pod(
+            APPS_NAMESPACE, label_selector=f"app_name={app_name}"
+        )
+    pod = pods.items[0].metadata.name
+    kube_simulator.append_log(APPS_NAMESPACE, pod, ["one", "two", "three"], container="app")
+
+    lines: list[dict[str, Any]] = []
+    for _ in range(50):  # lines show once they are older than the settle horizon
+        lines = api.get(f"/apps/{app_name}/logs").json["lines"]
+        if any(line["message"] == "three" for line in lines):
+            break
+        time.sleep(0.1)
+    messages = [line["message"] for line in lines if line["container"] == "app"]
+    assert messages[-3:] == ["one", "two", "three"]
+    assert {line["pod"] for line in lines} == {pod}
+
+    tail = api.get(f"/apps/{app_name}/logs?tail=2").json
+    assert [line["message"] for line in tail["lines"]] == ["two", "three"]
+    after = api.get(f"/apps/{app_name}/logs?since={tail['next_since']}").json
+    assert after["lines"] == []
+    assert after["next_since"] == tail["next_since"]
+    middle = next(line["ts"] for line in lines if line["message"] == "one")
+    rest = api.get(f"/apps/{app_name}/logs?since={middle}").json["lines"]
+    assert [line["message"] for line in rest] == ["two", "three"]
+
+
+@pytest.mark.parametrize("query", ["since=yesterday", "since=2026-01-01T00:00:00", "tail=0"])
+def test_logs_reject_bad_queries(api: Api, app_name: str, query: str) -> None:
+    reply = api.get(f"/apps/{app_name}/logs?{query}")
+    assert reply.status == 400
+    assert reply.json["code"] == "bad_request"

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Deploy one stage of Aether to AWS: bucket, tables, log groups and the Chalice
+# app (packaged by `chalice package` as the Terraform module ./chalice).
+#
+#   infra/terraform/deploy.sh prod            # plan and apply, asks for confirmation
+#   infra/terraform/deploy.sh prod -auto-approve
+#
+# Needs Terraform >= 1.3, AWS credentials in the environment, and the
+# repository's .venv. Each stage has its own Terraform workspace, so stages
+# never share state.
+set -euo pipefail
+
+stage="${1:?usage: deploy.sh <stage> [terraform apply options]}"
+shift
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+vars="stages/$stage.tfvars.json"
+[ -f "$here/$vars" ] || { echo "no $here/$vars: create it first" >&2; exit 2; }
+
+rm -rf "$here/chalice"
+(cd "$root" && .venv/bin/chalice package --stage "$stage" --pkg-format terraform "$here/chalice")
+# chalice 1.34 caps its module at Terraform < 1.4.0; nothing in it needs that.
+"$root/.venv/bin/python" - "$here/chalice/chalice.tf.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+with open(path) as handle:
+    module = json.load(handle)
+module["terraform"]["required_version"] = ">= 0.12.26"
+with open(path, "w") as handle:
+    json.dump(module, handle, indent=2)
+PY
+
+terraform -chdir="$here" init -input=false
+terraform -chdir="$here" workspace select "$stage" 2>/dev/null \
+  || terraform -chdir="$here" workspace new "$stage"
+terraform -chdir="$here" apply -var-file="$vars" "$@"
+terraform -chdir="$here" output -raw api_url

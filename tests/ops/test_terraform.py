@@ -1,0 +1,246 @@
+"""The Terraform under infra/terraform, read exactly (it is written as ``*.tf.json``).
+
+The tables are compared with the pynamodb models, the names with settings.py
+and .chalice/config.json, the log groups with the Chalice app's functions, so
+none of them can drift from the code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.ops.conftest import OFFLINE
+from tests.ops.iam import ROOT
+
+TERRAFORM = ROOT / "infra" / "terraform"
+CONFIG = json.loads((ROOT / ".chalice" / "config.json").read_text())
+REFERENCE = re.compile(r"\b(var|local|module|data|aws_[a-z0-9_]+)\.([A-Za-z0-9_-]+)")
+
+
+def files() -> dict[str, dict[str, Any]]:
+    return {p.name: json.loads(p.read_text()) for p in sorted(TERRAFORM.glob("*.tf.json"))}
+
+
+def merged(kind: str) -> dict[Any, Any]:
+    """All blocks of one top-level kind (``resource``, ``variable``…) across files."""
+    out: dict[Any, Any] = {}
+    for document in files().values():
+        for name, body in document.get(kind, {}).items():
+            if kind in {"resource", "data"}:
+                for label, block in body.items():
+                    assert (name, label) not in out, f"{name}.{label} declared twice"
+                    out[(name, label)] = block
+            else:
+                assert name not in out, f"{kind} {name} declared twice"
+                out[name] = body
+    return out
+
+
+def resource(kind: str, label: str) -> dict[str, Any]:
+    block: dict[str, Any] = merged("resource")[(kind, label)]
+    return block
+
+
+def of_kind(kind: str) -> dict[str, Any]:
+    return {label: block for (k, label), block in merged("resource").items() if k == kind}
+
+
+def only(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    assert len(blocks) == 1
+    return blocks[0]
+
+
+def stage_value(template: str, stage: str) -> str:
+    return template.replace("${var.stage}", stage)
+
+
+def test_every_table_matches_its_pynamodb_model() -> None:
+    from chalicelib.records import TABLES
+
+    tables = of_kind("aws_dynamodb_table")
+    assert set(tables) == set(TABLES)
+    for name, model in TABLES.items():
+        schema = model._get_schema()
+        table = tables[name]
+        keys = {k["KeyType"]: k["AttributeName"] for k in schema["key_schema"]}
+        assert table["name"] == f"${{local.table_prefix}}-{name}"
+        assert table["hash_key"] == keys["HASH"]
+        assert table.get("range_key") == keys.get("RANGE")
+        assert {(a["name"], a["type"]) for a in table["attribute"]} == {
+            (a["AttributeName"], a["AttributeType"]) for a in schema["attribute_definitions"]
+        }
+        indexes = {
+            g["index_name"]: (
+                {k["KeyType"]: k["AttributeName"] for k in g["key_schema"]},
+                g["projection"]["ProjectionType"],
+            )
+            for g in schema["global_secondary_indexes"]
+        }
+        declared = {
+            g["name"]: ({"HASH": g["hash_key"], "RANGE": g["range_key"]}, g["projection_type"])
+            for g in table.get("global_secondary_index", [])
+        }
+        assert declared == indexes, name
+        assert "local_secondary_index" not in table and not schema["local_secondary_indexes"]
+        assert table["billing_mode"] == "PAY_PER_REQUEST"
+        assert table["point_in_time_recovery"] == [{"enabled": True}]
+        assert table["deletion_protection_enabled"] == "${var.deletion_protection}"
+
+
+def test_names_follow_settings_and_the_chalice_stages() -> None:
+    from chalicelib.settings import Settings
+
+    local = merged("locals")
+    assert merged("variable")["bucket_name"]["default"] is None
+    for stage, config in CONFIG["stages"].items():
+        env = {**CONFIG["environment_variables"], **config.get("environment_variables", {})}
+        settings = Settings.from_env(env)
+        bucket = stage_value(local["bucket_name"], stage)
+        assert bucket == '${coalesce(var.bucket_name, "' + settings.bucket + '")}', stage
+        assert stage_value(local["table_prefix"], stage) == settings.table_prefix
+
+
+def test_a_log_group_with_retention_for_every_lambda_function() -> None:
+    import app as control_plane
+
+    handlers = {source.name for source in control_plane.app.event_sources}
+    names = merged("locals")["function_names"]
+    assert names == {
+        "api_handler": "aether-${var.stage}",
+        **{h: f"aether-${{var.stage}}-{h}" for h in handlers},
+    }
+    groups = of_kind("aws_cloudwatch_log_group")
+    assert set(groups) == set(names)
+    for label, group in groups.items():
+        assert group["name"] == f"/aws/lambda/${{local.function_names.{label}}}"
+        assert group["retention_in_days"] == "${var.log_retention_days}"
+
+
+def test_the_bucket_is_private_versioned_encrypted_and_tls_only() -> None:
+    bucket = "${aws_s3_bucket.artifacts.id}"
+    assert resource("aws_s3_bucket", "artifacts")["bucket"] == "${local.bucket_name}"
+    assert resource("aws_s3_bucket_public_access_block", "artifacts") == {
+        "bucket": bucket,
+        "block_public_acls": True,
+        "block_public_policy": True,
+        "ignore_public_acls": True,
+        "restrict_public_buckets": True,
+    }
+    ownership = resource("aws_s3_bucket_ownership_controls", "artifacts")
+    assert ownership["rule"] == [{"object_ownership": "BucketOwnerEnforced"}]
+    versioning = resource("aws_s3_bucket_versioning", "artifacts")
+    assert versioning["versioning_configuration"] == [{"status": "Enabled"}]
+    sse = resource("aws_s3_bucket_server_side_encryption_configuration", "artifacts")
+    # SSE-S3, not KMS: the policy files grant no kms:* and need none.
+    assert only(sse["rule"])["apply_server_side_encryption_by_default"] == [
+        {"sse_algorithm": "AES256"}
+    ]
+    policy = only(merged("data")[("aws_iam_policy_document", "artifacts_tls_only")]["statement"])
+    assert policy["effect"] == "Deny"
+    assert policy["condition"] == [
+        {"test": "Bool", "variable": "aws:SecureTransport", "values": ["false"]}
+    ]
+    assert resource("aws_s3_bucket_policy", "artifacts")["bucket"] == bucket
+
+
+def test_lifecycle_expires_quarantine_and_old_versions_but_never_current_artifacts() -> None:
+    rules = resource("aws_s3_bucket_lifecycle_configuration", "artifacts")["rule"]
+    assert all(rule["status"] == "Enabled" for rule in rules)
+    quarantine = [r for r in rules if only(r["filter"])["prefix"] == "quarantine/"]
+    assert only(quarantine)["expiration"] == [{"days": "${var.quarantine_expiry_days}"}]
+    everything = [r for r in rules if only(r["filter"])["prefix"] == ""]
+    assert len(quarantine) + len(everything) == len(rules)
+    noncurrent = [r for r in everything if "noncurrent_version_expiration" in r]
+    assert only(only(noncurrent)["noncurrent_version_expiration"]) == {
+        "noncurrent_days": "${var.noncurrent_version_expiry_days}"
+    }
+    # A verified artifact is what a rollback deploys: nothing expires a current
+    # object outside quarantine/ (delete markers only).
+    for rule in everything:
+        for expiration in rule.get("expiration", []):
+            assert set(expiration) == {"expired_object_delete_marker"}
+
+
+def test_the_chalice_module_comes_after_what_it_uses() -> None:
+    from chalicelib.records import TABLES
+
+    module = merged("module")["control_plane"]
+    assert module["source"] == "./chalice"
+    assert set(module["depends_on"]) == {
+        "aws_s3_bucket.artifacts",
+        *(f"aws_dynamodb_table.{t}" for t in TABLES),
+        *(f"aws_cloudwatch_log_group.{g}" for g in of_kind("aws_cloudwatch_log_group")),
+    }
+    assert (TERRAFORM / "deploy.sh").stat().st_mode & 0o111
+    assert "chalice/" in (TERRAFORM / ".gitignore").read_text().split()
+
+
+def test_every_reference_resolves_and_every_variable_is_used() -> None:
+    text = "\n".join(p.read_text() for p in TERRAFORM.glob("*.tf.json"))
+    variables, locals_ = merged("variable"), merged("locals")
+    resources, data = merged("resource"), merged("data")
+    used_variables = set()
+    for kind, name in REFERENCE.findall(text):
+        if kind == "var":
+            assert name in variables, f"var.{name}"
+            used_variables.add(name)
+        elif kind == "local":
+            assert name in locals_, f"local.{name}"
+        elif kind == "module":
+            assert name in merged("module"), f"module.{name}"
+        elif kind.startswith("aws_") and (kind, name) not in data:
+            assert (kind, name) in resources, f"{kind}.{name}"
+    assert used_variables == set(variables)
+    for stage_file in sorted((TERRAFORM / "stages").glob("*.tfvars.json")):
+        values = json.loads(stage_file.read_text())
+        assert set(values) <= set(variables), stage_file.name
+        assert values["stage"] == stage_file.name.removesuffix(".tfvars.json")
+        assert values["stage"] in CONFIG["stages"]
+
+
+def test_provider_versions_admit_the_chalice_module(chalice_module: Path) -> None:
+    ours = merged("terraform")
+    generated = json.loads((chalice_module / "chalice.tf.json").read_text())["terraform"]
+    for provider, constraint in generated["required_providers"].items():
+        upper = re.search(r"< ?([\d.]+)", constraint["version"])
+        assert upper is not None
+        ceiling = tuple(int(p) for p in upper.group(1).split("."))
+        ours_upper = re.search(r"< ?([\d.]+)", ours["required_providers"][provider]["version"])
+        assert ours_upper is not None
+        assert tuple(int(p) for p in ours_upper.group(1).split("."))[: len(ceiling)] <= ceiling
+    deploy = (TERRAFORM / "deploy.sh").read_text()
+    assert 'module["terraform"]["required_version"]' in deploy  # lifts chalice's < 1.4.0
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed")
+def test_terraform_loads_the_configuration_offline(tmp_path: Path, chalice_module: Path) -> None:
+    """``terraform init`` decodes every block; only fetching providers (network) may fail."""
+    work = tmp_path / "terraform"
+    shutil.copytree(TERRAFORM, work, ignore=shutil.ignore_patterns("chalice", ".terraform"))
+    shutil.copytree(chalice_module, work / "chalice")
+    module = work / "chalice" / "chalice.tf.json"
+    generated = json.loads(module.read_text())
+    generated["terraform"]["required_version"] = ">= 0.12.26"  # as deploy.sh does
+    module.write_text(json.dumps(generated))
+    env = {**os.environ, **OFFLINE, "TF_CLI_CONFIG_FILE": "/dev/null", "TF_IN_AUTOMATION": "1"}
+    done = subprocess.run(
+        ["terraform", "init", "-backend=false", "-input=false", "-no-color"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert "Initializing provider plugins" in output, output
+    errors = set(re.findall(r"Error: (.+)", output))
+    assert errors <= {"Failed to query available provider packages"}, output

@@ -1,0 +1,549 @@
+"""The embedded data plane: pods the simulator creates run as local processes.
+
+``ProcessRuntime`` is a ``PodRuntime`` (``infra/kubesim/runtime.py``). Each pod gets a directory
+``<state>/<namespace>/<pod>/`` with its emptyDir volumes under ``volumes/``; container paths
+under a volume's mountPath (``AETHER_DEST=/app``, ``workingDir: /app``) are rewritten to the
+volume's directory. Init containers run in order, then the main containers, each as its own
+process group, with the kubelet's restart and back-off rules. Every pod gets one free loopback
+port, handed to its containers as ``PORT`` and probed as the readinessProbe says.
+
+A container's program: its ``command`` (and ``args``), or the entrypoint of a known image
+(``aether-fetcher`` is ``infra/images/fetcher/fetch.py`` under this Python). The environment is
+the container's own plus ``PATH`` and locale of this process, never the rest of it: the
+stack's AWS credentials stay out of app processes. ``secretKeyRef`` values come from
+``secrets`` and go only into the child's environment.
+
+Not modelled: resource limits, users and the read-only root filesystem, volumes other than
+emptyDir, several ports per pod, liveness and startup probes, exec probes.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import http.client
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from infra.kubesim import PodStatusSink, PodView, Running, Terminated, Waiting
+from infra.local.processes import LOOPBACK, free_port
+
+FETCHER = Path(__file__).resolve().parents[1] / "images" / "fetcher" / "fetch.py"
+# Image name (without tag) → its entrypoint, for containers that do not set ``command``.
+ENTRYPOINTS: Mapping[str, tuple[str, ...]] = {"aether-fetcher": (sys.executable, str(FETCHER))}
+# What a child inherits from this process; everything else comes from the manifest.
+INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
+# The kubelet's FallbackToLogsOnError: the end of the log becomes the termination message.
+TERMINATION_MESSAGE_LINES = 80
+TERMINATION_MESSAGE_BYTES = 2048
+
+# (namespace, secret name, key) → value; raises LookupError with the kubelet's message.
+SecretResolver = Callable[[str, str, str], str]
+
+log = logging.getLogger("aether.dataplane")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How fast pods move. Manifest probe and grace settings are capped by these bounds so a
+    local rollout takes seconds, not the minutes a cluster's defaults allow."""
+
+    backoff_initial: float = 1.0
+    backoff_max: float = 30.0
+    # A container that ran this long before exiting starts its back-off over.
+    backoff_reset_after: float = 60.0
+    probe_delay_max: float = 1.0
+    probe_period_max: float = 1.0
+    probe_timeout_max: float = 2.0
+    grace_period_max: float = 3.0
+    poll_interval: float = 0.05
+
+
+class ContainerConfigError(Exception):
+    """The container cannot be started as configured (the kubelet's CreateContainerConfigError)."""
+
+
+@dataclass
+class _Pod:
+    view: PodView
+    sink: PodStatusSink
+    directory: Path
+    port: int
+    stopping: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    processes: set[subprocess.Popen[bytes]] = field(default_factory=set)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def alive(self) -> bool:
+        return not self.stopping.is_set() and self.sink.active
+
+
+@dataclass(frozen=True)
+class _Probe:
+    kind: str  # "http", "tcp" or "none"
+    path: str
+    initial_delay: float
+    period: float
+    timeout: float
+    success_threshold: int
+    failure_threshold: int
+
+
+class ProcessRuntime:
+    """Runs each pod's containers as local processes under ``state_dir``.
+
+    ``secrets`` resolves ``secretKeyRef``; it may be set after construction (the simulator that
+    holds the Secrets is built around the runtime) but before the first pod starts.
+    """
+
+    def __init__(
+        self,
+        state_dir: str | Path,
+        *,
+        secrets: SecretResolver | None = None,
+        timing: Timing | None = None,
+    ) -> None:
+        self.state_dir = Path(state_dir).absolute()
+        self.secrets = secrets
+        self.timing = timing or Timing()
+        self._lock = threading.Lock()
+        self._pods: dict[str, _Pod] = {}
+        self._workers: list[threading.Thread] = []
+        self._closed = False
+
+    # -- what the service proxies and tests ask ----------------------------------------------
+
+    def endpoint(self, pod_uid: str) -> int | None:
+        """The loopback port of a running pod, or None once it is stopping or unknown."""
+        with self._lock:
+            pod = self._pods.get(pod_uid)
+        return pod.port if pod is not None and pod.alive() else None
+
+    def process_ids(self) -> dict[str, list[int]]:
+        """Pod uid → pids of its container processes (each the leader of its own group)."""
+        with self._lock:
+            pods = list(self._pods.values())
+        result: dict[str, list[int]] = {}
+        for pod in pods:
+            with pod.lock:
+                result[pod.view.uid] = sorted(process.pid for process in pod.processes)
+        return result
+
+    def pod_directory(self, namespace: str, name: str) -> Path:
+        return self.state_dir / namespace / name
+
+    # -- PodRuntime --------------------------------------------------------------------------
+
+    def start_pod(self, pod: PodView, sink: PodStatusSink) -> None:
+        directory = self.pod_directory(pod.namespace, pod.name)
+        record = _Pod(pod, sink, directory, free_port())
+        worker = threading.Thread(
+            target=self._run_pod, args=(record,), name=f"aether-pod-{pod.name}", daemon=True
+        )
+        with self._lock:
+            if self._closed:
+                return
+            self._pods[pod.uid] = record
+            self._workers = [w for w in self._workers if w.is_alive()]
+            self._workers.append(worker)
+        worker.start()
+
+    def stop_pod(self, pod_uid: str) -> None:
+        # The pod's own thread terminates its processes and removes its directory: the
+        # kubelet calling here must not wait out a grace period.
+        with self._lock:
+            pod = self._pods.get(pod_uid)
+        if pod is not None:
+            pod.stopping.set()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pods = list(self._pods.values())
+            workers = list(self._workers)
+        for pod in pods:
+            pod.stopping.set()
+        deadline = time.monotonic() + self.timing.grace_period_max + 5.0
+        for worker in workers:
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        for pod in pods:  # a worker that did not finish in time: no process may survive
+            with pod.lock:
+                leftovers = list(pod.processes)
+            for process in leftovers:
+                _kill_group(process, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=1.0)
+
+    # -- the life of a pod -------------------------------------------------------------------
+
+    def _run_pod(self, pod: _Pod) -> None:
+        try:
+            self._prepare(pod)
+            for container in _container_specs(pod.view.manifest, "initContainers"):
+                if not self._run_init(pod, container):
+                    return
+            mains = [
+                threading.Thread(
+                    target=self._run_main,
+                    args=(pod, container),
+                    name=f"aether-pod-{pod.view.name}-{container['name']}",
+                    daemon=True,
+                )
+                for container in _container_specs(pod.view.manifest, "containers")
+            ]
+            for thread in mains:
+                thread.start()
+            for thread in mains:
+                thread.join()
+        except Exception:
+            log.exception("pod %s/%s: runtime failure", pod.view.namespace, pod.view.name)
+        finally:
+            # A pod whose containers have finished keeps its directory until it is deleted.
+            while pod.sink.active and not pod.stopping.wait(0.2):
+                pass
+            with self._lock:
+                self._pods.pop(pod.view.uid, None)
+            shutil.rmtree(pod.directory, ignore_errors=True)
+            log.info("pod %s/%s: stopped", pod.view.namespace, pod.view.name)
+
+    def _prepare(self, pod: _Pod) -> None:
+        shutil.rmtree(pod.directory, ignore_errors=True)  # a namesake from an earlier run
+        for sub in ("home", "tmp"):
+            (pod.directory / sub).mkdir(parents=True, exist_ok=True)
+        for volume in pod.view.manifest.get("spec", {}).get("volumes") or []:
+            if "emptyDir" in volume:
+                (pod.directory / "volumes" / volume["name"]).mkdir(parents=True, exist_ok=True)
+            else:
+                log.warning(
+                    "pod %s: volume %s is not an emptyDir; not provided",
+                    pod.view.name,
+                    volume["name"],
+                )
+        log.info("pod %s/%s: starting on port %d", pod.view.namespace, pod.view.name, pod.port)
+
+    def _run_init(self, pod: _Pod, container: Mapping[str, Any]) -> bool:
+        """Run an init container until it succeeds; False if the pod stops or gives up first."""
+        name = container["name"]
+        failures = 0
+        while pod.alive():
+            outcome = self._run_once(pod, container, probe=None)
+            if outcome is None:
+                return False
+            exit_code, _ = outcome
+            if exit_code == 0:
+                return True
+            if pod.view.restart_policy == "Never":
+                return False
+            failures += 1
+            self._back_off(pod, name, failures)
+        return False
+
+    def _run_main(self, pod: _Pod, container: Mapping[str, Any]) -> None:
+        name = container["name"]
+        probe = _readiness_probe(container, self.timing)
+        failures = 0
+        while pod.alive():
+            outcome = self._run_once(pod, container, probe=probe)
+            if outcome is None:
+                return
+            exit_code, ran_for = outcome
+            policy = pod.view.restart_policy
+            if policy == "Never" or (policy == "OnFailure" and exit_code == 0):
+                return
+            failures = 1 if ran_for >= self.timing.backoff_reset_after else failures + 1
+            self._back_off(pod, name, failures)
+
+    def _back_off(self, pod: _Pod, container: str, failures: int) -> None:
+        """Show the termination for a while, then CrashLoopBackOff until the restart is due."""
+        delay = min(self.timing.backoff_initial * 2 ** (failures - 1), self.timing.backoff_max)
+        shown = min(delay / 2, 1.0)
+        if pod.stopping.wait(shown) or not pod.alive():
+            return
+        message = (
+            f"back-off {delay:g}s restarting failed container={container} "
+            f"pod={pod.view.name}_{pod.view.namespace}({pod.view.uid})"
+        )
+        pod.sink.report(container, Waiting("CrashLoopBackOff", message))
+        pod.stopping.wait(delay - shown)
+
+    def _run_once(
+        self, pod: _Pod, container: Mapping[str, Any], *, probe: _Probe | None
+    ) -> tuple[int, float] | None:
+        """Start the container, wait for its exit; (exit code, seconds it ran), None if stopped.
+
+        ``probe`` is given for main containers: their readiness is reported as it changes.
+        """
+        name = container["name"]
+        while True:  # the kubelet retries a container it cannot configure (a Secret may come)
+            try:
+                command = self._command(container)
+                env = self._environment(pod, container)
+                break
+            except ContainerConfigError as error:
+                pod.sink.report(name, Waiting("CreateContainerConfigError", str(error)))
+            if pod.stopping.wait(self.timing.backoff_initial) or not pod.alive():
+                return None
+        workdir = self._path_in_pod(pod, container, container.get("workingDir")) or pod.directory
+        tail: collections.deque[str] = collections.deque(maxlen=TERMINATION_MESSAGE_LINES)
+        started = time.monotonic()
+        with pod.lock:
+            if not pod.alive():
+                return None
+            try:
+                process = subprocess.Popen(
+                    command,
+                    cwd=workdir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as error:
+                pod.sink.report(name, Running())
+                pod.sink.report(name, Terminated(128, "StartError", f"{command[0]}: {error}"))
+                return 128, 0.0
+            pod.processes.add(process)
+        log.info("pod %s: container %s started (pid %d)", pod.view.name, name, process.pid)
+        assert process.stdout is not None
+        reader = threading.Thread(
+            target=_pump,
+            args=(process.stdout, lambda line: pod.sink.log(name, line), tail),
+            name=f"aether-log-{pod.view.name}-{name}",
+            daemon=True,
+        )
+        reader.start()
+        pod.sink.report(name, Running(ready=probe is not None and probe.kind == "none"))
+        try:
+            exit_code = self._supervise(pod, name, process, probe, started)
+        finally:
+            if process.poll() is None:
+                self._terminate(pod, process)
+            reader.join(timeout=2.0)
+            with pod.lock:
+                pod.processes.discard(process)
+        if exit_code is None:
+            return None
+        ran_for = time.monotonic() - started
+        log.info("pod %s: container %s exited with %d", pod.view.name, name, exit_code)
+        if exit_code == 0:
+            pod.sink.report(name, Terminated(0, "Completed"))
+        else:
+            message = "\n".join(tail)[-TERMINATION_MESSAGE_BYTES:]
+            pod.sink.report(name, Terminated(exit_code, "Error", message))
+        return exit_code, ran_for
+
+    def _supervise(
+        self,
+        pod: _Pod,
+        name: str,
+        process: subprocess.Popen[bytes],
+        probe: _Probe | None,
+        started: float,
+    ) -> int | None:
+        """Wait for the process to exit, probing readiness meanwhile; None if the pod stops."""
+        ready = probe is not None and probe.kind == "none"
+        streak = 0  # consecutive results that disagree with ``ready``
+        next_probe = started + (probe.initial_delay if probe else 0.0)
+        while True:
+            if pod.stopping.wait(self.timing.poll_interval) or not pod.sink.active:
+                return None
+            code = process.poll()
+            if code is not None:
+                return _exit_code(code)
+            if probe is None or probe.kind == "none" or time.monotonic() < next_probe:
+                continue
+            passed = _probe_once(probe, pod.port)
+            next_probe = time.monotonic() + probe.period
+            streak = streak + 1 if passed != ready else 0
+            threshold = probe.failure_threshold if ready else probe.success_threshold
+            if streak >= threshold and process.poll() is None:
+                ready, streak = passed, 0
+                pod.sink.report(name, Running(ready=ready))
+
+    def _terminate(self, pod: _Pod, process: subprocess.Popen[bytes]) -> None:
+        """SIGTERM the container's process group; SIGKILL it after the grace period."""
+        spec = pod.view.manifest.get("spec", {})
+        grace = min(
+            float(spec.get("terminationGracePeriodSeconds", 30)), self.timing.grace_period_max
+        )
+        _kill_group(process, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            process.poll()
+            if not _group_alive(process.pid):
+                return
+            time.sleep(self.timing.poll_interval)
+        _kill_group(process, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=2.0)
+
+    # -- what a container runs with ----------------------------------------------------------
+
+    @staticmethod
+    def _command(container: Mapping[str, Any]) -> list[str]:
+        command = list(container.get("command") or ())
+        args = list(container.get("args") or ())
+        if command:
+            return command + args
+        image = str(container.get("image", ""))
+        # registry/path/name:tag@digest → name
+        repository = image.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
+        entrypoint = ENTRYPOINTS.get(repository)
+        if entrypoint is None:
+            raise ContainerConfigError(
+                f"container {container['name']}: no command and no local entrypoint for image "
+                f"{image!r}"
+            )
+        return [*entrypoint, *args]
+
+    def _environment(self, pod: _Pod, container: Mapping[str, Any]) -> dict[str, str]:
+        env = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
+        for entry in container.get("env") or []:
+            env[entry["name"]] = self._env_value(pod, container, entry)
+        tmp = self._path_in_pod(pod, container, "/tmp") or pod.directory / "tmp"  # noqa: S108
+        env.update(
+            HOME=str(pod.directory / "home"),
+            TMPDIR=str(tmp),
+            PORT=str(pod.port),  # every pod needs its own; the manifest's value is per-cluster
+            HOSTNAME=pod.view.name,
+        )
+        return env
+
+    def _env_value(self, pod: _Pod, container: Mapping[str, Any], entry: Mapping[str, Any]) -> str:
+        if "value" in entry:
+            value = str(entry["value"])
+            return str(self._path_in_pod(pod, container, value) or value)
+        reference = (entry.get("valueFrom") or {}).get("secretKeyRef")
+        if reference is None:
+            raise ContainerConfigError(
+                f"env {entry['name']}: only value and secretKeyRef are supported"
+            )
+        if self.secrets is None:
+            raise ContainerConfigError(f"env {entry['name']}: no secret store")
+        try:
+            return self.secrets(pod.view.namespace, reference["name"], reference["key"])
+        except LookupError as error:
+            raise ContainerConfigError(str(error.args[0] if error.args else error)) from None
+
+    def _path_in_pod(
+        self, pod: _Pod, container: Mapping[str, Any], path: str | None
+    ) -> Path | None:
+        """Where a container path lives on this machine, if it is under a volume mount."""
+        if not path or not path.startswith("/"):
+            return None
+        mounts: list[tuple[str, str]] = [
+            (str(m["mountPath"]).rstrip("/") or "/", str(m["name"]))
+            for m in container.get("volumeMounts") or []
+        ]
+        for root, volume in sorted(mounts, key=lambda mount: len(mount[0]), reverse=True):
+            if path == root or path.startswith(root.rstrip("/") + "/"):
+                rest = path[len(root) :].lstrip("/")
+                base = pod.directory / "volumes" / volume
+                return base / rest if rest else base
+        return None
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+
+def _pump(stream: IO[bytes], emit: Callable[[str], None], tail: collections.deque[str]) -> None:
+    """Each output line to ``emit`` (a container's log), the last ones kept in ``tail``."""
+    with stream:
+        while raw := stream.readline(65536):
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            tail.append(line)
+            emit(line)
+
+
+def _exit_code(returncode: int) -> int:
+    """Popen's -N for "killed by signal N" is 128+N in a container's status."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _kill_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs. Zombies do not count: an orphan waits for
+    init to reap it, and some inits (in containers, sandboxes) never do."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+# -- readiness -------------------------------------------------------------------------------
+
+
+def _container_specs(manifest: Mapping[str, Any], key: str) -> Sequence[Mapping[str, Any]]:
+    specs: Sequence[Mapping[str, Any]] = (manifest.get("spec") or {}).get(key) or []
+    return specs
+
+
+def _readiness_probe(container: Mapping[str, Any], timing: Timing) -> _Probe:
+    spec = container.get("readinessProbe")
+    if not spec:
+        return _Probe("none", "", 0.0, 0.0, 0.0, 1, 1)
+    kind = "http" if "httpGet" in spec else "tcp" if "tcpSocket" in spec else "unsupported"
+    if kind == "unsupported":
+        log.warning(
+            "container %s: only httpGet and tcpSocket probes run; never ready", container["name"]
+        )
+    path = str((spec.get("httpGet") or {}).get("path") or "/")
+    return _Probe(
+        kind=kind,
+        path=path if path.startswith("/") else f"/{path}",
+        initial_delay=min(float(spec.get("initialDelaySeconds", 0)), timing.probe_delay_max),
+        period=min(float(spec.get("periodSeconds", 10)), timing.probe_period_max),
+        timeout=min(float(spec.get("timeoutSeconds", 1)), timing.probe_timeout_max),
+        success_threshold=max(int(spec.get("successThreshold", 1)), 1),
+        failure_threshold=max(int(spec.get("failureThreshold", 3)), 1),
+    )
+
+
+def _probe_once(probe: _Probe, port: int) -> bool:
+    """One probe against the pod's port: every probe's port (named or numbered) is the pod's one."""
+    try:
+        if probe.kind == "tcp":
+            with socket.create_connection((LOOPBACK, port), timeout=probe.timeout):
+                return True
+        if probe.kind == "http":
+            connection = http.client.HTTPConnection(LOOPBACK, port, timeout=probe.timeout)
+            try:
+                connection.request("GET", probe.path, headers={"User-Agent": "kube-probe/1.30"})
+                status = connection.getresponse().status
+            finally:
+                connection.close()
+            return 200 <= status < 400
+    except (OSError, http.client.HTTPException):
+        return False
+    return False

@@ -94,7 +94,7 @@ def webhook_server(port: int, token: str, deliver: Deliver) -> ThreadingHTTPServ
                 self._answer(401, "unauthorized", "a valid bearer token is required")
                 return
             length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_WEBHOOK_BYTES:
+            if not 0 <= length <= MAX_WEBHOOK_BYTES:
                 self._answer(413, "payload_too_large", "event too large")
                 return
             try:

@@ -35,7 +35,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from aether_cli.pgzip import BLOCK_SIZE, ParallelGzipWriter
 from aether_cli.project import INSTALL_STAMP_NAME, NodeProject
@@ -102,6 +102,10 @@ class IgnoreRules:
 
     def __init__(self, rules: list[IgnoreRule]) -> None:
         self.rules = rules
+        # Most paths match no rule: one combined regex answers that in one go.
+        self._any = re.compile(
+            "|".join(f"(?:{rule.regex.pattern})" for rule in rules) or "(?!)", re.DOTALL
+        )
 
     @classmethod
     def parse(cls, text: str, *, tag: str | None = None) -> IgnoreRules:
@@ -125,6 +129,8 @@ class IgnoreRules:
 
     def match(self, path: str, *, is_dir: bool) -> IgnoreRule | None:
         """The rule that decides about ``path`` (relative, ``/``-separated), if any."""
+        if not self._any.fullmatch(path):
+            return None
         for rule in reversed(self.rules):
             if rule.dir_only and not is_dir:
                 continue
@@ -223,8 +229,8 @@ def _class_end(glob: str, start: int) -> int:
 # Walking the tree
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
+    # A NamedTuple, not a dataclass: one is made per path, and tuples are cheap.
     path: str  # relative, "/"-separated, no trailing slash
     source: str  # absolute path on disk
     kind: str  # "file" | "dir" | "symlink"
@@ -278,10 +284,17 @@ def collect_entries(
             if item.name in _ALWAYS_EXCLUDED_NAMES or rel in exclude:
                 continue
             try:
-                st = item.stat(follow_symlinks=False)
+                # d_type from the directory listing says dir or symlink without a
+                # syscall; only regular files need lstat (size, exec bit).
+                if item.is_dir(follow_symlinks=False):
+                    fmt, st = stat.S_IFDIR, None
+                elif item.is_symlink():
+                    fmt, st = stat.S_IFLNK, None
+                else:
+                    st = item.stat(follow_symlinks=False)
+                    fmt = stat.S_IFMT(st.st_mode)
             except OSError as exc:
                 raise PackError(f"cannot stat {item.path}: {exc.strerror or exc}") from None
-            fmt = stat.S_IFMT(st.st_mode)
             is_dir = fmt == stat.S_IFDIR
             rule = rules.match(rel, is_dir=is_dir)
             if rule is not None and not rule.negate:
@@ -296,7 +309,7 @@ def collect_entries(
             if is_dir:
                 entries.append(Entry(rel, item.path, "dir", 0o755))
                 stack.append((rel, item.path))
-            elif fmt == stat.S_IFREG:
+            elif fmt == stat.S_IFREG and st is not None:
                 mode = 0o755 if st.st_mode & 0o111 else 0o644
                 entries.append(Entry(rel, item.path, "file", mode, st.st_size))
             elif fmt == stat.S_IFLNK:
@@ -349,28 +362,37 @@ def _octal(value: int, digits: int) -> bytes:
     return b"%0*o" % (digits - 1, value) + _NUL
 
 
+# Bytes 257-511 never change (magic "ustar\0" "00", empty uname, gname, devmajor,
+# devminor and prefix); nor do uid, gid, mtime and the checksum's placeholder.
+_USTAR_TAIL = b"ustar\x0000" + bytes(64 + 16 + 155 + 12)
+_FIXED_SUM = sum(_USTAR_TAIL) + sum(b"0000000\0" * 2 + b"00000000000\0" + b"        ")
+
+
 def _ustar_header(name: bytes, mode: int, size: int, typeflag: bytes, linkname: bytes) -> bytes:
     # Field layout and encodings match Python's tarfile (PAX_FORMAT), so either can
     # read or reproduce the other; uid/gid/mtime are 0, names empty.
-    header = b"".join(
+    name = name[:100]
+    linkname = linkname[:100]
+    mode_field = _octal(mode, 8)
+    size_field = _octal(size, 12)
+    # The checksum is the byte sum with its own field as spaces: add up only the
+    # parts that vary (NUL padding adds nothing).
+    checksum = _FIXED_SUM + sum(name) + sum(mode_field) + sum(size_field)
+    checksum += typeflag[0] + sum(linkname)
+    return b"".join(
         (
-            name[:100].ljust(100, _NUL),
-            _octal(mode, 8),
+            name.ljust(100, _NUL),
+            mode_field,
             b"0000000\0",  # uid
             b"0000000\0",  # gid
-            _octal(size, 12),
+            size_field,
             b"00000000000\0",  # mtime
-            b"        ",  # checksum, counted as spaces
+            b"%06o\0 " % checksum,
             typeflag,
-            linkname[:100].ljust(100, _NUL),
-            b"ustar\x0000",
-            bytes(64),  # uname, gname
-            bytes(16),  # devmajor, devminor (empty for non-devices)
-            bytes(155 + 12),  # prefix, padding
+            linkname.ljust(100, _NUL),
+            _USTAR_TAIL,
         )
     )
-    checksum = b"%06o\0" % sum(header)
-    return header[:148] + checksum + header[155:]
 
 
 def _pax_record(keyword: bytes, value: bytes) -> bytes:

@@ -135,11 +135,28 @@ def lambda_handler() -> Deliver:
     return deliver
 
 
+def run_schedule(interval_seconds: float, stop: threading.Event) -> None:
+    """Call the app's scheduled reconciler as EventBridge would, every ``interval_seconds``."""
+    import app as control_plane
+
+    while not stop.wait(interval_seconds):
+        try:
+            control_plane.reconcile_deployments(scheduled_event(), None)
+        except Exception:
+            log.exception("scheduled reconciliation failed; the next run retries")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--queue-url", required=True)
     parser.add_argument("--webhook-port", type=int, default=0)
     parser.add_argument("--webhook-token-file", help="file holding the webhook bearer token")
+    parser.add_argument(
+        "--schedule-seconds",
+        type=float,
+        default=10.0,
+        help="how often to run the app's scheduled reconciler (0: never)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -153,6 +170,10 @@ def main() -> None:
         server = webhook_server(args.webhook_port, token, deliver)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         log.info("webhook on 127.0.0.1:%d", args.webhook_port)
+    if args.schedule_seconds > 0:
+        threading.Thread(
+            target=run_schedule, args=(args.schedule_seconds, stop), daemon=True
+        ).start()
     log.info("polling %s", args.queue_url)
     poll_forever(boto3.client("sqs"), args.queue_url, deliver, stop)
 

@@ -1,0 +1,142 @@
+"""``python -m infra.local.cluster``: the embedded stack's Kubernetes, whose pods really run.
+
+The API simulator (``infra/kubesim``) with a ``ProcessRuntime`` (pods are local processes under
+``--state-dir``) and ``ServiceProxies`` (each Service answers on a stable loopback port,
+published in its ``status.loadBalancer``). It writes a kubeconfig, creates the apps namespace
+from ``infra/k8s/namespace.yaml`` as an operator would, and runs until SIGTERM or SIGINT, then
+stops every pod.
+
+    python -m infra.local.cluster --port 6443 --kubeconfig .aether/kubeconfig \\
+        --state-dir .aether/pods [--app-port-base 9100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+
+from infra.kubesim import Simulator
+from infra.kubesim.resources import NAMESPACES, SECRETS
+from infra.kubesim.store import Store
+from infra.local.dataplane import ProcessRuntime, SecretResolver, Timing
+from infra.local.services import DEFAULT_PORT_BASE, ServiceProxies
+
+NAMESPACE_MANIFEST = Path(__file__).resolve().parents[1] / "k8s" / "namespace.yaml"
+
+
+def secrets_in(store: Store) -> SecretResolver:
+    """``secretKeyRef`` lookups against the simulator's Secrets, with the kubelet's messages."""
+
+    def resolve(namespace: str, name: str, key: str) -> str:
+        secret = store.find(SECRETS, namespace, name)
+        if secret is None:
+            raise LookupError(f'secret "{name}" not found')
+        data: dict[str, str] = secret.get("data") or {}
+        if key not in data:
+            raise LookupError(f"couldn't find key {key} in Secret {namespace}/{name}")
+        return base64.b64decode(data[key]).decode()
+
+    return resolve
+
+
+@dataclass
+class LocalCluster:
+    simulator: Simulator
+    runtime: ProcessRuntime
+    services: ServiceProxies
+
+    @property
+    def url(self) -> str:
+        return self.simulator.url
+
+    def write_kubeconfig(self, path: str | Path) -> Path:
+        return self.simulator.write_kubeconfig(path)
+
+    def service_url(self, namespace: str, name: str) -> str | None:
+        address = self.services.address(namespace, name)
+        return f"http://{address[0]}:{address[1]}" if address else None
+
+    def close(self) -> None:
+        """Stop serving, then stop every pod (the simulator closes its runtime)."""
+        self.services.close()
+        self.simulator.stop()
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def start_cluster(
+    state_dir: str | Path,
+    *,
+    port: int = 0,
+    port_base: int = DEFAULT_PORT_BASE,
+    timing: Timing | None = None,
+    namespaces: bool = True,
+) -> LocalCluster:
+    """A simulator on 127.0.0.1:``port`` whose pods run under ``state_dir``.
+
+    ``namespaces``: create the apps namespace from ``infra/k8s/namespace.yaml``.
+    """
+    runtime = ProcessRuntime(state_dir, timing=timing)
+    simulator = Simulator(port, runtime=runtime)
+    # The runtime exists before the store that holds the Secrets; no pod can start before this.
+    runtime.secrets = secrets_in(simulator.store)
+    try:
+        services = ServiceProxies(simulator.store, runtime.endpoint, port_base=port_base)
+    except BaseException:
+        simulator.stop()
+        raise
+    if namespaces:
+        manifest: dict[str, Any] = yaml.safe_load(NAMESPACE_MANIFEST.read_text())
+        if simulator.store.find(NAMESPACES, "", manifest["metadata"]["name"]) is None:
+            simulator.store.create(NAMESPACES, "", manifest)
+    return LocalCluster(simulator, runtime, services)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m infra.local.cluster", description=__doc__)
+    parser.add_argument("--port", type=int, default=6443, help="API port on 127.0.0.1 (0: any)")
+    parser.add_argument("--kubeconfig", required=True, help="where to write the kubeconfig")
+    parser.add_argument("--state-dir", required=True, help="where pods keep their files")
+    parser.add_argument(
+        "--app-port-base",
+        type=int,
+        default=int(os.environ.get("AETHER_APP_PORT_BASE", str(DEFAULT_PORT_BASE))),
+        help="first loopback port for Services (AETHER_APP_PORT_BASE, default 9100)",
+    )
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    cluster = start_cluster(args.state_dir, port=args.port, port_base=args.app_port_base)
+    try:
+        path = cluster.write_kubeconfig(args.kubeconfig)
+        print(f"cluster listening on {cluster.url}; kubeconfig written to {path}", flush=True)
+        stopping.wait()
+    finally:
+        print("cluster stopping: stopping every pod", flush=True)
+        cluster.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,8 @@
 """``python -m infra.local up|down|status``: the embedded stack, no Docker.
 
 Everything binds to 127.0.0.1. State lives in ``.aether/`` at the repository
-root: ``local.env`` (mode 0600), ``logs/``, ``pids/``.
+root: ``local.env`` (mode 0600), ``logs/``, ``pids/``, ``kubeconfig``, and
+``pods/`` (the files of the apps the local cluster runs).
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ STATE = ROOT / ".aether"
 LOGS = STATE / "logs"
 PIDS = STATE / "pids"
 LOCAL_ENV = STATE / "local.env"
+KUBECONFIG = STATE / "kubeconfig"
+PODS = STATE / "pods"
+APPS_NAMESPACE = "aether-apps"
+# The cluster stops its pods on SIGTERM, each with a grace period of its own: wait for that.
+CLUSTER_STOP_TIMEOUT = 20.0
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,7 @@ class Ports:
     moto: int = int(os.environ.get("AETHER_MOTO_PORT", "4566"))
     api: int = int(os.environ.get("AETHER_API_PORT", "8000"))
     webhook: int = int(os.environ.get("AETHER_WEBHOOK_PORT", "8001"))
+    kube: int = int(os.environ.get("AETHER_KUBE_PORT", "6443"))
 
 
 def stack_environment(ports: Ports) -> dict[str, str]:
@@ -40,6 +47,10 @@ def stack_environment(ports: Ports) -> dict[str, str]:
         "AETHER_STAGE": "local",
         "AETHER_BUCKET": "aether-local-artifacts",
         "AETHER_API_URL": f"http://127.0.0.1:{ports.api}",
+        # What pods use to download artifacts: they run on this machine too.
+        "AETHER_PUBLIC_API_URL": f"http://127.0.0.1:{ports.api}",
+        "KUBECONFIG": str(KUBECONFIG),
+        "AETHER_DEFAULT_NAMESPACE": APPS_NAMESPACE,
     }
 
 
@@ -58,6 +69,22 @@ def up(ports: Ports) -> None:
     token = _admin_token(reuse=not fresh_moto)
     webhook_token = _secret_file(STATE / "webhook-token")
 
+    _ensure(
+        "cluster",
+        [
+            sys.executable,
+            "-m",
+            "infra.local.cluster",
+            "--port",
+            str(ports.kube),
+            "--kubeconfig",
+            str(KUBECONFIG),
+            "--state-dir",
+            str(PODS),
+        ],
+        ports.kube,
+        env,
+    )
     _ensure(
         "api",
         [
@@ -92,6 +119,7 @@ def up(ports: Ports) -> None:
     )
     _write_env({**env, "AETHER_TOKEN": token, "AETHER_UPLOAD_QUEUE_URL": queue_url})
     print(f"aether local stack is up: API {env['AETHER_API_URL']}")
+    print(f"  kubernetes: KUBECONFIG={KUBECONFIG.relative_to(ROOT)} namespace {APPS_NAMESPACE}")
     print(f"  environment: source {LOCAL_ENV.relative_to(ROOT)}   logs: {LOGS.relative_to(ROOT)}/")
 
 
@@ -170,21 +198,27 @@ def down() -> None:
     for pidfile in sorted(PIDS.glob("*.pid")) if PIDS.exists() else []:
         name = pidfile.stem
         pid = _running_pid(name)
-        if pid is not None and processes.stop_group(pid):
+        timeout = CLUSTER_STOP_TIMEOUT if name == "cluster" else 5.0
+        if pid is not None and processes.stop_group(pid, timeout):
             print(f"  {name}: stopped (pid {pid})")
         pidfile.unlink(missing_ok=True)
     print("aether local stack is down")
 
 
 def status(ports: Ports) -> int:
-    services = {"moto": ports.moto, "api": ports.api, "relay": ports.webhook}
+    services = {
+        "moto": ports.moto,
+        "cluster": ports.kube,
+        "api": ports.api,
+        "relay": ports.webhook,
+    }
     healthy = True
     for name, port in services.items():
         pid = _running_pid(name)
         answers = processes.port_answers(port)
         healthy &= pid is not None and answers
         state = "up" if pid and answers else "down"
-        print(f"  {name:6} {state:5} port {port}" + (f" pid {pid}" if pid else ""))
+        print(f"  {name:7} {state:5} port {port}" + (f" pid {pid}" if pid else ""))
     return 0 if healthy else 1
 
 

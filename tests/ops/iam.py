@@ -80,14 +80,16 @@ def code_actions(sources: Iterable[Path] = LAMBDA_SOURCES) -> set[str]:
     """IAM actions of every AWS call the Lambda's code can make."""
     modules = {path: ast.parse(path.read_text(), str(path)) for path in sources}
     models = _model_names()
+    live = _live_function_names(modules)
     actions: set[str] = set()
     for path, tree in modules.items():
         uses_records = path.name == "records.py" or any(
             isinstance(node, ast.ImportFrom) and node.module in {"chalicelib.records", "pynamodb"}
             for node in ast.walk(tree)
         )
-        for node in _live_nodes(modules, path):
-            actions |= _actions_of(node, models, uses_records, path)
+        for statement in tree.body:
+            for node in _walk_live(statement, live):
+                actions |= _actions_of(node, models, uses_records, path)
     return actions
 
 
@@ -97,15 +99,8 @@ def _model_names() -> set[str]:
     return {model.__name__ for model in TABLES.values()}
 
 
-def _live_nodes(modules: dict[Path, ast.Module], path: Path) -> Iterator[ast.AST]:
-    """Nodes of ``path`` that run in the Lambda: module level plus reachable functions."""
-    live = _live_function_names(modules)
-    tree = modules[path]
-    for statement in tree.body:
-        yield from _walk_live(statement, live)
-
-
 def _walk_live(node: ast.AST, live: set[str]) -> Iterator[ast.AST]:
+    """``node`` and what it contains, except functions that never run in the Lambda."""
     if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name not in live:
         return
     yield node

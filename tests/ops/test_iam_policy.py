@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,8 +80,17 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
                 patch.setenv(name, value)
             yield _record(moto.url)
     finally:
-        moto.stop()
+        _stop(moto)
         _rebind_to_environment()
+
+
+def _stop(service: Any) -> None:
+    """SIGTERM and reap: ``Service.stop`` polls an unreaped child and always waits 5 s."""
+    os.killpg(service.process.pid, signal.SIGTERM)
+    try:
+        service.process.wait(10)
+    except subprocess.TimeoutExpired:
+        service.stop()
 
 
 def _record(moto_url: str) -> Recording:

@@ -87,8 +87,8 @@ class Relay:
         return requests.post(self.url, data=body, headers=headers, timeout=5)
 
 
-@pytest.fixture
-def relay() -> Iterator[Relay]:
+@pytest.fixture(scope="module")
+def running_relay() -> Iterator[Relay]:
     state = Relay(url="", port=0)
 
     def deliver(event: dict[str, Any]) -> None:
@@ -99,12 +99,19 @@ def relay() -> Iterator[Relay]:
     server = webhook_server(0, TOKEN, deliver)
     state.port = server.server_address[1]
     state.url = f"http://127.0.0.1:{state.port}/"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield state
     server.shutdown()
     server.server_close()
     thread.join(5)
+
+
+@pytest.fixture
+def relay(running_relay: Relay) -> Relay:
+    running_relay.delivered.clear()
+    running_relay.fail = False
+    return running_relay
 
 
 def raw_request(port: int, head: str, body: bytes = b"") -> str:
@@ -154,15 +161,14 @@ def test_an_oversized_body_is_refused_before_it_is_read(relay: Relay) -> None:
     assert relay.delivered == []
 
 
-def test_a_negative_length_cannot_slip_past_the_size_limit(relay: Relay) -> None:
-    event = minio_event("b", f"artifacts/web/{DIGEST}/app.tar.gz")
-    body = json.dumps({**event, "padding": "x" * (MAX_WEBHOOK_BYTES + 1)}).encode()
+def test_a_negative_length_is_refused(relay: Relay) -> None:
+    """``Content-Length: -1`` used to make the relay read to EOF, past the size limit."""
+    body = json.dumps(minio_event("b", f"artifacts/web/{DIGEST}/app.tar.gz")).encode()
     head = (
         "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"Authorization: Bearer {TOKEN}\r\nContent-Length: -1\r\n"
     )
-    status = raw_request(relay.port, head, body).split()[1]
-    assert status in {"400", "413"}
+    assert raw_request(relay.port, head, body).split()[1] == "413"
     assert relay.delivered == []
 
 
@@ -216,7 +222,7 @@ def test_a_minio_event_verifies_the_upload_through_the_real_handler(
     assert put.status_code == 200
 
     server = webhook_server(0, TOKEN, lambda event: control_plane.artifact_uploaded(event, None))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         bucket = control_plane.get_settings().bucket

@@ -3,7 +3,7 @@
 # hook), the Chalice app deployed into LocalStack's Lambda and API Gateway with the S3 ->
 # Lambda notification, an admin token issued. Writes .aether/localstack.env (0600):
 #
-#   infra/localstack/deploy.sh && source .aether/localstack.env && aether whoami
+#   infra/localstack/deploy.sh && source .aether/localstack.env && aether list
 #
 # Needs docker (compose v2), the repository's .venv, and PyPI plus the image registries
 # the first time (chalice packages Lambda wheels; LocalStack pulls the python3.11 runtime).

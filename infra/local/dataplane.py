@@ -47,6 +47,7 @@ INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 # The kubelet's FallbackToLogsOnError: the end of the log becomes the termination message.
 TERMINATION_MESSAGE_LINES = 80
 TERMINATION_MESSAGE_BYTES = 2048
+OWNER_FILE = ".pod-uid"  # in a pod's directory: which pod made it
 
 # (namespace, secret name, key) → value; raises LookupError with the kubelet's message.
 SecretResolver = Callable[[str, str, str], str]
@@ -147,13 +148,17 @@ class ProcessRuntime:
 
     def start_pod(self, pod: PodView, sink: PodStatusSink) -> None:
         directory = self.pod_directory(pod.namespace, pod.name)
-        record = _Pod(pod, sink, directory, free_port())
-        worker = threading.Thread(
-            target=self._run_pod, args=(record,), name=f"aether-pod-{pod.name}", daemon=True
-        )
         with self._lock:
             if self._closed:
                 return
+            taken = {other.port for other in self._pods.values()}
+            # The kernel may hand out a port again once it is free: a pod that has not bound
+            # its port yet must not share it.
+            port = next(p for p in iter(free_port, None) if p not in taken)
+            record = _Pod(pod, sink, directory, port)
+            worker = threading.Thread(
+                target=self._run_pod, args=(record,), name=f"aether-pod-{pod.name}", daemon=True
+            )
             self._pods[pod.uid] = record
             self._workers = [w for w in self._workers if w.is_alive()]
             self._workers.append(worker)
@@ -214,13 +219,15 @@ class ProcessRuntime:
                 pass
             with self._lock:
                 self._pods.pop(pod.view.uid, None)
-            shutil.rmtree(pod.directory, ignore_errors=True)
+            if _owner(pod.directory) == pod.view.uid:  # not a namesake's that started since
+                shutil.rmtree(pod.directory, ignore_errors=True)
             log.info("pod %s/%s: stopped", pod.view.namespace, pod.view.name)
 
     def _prepare(self, pod: _Pod) -> None:
         shutil.rmtree(pod.directory, ignore_errors=True)  # a namesake from an earlier run
         for sub in ("home", "tmp"):
             (pod.directory / sub).mkdir(parents=True, exist_ok=True)
+        (pod.directory / OWNER_FILE).write_text(pod.view.uid)
         for volume in pod.view.manifest.get("spec", {}).get("volumes") or []:
             if "emptyDir" in volume:
                 (pod.directory / "volumes" / volume["name"]).mkdir(parents=True, exist_ok=True)
@@ -452,6 +459,13 @@ class ProcessRuntime:
                 rest = path[len(root) :].lstrip("/")
                 base = pod.directory / "volumes" / volume
                 return base / rest if rest else base
+        return None
+
+
+def _owner(directory: Path) -> str | None:
+    try:
+        return (directory / OWNER_FILE).read_text()
+    except OSError:
         return None
 
 

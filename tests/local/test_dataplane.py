@@ -55,10 +55,12 @@ def deploy(
 
 def finished_rollout(api: ApiClient, app: str, deployment_id: str) -> Rollout:
     cluster = Cluster(api, NAMESPACE)
-    return wait_for(
-        lambda: (r := cluster.rollout(app, deployment_id)).finished and r,
-        what=f"the rollout of {app} to finish",
-    )
+
+    def finished() -> Rollout | None:
+        rollout = cluster.rollout(app, deployment_id)
+        return rollout if rollout.finished else None
+
+    return wait_for(finished, what=f"the rollout of {app} to finish")
 
 
 def pods_of(api: ApiClient, app: str, deployment_id: str | None = None) -> list[Any]:
@@ -70,6 +72,10 @@ def one_pod(api: ApiClient, app: str, deployment_id: str | None = None) -> Any:
     return wait_for(
         lambda: next(iter(pods_of(api, app, deployment_id)), None), what=f"a pod of {app}"
     )
+
+
+def pod_now(api: ApiClient, name: str) -> Any:
+    return CoreV1Api(api).read_namespaced_pod(name, NAMESPACE)
 
 
 def ready(pod: Any) -> bool:
@@ -111,7 +117,7 @@ def service_url(api: ApiClient, app: str) -> str:
     """The address published in the Service's status, as a load balancer controller does."""
 
     def published() -> str | None:
-        status = CoreV1Api(api).read_namespaced_service(app, NAMESPACE).status
+        status: Any = CoreV1Api(api).read_namespaced_service(app, NAMESPACE).status
         ingress = status.load_balancer.ingress if status.load_balancer else None
         if not ingress or not ingress[0].ports:
             return None
@@ -163,7 +169,7 @@ def test_readiness_waits_for_the_port_to_listen(
         what="the app to start without listening",
     )
 
-    assert not ready(CoreV1Api(api).read_namespaced_pod(pod.metadata.name, NAMESPACE))
+    assert not ready(pod_now(api, pod.metadata.name))
     gate = cluster.runtime.pod_directory(NAMESPACE, pod.metadata.name) / "volumes/tmp/gate"
     gate.touch()
 
@@ -183,7 +189,7 @@ def test_an_http_probe_needs_a_success_status(
         what="a probe to get 503",
     )
 
-    assert not ready(CoreV1Api(api).read_namespaced_pod(pod.metadata.name, NAMESPACE))
+    assert not ready(pod_now(api, pod.metadata.name))
     (cluster.runtime.pod_directory(NAMESPACE, pod.metadata.name) / "volumes/tmp/gate").touch()
 
     assert finished_rollout(api, "probed", deployment_id).phase == "succeeded"
@@ -234,34 +240,22 @@ def test_a_crash_looping_app_restarts_and_fails_its_rollout(
 ) -> None:
     digest = artifacts.add(node_app("crashy v1"))
     deployment_id = deploy(api, artifacts, "crashy", digest, env={"MODE": "crash"}, deadline=2)
-    pod = one_pod(api, "crashy", deployment_id)
+    name = one_pod(api, "crashy", deployment_id).metadata.name
 
-    wait_for(
-        lambda: (
-            kubectl_status(CoreV1Api(api).read_namespaced_pod(pod.metadata.name, NAMESPACE))
-            == "CrashLoopBackOff"
-        ),
-        what="CrashLoopBackOff",
-    )
+    wait_for(lambda: kubectl_status(pod_now(api, name)) == "CrashLoopBackOff", what="back-off")
     app = wait_for(
-        lambda: (
-            (
-                status := CoreV1Api(api)
-                .read_namespaced_pod(pod.metadata.name, NAMESPACE)
-                .status.container_statuses[0]
-            ).restart_count
-            >= 2
-            and status
+        lambda: next(
+            (c for c in pod_now(api, name).status.container_statuses if c.restart_count >= 2),
+            None,
         ),
         what="the app to be restarted twice",
     )
     rollout = finished_rollout(api, "crashy", deployment_id)
 
     assert rollout.phase == "failed"
-    assert "crash" in rollout.message or "ProgressDeadlineExceeded" in rollout.message
     assert app.last_state.terminated.exit_code == 3
     assert "crashing on purpose" in (app.last_state.terminated.message or "")
-    assert "crashing on purpose" in log_of(api, pod.metadata.name, "app", previous=True)
+    assert "crashing on purpose" in log_of(api, name, "app", previous=True)
 
 
 def test_a_wrong_digest_stops_the_pod_at_init_error(
@@ -270,25 +264,20 @@ def test_a_wrong_digest_stops_the_pod_at_init_error(
     claimed = sha256(b"not the bytes that will be served")
     artifacts.add(node_app("tampered"), digest=claimed)
     deployment_id = deploy(api, artifacts, "tampered", claimed, deadline=2)
-    pod = one_pod(api, "tampered", deployment_id)
+    name = one_pod(api, "tampered", deployment_id).metadata.name
 
-    def current() -> Any:
-        return CoreV1Api(api).read_namespaced_pod(pod.metadata.name, NAMESPACE)
-
-    wait_for(lambda: kubectl_status(current()) == "Init:Error", what="Init:Error")
-    logs = wait_for(
-        lambda: "digest mismatch" in (text := log_of(api, pod.metadata.name, "fetch")) and text,
+    wait_for(lambda: kubectl_status(pod_now(api, name)) == "Init:Error", what="Init:Error")
+    wait_for(
+        lambda: "fetch: error: digest mismatch" in log_of(api, name, "fetch"),
         what="fetch's error in its log",
     )
-    assert "fetch: error: digest mismatch" in logs
     assert finished_rollout(api, "tampered", deployment_id).phase == "failed"
-    assert current().status.container_statuses[0].state.waiting.reason == "PodInitializing"
-    assert (
-        cluster.runtime.pod_directory(NAMESPACE, pod.metadata.name).joinpath("volumes/app").exists()
+    assert pod_now(api, name).status.container_statuses[0].state.waiting.reason == (
+        "PodInitializing"
     )
-    assert not (
-        cluster.runtime.pod_directory(NAMESPACE, pod.metadata.name) / "volumes/app/server.js"
-    ).exists()
+    app_volume = cluster.runtime.pod_directory(NAMESPACE, name) / "volumes" / "app"
+    assert app_volume.is_dir()
+    assert list(app_volume.iterdir()) == []  # nothing of the refused archive was extracted
 
 
 def test_close_leaves_no_process_behind(tmp_path: Any, artifacts: ArtifactServer) -> None:
@@ -312,6 +301,9 @@ def test_close_leaves_no_process_behind(tmp_path: Any, artifacts: ArtifactServer
     leaked = [
         t.name
         for t in set(threading.enumerate()) - threads_before
-        if t.name.startswith(("aether-", "kubesim-"))
+        # The module's cluster keeps running other apps' pods meanwhile: only this one's count.
+        if t.name.startswith(
+            ("aether-pod-leaver", "aether-log-leaver", "aether-service", "kubesim-")
+        )
     ]
     assert leaked == []

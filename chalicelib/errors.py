@@ -144,11 +144,15 @@ def is_dependency_failure(exc: BaseException) -> bool:
     from botocore.exceptions import BotoCoreError, ClientError
     from urllib3.exceptions import HTTPError as Urllib3Error
 
+    from chalicelib.kube import is_unavailable
+
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, BotoCoreError | Urllib3Error | ConnectionError | TimeoutError):
+            return True
+        if is_unavailable(current):
             return True
         if isinstance(current, ClientError):
             error = current.response.get("Error", {})

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.errors import is_dependency_failure
-from chalicelib.kube import Cluster, is_unavailable
+from chalicelib.kube import Cluster
 from chalicelib.records import Application
 from chalicelib.storage import ArtifactStore
 
@@ -43,7 +43,7 @@ def _probe(check: Callable[[], Any]) -> str:
     try:
         check()
     except Exception as exc:
-        if is_dependency_failure(exc) or is_unavailable(exc):
+        if is_dependency_failure(exc):
             return "unavailable"
         raise
     return "ok"

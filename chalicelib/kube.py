@@ -441,6 +441,20 @@ class Cluster:
             self.namespace, label_selector="app=aether", limit=1, _request_timeout=self._timeout
         )
 
+    def service_url(self, app_name: str) -> str | None:
+        """Where the app answers: the Service's load-balancer address when one is published,
+        else its in-cluster DNS name."""
+        service = self._core.read_namespaced_service(
+            app_name, self.namespace, _request_timeout=self._timeout
+        )
+        load_balancer = service.status.load_balancer if service.status else None
+        for ingress in (load_balancer.ingress if load_balancer else None) or []:
+            host = ingress.ip or ingress.hostname
+            ports = [p.port for p in ingress.ports or [] if p.port]
+            if host:
+                return f"http://{host}:{ports[0]}" if ports else f"http://{host}"
+        return f"http://{app_name}.{self.namespace}.svc.cluster.local"
+
     def rollout(self, app_name: str, deployment_id: str) -> Rollout:
         """This deployment's rollout, from the Deployment's status and its own pods."""
         try:

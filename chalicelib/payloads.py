@@ -9,10 +9,12 @@ from typing import Any
 
 from chalicelib.errors import BadRequest, InvalidDigest, MissingDigest, UnsupportedMediaType
 
-# Kubernetes DNS-1123 label: the app name becomes object names and labels.
-_APP_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+# A DNS-1035 label (a DNS-1123 label that starts with a letter): the app name
+# becomes the name of its Kubernetes Service, Deployment and labels.
+_APP_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_RESERVED_ENV = frozenset({"PORT"})  # assigned by the platform
 MAX_BODY_BYTES = 64 * 1024
 
 
@@ -37,8 +39,8 @@ def json_object(headers: Mapping[str, str], raw_body: bytes | str | None) -> dic
 def app_name(value: Any, field: str = "app_name") -> str:
     if not isinstance(value, str) or not _APP_NAME.fullmatch(value):
         raise BadRequest(
-            f"{field} must be a DNS-1123 label: 1-63 lowercase letters, digits or '-', "
-            "starting and ending with a letter or digit"
+            f"{field} must be a DNS label: 1-63 lowercase letters, digits or '-', "
+            "starting with a letter and ending with a letter or digit"
         )
     return value
 
@@ -95,4 +97,6 @@ def environment(value: Any) -> dict[str, str]:
             raise BadRequest(
                 f"env entry {name!r} must be a valid variable name with a string value"
             )
+        if name in _RESERVED_ENV:
+            raise BadRequest(f"env entry {name} is set by the platform")
     return dict(value)

@@ -110,7 +110,8 @@ def _follow(cluster: kube.Cluster, deployment: Deployment) -> None:
         if event.timestamp >= deployment.created_at:
             _copy_event(deployment, event)
     if rollout.phase == "succeeded":
-        finish(deployment, "succeeded", rollout.message)
+        url = cluster.service_url(deployment.app_name)
+        finish(deployment, "succeeded", rollout.message, url=url)
     elif rollout.phase in ("failed", "superseded"):
         finish(deployment, "failed", rollout.message)
 

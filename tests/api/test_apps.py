@@ -24,7 +24,8 @@ def test_registering_a_taken_name_conflicts(api: Api, unique_name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["UPPER", "-leading", "trailing-", "under_score", "a" * 64, "", "dots.in.name", 42]
+    "name",
+    ["UPPER", "-leading", "trailing-", "under_score", "a" * 64, "", "dots.in.name", 42, "9lives"],
 )
 def test_app_names_must_be_dns_labels(api: Api, name: object) -> None:
     reply = api.post("/apps", {"name": name})

@@ -108,7 +108,7 @@ def test_malformed_signature_header(api: Api, app_name: str) -> None:
     ("body", "message"),
     [
         ({"app_name": None, "size_bytes": 10}, "missing field: app_name"),
-        ({"app_name": "Bad_Name", "size_bytes": 10}, "DNS-1123"),
+        ({"app_name": "Bad_Name", "size_bytes": 10}, "DNS label"),
         ({"size_bytes": 0}, "size_bytes"),
         ({"size_bytes": "ten"}, "size_bytes"),
         ({"size_bytes": True}, "size_bytes"),

@@ -117,6 +117,7 @@ def test_deploying_another_apps_artifact_is_not_found(api: Api, verified: tuple[
         {"replicas": 0},
         {"replicas": 99},
         {"env": {"1BAD": "x"}},
+        {"env": {"PORT": "3000"}},
         {"env": {"OK": 5}},
         {"env": ["A=B"]},
         {"start_command": ""},

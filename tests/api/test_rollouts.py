@@ -200,9 +200,14 @@ def test_logs_page_with_since_and_tail(api: Api, app_name: str, kube_simulator: 
     pod = pods.items[0].metadata.name
     kube_simulator.append_log(APPS_NAMESPACE, pod, ["one", "two", "three"], container="app")
 
+    def read(query: str = "") -> dict[str, Any]:
+        reply = api.get(f"/apps/{app_name}/logs{query}")
+        assert reply.status == 200, reply.body
+        return dict(reply.json)
+
     lines: list[dict[str, Any]] = []
     for _ in range(50):  # lines show once they are older than the settle horizon
-        lines = api.get(f"/apps/{app_name}/logs").json["lines"]
+        lines = read()["lines"]
         if any(line["message"] == "three" for line in lines):
             break
         time.sleep(0.1)
@@ -210,13 +215,13 @@ def test_logs_page_with_since_and_tail(api: Api, app_name: str, kube_simulator: 
     assert messages[-3:] == ["one", "two", "three"]
     assert {line["pod"] for line in lines} == {pod}
 
-    tail = api.get(f"/apps/{app_name}/logs?tail=2").json
+    tail = read("?tail=2")
     assert [line["message"] for line in tail["lines"]] == ["two", "three"]
-    after = api.get(f"/apps/{app_name}/logs?since={tail['next_since']}").json
+    after = read(f"?since={tail['next_since']}")
     assert after["lines"] == []
     assert after["next_since"] == tail["next_since"]
     middle = next(line["ts"] for line in lines if line["message"] == "one")
-    rest = api.get(f"/apps/{app_name}/logs?since={middle}").json["lines"]
+    rest = read(f"?since={middle}")["lines"]
     assert [line["message"] for line in rest] == ["two", "three"]
 
 

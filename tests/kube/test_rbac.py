@@ -98,6 +98,7 @@ def test_the_role_grants_exactly_what_the_cluster_class_uses(
     assert lines
     cluster.logs(app, since=lines[0].ts, tail=2, deployment_id=second.deployment_id)
     assert cluster.events(app)
+    assert cluster.service_url(app)
     cluster.ping()
     broken = new_app_name()
     crashing = harness.spec(broken, fault="crash-loop")

@@ -57,9 +57,17 @@ class Service:
         return f"http://{LOOPBACK}:{self.port}"
 
     def stop(self, timeout: float = 5.0) -> None:
-        stop_group(self.process.pid, timeout)
-        with contextlib.suppress(subprocess.TimeoutExpired):
+        """SIGTERM the service's process group; SIGKILL it if the leader outlives ``timeout``."""
+        if self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
             self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
 
 
 def start(
@@ -92,7 +100,8 @@ def start(
 
 
 def stop_group(pid: int, timeout: float = 5.0) -> bool:
-    """SIGTERM the process group led by ``pid``, SIGKILL it if it lingers."""
+    """SIGTERM the process group led by ``pid`` (not our child: ``make down`` finds it by
+    its pidfile), SIGKILL it if it lingers."""
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:

@@ -93,8 +93,12 @@ def webhook_server(port: int, token: str, deliver: Deliver) -> ThreadingHTTPServ
             if not token or not hmac.compare_digest(presented.encode(), token.encode()):
                 self._answer(401, "unauthorized", "a valid bearer token is required")
                 return
-            length = int(self.headers.get("Content-Length") or 0)
-            if not 0 <= length <= MAX_WEBHOOK_BYTES:
+            declared = self.headers.get("Content-Length") or "0"
+            if not declared.isdigit():
+                self._answer(400, "bad_request", "Content-Length must be a byte count")
+                return
+            length = int(declared)
+            if length > MAX_WEBHOOK_BYTES:
                 self._answer(413, "payload_too_large", "event too large")
                 return
             try:

@@ -6,19 +6,24 @@ Everything goes through the official client as the control plane does it
 
 from __future__ import annotations
 
+import signal
+import sys
 import threading
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any
 
 from kubernetes.client import ApiClient, ApiException, CoreV1Api
 
 from chalicelib.kube import Cluster, Rollout, WorkloadSpec, workload_manifests
 from infra.local.cluster import LocalCluster
+from infra.local.processes import free_port, start
 from tests.local.apps import PULL_TOKEN, ArtifactServer, node_app, running, sha256, wait_for
 from tests.local.conftest import start_fast_cluster
 
 NAMESPACE = "aether-apps"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def deploy(
@@ -280,7 +285,7 @@ def test_a_wrong_digest_stops_the_pod_at_init_error(
     assert list(app_volume.iterdir()) == []  # nothing of the refused archive was extracted
 
 
-def test_close_leaves_no_process_behind(tmp_path: Any, artifacts: ArtifactServer) -> None:
+def test_close_leaves_no_process_behind(tmp_path: Path, artifacts: ArtifactServer) -> None:
     from chalicelib.kube import api_client
 
     threads_before = set(threading.enumerate())
@@ -307,3 +312,43 @@ def test_close_leaves_no_process_behind(tmp_path: Any, artifacts: ArtifactServer
         )
     ]
     assert leaked == []
+
+
+def test_the_cluster_command_runs_pods_and_stops_them_on_sigterm(
+    tmp_path: Path, artifacts: ArtifactServer
+) -> None:
+    from chalicelib.kube import api_client
+
+    port = free_port()
+    kubeconfig = tmp_path / "kubeconfig"
+    command = [
+        sys.executable,
+        "-m",
+        "infra.local.cluster",
+        "--port",
+        str(port),
+        "--kubeconfig",
+        str(kubeconfig),
+        "--state-dir",
+        str(tmp_path / "pods"),
+        "--app-port-base",
+        str(free_port()),
+    ]
+    service = start("cluster", command, port, tmp_path / "cluster.log", cwd=ROOT)
+    try:
+        wait_for(kubeconfig.exists, what="the kubeconfig")  # written once the port answers
+        api = api_client(str(kubeconfig))
+        # The namespace is there as infra/k8s/namespace.yaml describes it.
+        namespace: Any = CoreV1Api(api).read_namespace(NAMESPACE)
+        assert namespace.metadata.labels["app.kubernetes.io/part-of"] == "aether"
+        deployment_id = deploy(api, artifacts, "cli", artifacts.add(node_app("cli v1")))
+        assert finished_rollout(api, "cli", deployment_id).phase == "succeeded"
+        node_pid = answer_pid(get(service_url(api, "cli")))
+
+        service.process.send_signal(signal.SIGTERM)
+        assert service.process.wait(timeout=30) == 0
+    finally:
+        service.stop()
+
+    assert not running(node_pid)
+    assert list((tmp_path / "pods").glob("*/*")) == []

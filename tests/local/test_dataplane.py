@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kubernetes.client import ApiClient, ApiException, CoreV1Api
 
 from chalicelib.kube import Cluster, Rollout, WorkloadSpec, workload_manifests
@@ -175,6 +176,8 @@ def test_readiness_waits_for_the_port_to_listen(
     )
 
     assert not ready(pod_now(api, pod.metadata.name))
+    with pytest.raises(OSError):  # no ready pod: the Service's port takes no traffic
+        get(service_url(api, "late"))
     gate = cluster.runtime.pod_directory(NAMESPACE, pod.metadata.name) / "volumes/tmp/gate"
     gate.touch()
 

@@ -335,7 +335,8 @@ class ProcessRuntime:
         try:
             exit_code = self._supervise(pod, name, process, probe, started)
         finally:
-            if process.poll() is None:
+            # Also after a natural exit: a child left behind would hold the port and the log.
+            if process.poll() is None or _group_alive(process.pid):
                 self._terminate(pod, process)
             reader.join(timeout=2.0)
             with pod.lock:

@@ -33,11 +33,13 @@ down:
 status: venv
 	$(BIN)/python -m infra.local status
 
-# The example app's dependencies, installed once so tests need no registry.
-fixtures: examples/hello-express/node_modules/.package-lock.json
+# The example app's dependencies, installed once by the CLI itself (which leaves
+# its install stamp), so tests that copy the example need no registry.
+EXAMPLE := examples/hello-express
+fixtures: $(EXAMPLE)/node_modules/.aether-install.json
 
-examples/hello-express/node_modules/.package-lock.json: examples/hello-express/package-lock.json
-	cd examples/hello-express && npm ci --omit=dev --no-audit --no-fund --loglevel=error
+$(EXAMPLE)/node_modules/.aether-install.json: $(EXAMPLE)/package-lock.json $(EXAMPLE)/package.json $(STAMP)
+	$(BIN)/aether --log-format text deploy --pack-only --no-sbom --path $(EXAMPLE)
 
 test: venv fixtures
 	$(BIN)/pytest -q

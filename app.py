@@ -212,7 +212,7 @@ def app_deployments(app_name: str) -> dict[str, Any]:
 
 @app.route("/artifacts/{digest}", methods=["HEAD"])
 def artifact_exists(digest: str) -> Response:
-    found = artifacts.find(principal(), digest)
+    found = artifacts.find(principal(), digest, query("app_name"))
     deployable = artifacts.is_deployable(found, get_store())
     return Response(body="", status_code=200 if deployable else 404)
 
@@ -249,7 +249,7 @@ def download_artifact(digest: str) -> Response:
 
 @app.route("/artifacts/{digest}")
 def show_artifact(digest: str) -> dict[str, Any]:
-    return artifacts.artifact_json(artifacts.find(principal(), digest))
+    return artifacts.artifact_json(artifacts.find(principal(), digest, query("app_name")))
 
 
 # Deployments

@@ -88,7 +88,7 @@ def main() -> None:
         for _ in range(args.rounds):
             record = Artifact(
                 digest,
-                app_name="bench",
+                "bench",
                 key=key,
                 size_bytes=size,
                 runtime="node20",

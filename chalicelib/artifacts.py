@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,6 @@ from chalicelib.errors import (
     ArtifactNotVerified,
     BadRequest,
     BadSignature,
-    Conflict,
     Forbidden,
     NotFound,
     PayloadTooLarge,
@@ -88,7 +88,7 @@ def _pending_record(
     """The artifact's record: created pending, or the existing one for a retry."""
     fresh = Artifact(
         digest,
-        app_name=app_name,
+        app_name,
         key=artifact_key(app_name, digest),
         size_bytes=size,
         runtime=runtime,
@@ -101,9 +101,7 @@ def _pending_record(
     except PutError as exc:
         if not is_condition_failure(exc):
             raise
-    existing = Artifact.get(digest, consistent_read=True)
-    if existing.app_name != app_name:
-        raise Conflict(f"digest {digest} is already stored for another application")
+    existing = Artifact.get(digest, app_name, consistent_read=True)
     if existing.size_bytes != size:
         raise BadRequest(f"size_bytes {size} differs from the {existing.size_bytes} first declared")
     if existing.status == "rejected":
@@ -117,19 +115,27 @@ def _pending_record(
     return existing
 
 
-def find(principal: Principal, digest: str) -> Artifact:
-    """The artifact if it exists and the principal may see it (404 otherwise)."""
+def find(principal: Principal, digest: str, app_name: str | None = None) -> Artifact:
+    """The artifact (of ``app_name``, or of any app) that the principal may see; else 404."""
+    return _visible(digest, app_name, lambda app: apps.load(principal, app))
+
+
+def _visible(digest: str, app_name: str | None, authorize: Callable[[str], Any]) -> Artifact:
     payloads.digest(digest)
-    try:
-        artifact = Artifact.get(digest)
-    except DoesNotExist:
-        raise NotFound(f"artifact {digest} not found") from None
-    try:
-        apps.load(principal, artifact.app_name)
-    except (NotFound, Forbidden) as exc:
-        # Another owner's artifact is as invisible as a missing one.
-        raise NotFound(f"artifact {digest} not found") from exc
-    return artifact
+    if app_name is not None:
+        payloads.app_name(app_name)
+    candidates = (
+        Artifact.query(digest, Artifact.app_name == app_name)
+        if app_name is not None
+        else Artifact.query(digest)
+    )
+    for artifact in candidates:
+        try:
+            authorize(artifact.app_name)
+        except (NotFound, Forbidden):
+            continue  # another owner's artifact is as invisible as a missing one
+        return artifact
+    raise NotFound(f"artifact {digest} not found")
 
 
 def is_deployable(artifact: Artifact, store: ArtifactStore) -> bool:
@@ -144,13 +150,14 @@ def download(
     principal: Principal, store: ArtifactStore, settings: Settings, digest: str
 ) -> PresignedRequest:
     """``GET /artifacts/{digest}/download``: a short-lived presigned GET of a verified artifact."""
-    payloads.digest(digest)
-    try:
-        artifact = Artifact.get(digest)
-        app = Application.get(artifact.app_name)
-    except DoesNotExist:
-        raise NotFound(f"artifact {digest} not found") from None
-    authorize_download(principal, app)
+
+    def authorize(app_name: str) -> None:
+        try:
+            authorize_download(principal, Application.get(app_name))
+        except DoesNotExist:
+            raise NotFound(f"application {app_name} not found") from None
+
+    artifact = _visible(digest, principal.app_scope, authorize)
     if not is_deployable(artifact, store):
         raise ArtifactNotVerified(f"artifact {digest} is not verified ({artifact.status})")
     return store.presign_download(artifact.key, settings.download_url_ttl_seconds)

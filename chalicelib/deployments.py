@@ -111,11 +111,9 @@ def _rollback_target(
 
 def _deployable_artifact(app: Application, digest: str, store: ArtifactStore) -> Artifact:
     try:
-        artifact = Artifact.get(digest, consistent_read=True)
+        artifact = Artifact.get(digest, app.name, consistent_read=True)
     except DoesNotExist:
-        raise NotFound(f"artifact {digest} not found; upload it first") from None
-    if artifact.app_name != app.name:
-        raise NotFound(f"artifact {digest} not found for {app.name}")
+        raise NotFound(f"artifact {digest} not found for {app.name}; upload it first") from None
     if not artifacts.is_deployable(artifact, store):
         detail = (
             f"rejected: {artifact.reason}" if artifact.status == "rejected" else artifact.status

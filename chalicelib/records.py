@@ -85,8 +85,9 @@ class Artifact(_Table):
     class Meta(_Table.Meta):
         table_name = "artifacts"
 
+    # Same bytes under two apps are two artifacts: each app verifies and owns its own.
     digest = UnicodeAttribute(hash_key=True)
-    app_name = UnicodeAttribute()
+    app_name = UnicodeAttribute(range_key=True)
     key = UnicodeAttribute()
     size_bytes = NumberAttribute()
     runtime = UnicodeAttribute()

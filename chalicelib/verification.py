@@ -53,11 +53,9 @@ def verify_key(store: ArtifactStore, key: str) -> Outcome:
     if match is None:
         return _quarantine_stray(store, key, "key does not name an app and digest")
     try:
-        artifact = Artifact.get(match["digest"], consistent_read=True)
+        artifact = Artifact.get(match["digest"], match["app"], consistent_read=True)
     except DoesNotExist:
         return _quarantine_stray(store, key, "no upload was requested for this digest")
-    if artifact.app_name != match["app"]:
-        return _quarantine_stray(store, key, "the digest belongs to another application")
     return verify_artifact(store, artifact)
 
 

@@ -50,6 +50,9 @@ def aws_environment(moto_server: Service, kube_simulator: Any) -> Iterator[dict[
         "AWS_REGION": "us-east-1",
         "AWS_ENDPOINT_URL": moto_server.url,
         "AETHER_STAGE": "test",
+        # Explicit, so `chalice local` (whose stage config sets AETHER_STAGE) uses them too.
+        "AETHER_TABLE_PREFIX": "aether-test",
+        "AETHER_BUCKET": "aether-test-artifacts",
         "AETHER_API_TOKENS": ADMIN_TOKEN,
         "POWERTOOLS_METRICS_NAMESPACE": "AetherTest",
         "KUBECONFIG": str(kube_simulator.kubeconfig),
@@ -74,6 +77,39 @@ def control_plane(aws_environment: dict[str, str]) -> Iterator[Any]:
     _reset_caches(control_plane_app)
     yield control_plane_app
     _reset_caches(control_plane_app)
+
+
+@pytest.fixture(scope="session")
+def local_api(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The same app served over HTTP by ``chalice local``, as ``make up`` serves it."""
+    import os
+    import sys
+    from pathlib import Path
+
+    from infra.local.processes import start
+
+    port = free_port()
+    root = Path(__file__).resolve().parents[1]
+    service = start(
+        "api",
+        [
+            str(Path(sys.executable).with_name("chalice")),
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--stage",
+            "local",
+            "--no-autoreload",
+        ],
+        port,
+        tmp_path_factory.mktemp("api") / "api.log",
+        env={**os.environ, "AETHER_PUBLIC_API_URL": f"http://127.0.0.1:{port}"},
+        cwd=root,
+    )
+    yield service
+    service.stop()
 
 
 def _reset_caches(module: Any) -> None:

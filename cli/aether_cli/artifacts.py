@@ -70,7 +70,7 @@ def ensure_uploaded(
 ) -> bool:
     """Make the platform hold ``artifact``; True when bytes were uploaded."""
     log = get_logger()
-    if client.artifact_exists(digest):
+    if client.artifact_exists(digest, app):
         log.info("artifact %s is already on the platform; nothing to upload", digest[:12])
         return False
 

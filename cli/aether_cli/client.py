@@ -128,10 +128,10 @@ class ApiClient:
 
     # -- artifacts -------------------------------------------------------------
 
-    def artifact_exists(self, digest: str) -> bool:
-        """True only when the platform holds this digest and has verified it."""
+    def artifact_exists(self, digest: str, app: str) -> bool:
+        """True only when the platform holds this digest for ``app`` and has verified it."""
         try:
-            self._call("HEAD", ("artifacts", digest))
+            self._call("HEAD", ("artifacts", digest), params={"app_name": app})
         except ApiError as exc:
             if exc.status == 404:
                 return False

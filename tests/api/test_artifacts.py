@@ -59,12 +59,21 @@ def test_a_verified_digest_is_a_duplicate_without_url(api: Api, app_name: str) -
     assert again.json["upload"] is None
 
 
-def test_the_same_digest_for_another_app_conflicts(api: Api, app_name: str) -> None:
+def test_the_same_bytes_for_another_app_are_its_own_artifact(api: Api, app_name: str) -> None:
     data = random_bytes()
-    upload(api, app_name, data)
+    digest = upload(api, app_name, data)
+    deliver_pending_events()
     other = app_name[:50] + "-other"
     api.post("/apps", {"name": other})
-    assert request_upload(api, other, data).json["code"] == "conflict"
+    assert api.head(f"/artifacts/{digest}?app_name={other}").status == 404
+    ticket = request_upload(api, other, data)
+    assert ticket.status == 201
+    assert ticket.json["duplicate"] is False
+    assert ticket.json["key"] == f"artifacts/{other}/{digest}/app.tar.gz"
+    upload(api, other, data)
+    assert api.head(f"/artifacts/{digest}?app_name={other}").status == 200
+    assert api.get(f"/artifacts/{digest}?app_name={other}").json["app_name"] == other
+    assert api.get(f"/artifacts/{digest}?app_name={app_name}").json["app_name"] == app_name
 
 
 def test_too_large_an_artifact_is_refused(api: Api, app_name: str) -> None:

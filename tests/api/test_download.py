@@ -33,15 +33,15 @@ def test_pull_token_is_redirected_to_a_presigned_get(
     assert requests.get(location, timeout=10).content == data
 
 
-def test_a_pull_token_for_another_app_is_forbidden(
+def test_a_pull_token_for_another_app_finds_nothing(
     api: Api, stored: tuple[str, str, bytes], unique_name: str
 ) -> None:
     _, digest, _ = stored
     other = unique_name[:50] + "-o"
     api.post("/apps", {"name": other})
     reply = api.as_(auth.issue_pull_token(other).secret).get(f"/artifacts/{digest}/download")
-    assert reply.status == 403
-    assert reply.json["code"] == "forbidden"
+    assert reply.status == 404
+    assert reply.json["code"] == "not_found"
 
 
 def test_a_pull_token_can_do_nothing_else(api: Api, stored: tuple[str, str, bytes]) -> None:
@@ -70,7 +70,7 @@ def test_owner_may_download_but_a_stranger_may_not(
     app_name, digest, _ = stored
     assert api.get(f"/artifacts/{digest}/download").status == 307
     stranger = api.as_(issue(api, app_name + "-stranger"))
-    assert stranger.get(f"/artifacts/{digest}/download").status == 403
+    assert stranger.get(f"/artifacts/{digest}/download").status == 404
 
 
 def test_an_unverified_artifact_cannot_be_downloaded(api: Api, unique_name: str) -> None:

@@ -184,7 +184,9 @@ def test_a_200_mb_artifact_is_verified_in_bounded_memory(
     assert response.status_code == 200
 
     tracemalloc.start()
-    outcome = verification.verify_artifact(control_plane.get_store(), Artifact.get(digest))
+    outcome = verification.verify_artifact(
+        control_plane.get_store(), Artifact.get(digest, app_name)
+    )
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert outcome.status == "verified"

@@ -1,0 +1,178 @@
+"""``aether`` against the control plane served over HTTP, with moto S3 and the simulated cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.local.processes import Service
+from tests.conftest import ADMIN_TOKEN
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello-express"
+AETHER = str(Path(sys.executable).with_name("aether"))
+
+pytestmark = pytest.mark.skipif(
+    not (EXAMPLE / "node_modules" / ".aether-install.json").exists(),
+    reason="the example's dependencies are not installed: run `make fixtures` once",
+)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the example with its installed node_modules (mtimes kept: npm is skipped)."""
+    target = tmp_path / "app"
+    shutil.copytree(EXAMPLE, target, symlinks=True, ignore=shutil.ignore_patterns(".aether"))
+    return target
+
+
+def aether(
+    local_api: Service, tmp_path: Path, *args: str, token: str = ADMIN_TOKEN, **env: str
+) -> subprocess.CompletedProcess[str]:
+    environment = {
+        **os.environ,
+        "AETHER_API_URL": local_api.url,
+        "AETHER_TOKEN": token,
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        **env,
+    }
+    return subprocess.run(
+        [AETHER, *args], capture_output=True, text=True, env=environment, timeout=180, check=False
+    )
+
+
+def deploy_json(local_api: Service, tmp_path: Path, project: Path, app: str, *extra: str) -> Any:
+    done = aether(
+        local_api,
+        tmp_path,
+        "deploy",
+        "--path",
+        str(project),
+        "--app",
+        app,
+        "--format",
+        "json",
+        "--no-sbom",
+        *extra,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_deploy_uploads_once_then_skips_then_uploads_a_change(
+    local_api: Service, tmp_path: Path, project: Path, unique_name: str
+) -> None:
+    first = deploy_json(local_api, tmp_path, project, unique_name)
+    assert first["uploaded"] is True
+    assert first["status"] == "succeeded"
+    assert first["deployment_id"]
+
+    unchanged = deploy_json(local_api, tmp_path, project, unique_name)
+    assert unchanged["uploaded"] is False
+    assert unchanged["digest"] == first["digest"]
+
+    server = project / "server.js"
+    server.write_text(server.read_text() + "\n// a one-line change\n")
+    changed = deploy_json(local_api, tmp_path, project, unique_name)
+    assert changed["uploaded"] is True
+    assert changed["digest"] != first["digest"]
+    assert changed["status"] == "succeeded"
+
+
+def test_signed_deploy_is_verified_against_the_registered_key(
+    local_api: Service, tmp_path: Path, project: Path, unique_name: str
+) -> None:
+    seed = "11" * 32
+    registered = aether(
+        local_api, tmp_path, "keys", "add", "--app", unique_name, AETHER_SIGNING_KEY=seed
+    )
+    if registered.returncode != 0:  # the app does not exist yet: the first deploy registers it
+        deploy_json(local_api, tmp_path, project, unique_name, "--no-wait")
+        registered = aether(
+            local_api, tmp_path, "keys", "add", "--app", unique_name, AETHER_SIGNING_KEY=seed
+        )
+    assert registered.returncode == 0, registered.stderr
+    (project / "server.js").write_text((project / "server.js").read_text() + "\n// signed\n")
+    done = aether(
+        local_api,
+        tmp_path,
+        "deploy",
+        "--path",
+        str(project),
+        "--app",
+        unique_name,
+        "--format",
+        "json",
+        "--no-sbom",
+        AETHER_SIGNING_KEY=seed,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["signature"]
+    shown = aether(local_api, tmp_path, "status", result["deployment_id"], "--format", "json")
+    assert shown.returncode == 0, shown.stderr
+
+
+def test_a_wrong_token_is_one_json_error_and_exit_10(
+    local_api: Service, tmp_path: Path, project: Path, unique_name: str
+) -> None:
+    done = aether(
+        local_api,
+        tmp_path,
+        "deploy",
+        "--path",
+        str(project),
+        "--app",
+        unique_name,
+        "--format",
+        "json",
+        "--no-sbom",
+        token="aet_0000000000000000_wrong",
+    )
+    assert done.returncode == 10
+    assert json.loads(done.stdout)["error"]["code"] == "unauthorized"
+    assert done.stdout.count("\n") == 1
+
+
+def test_login_checks_the_token_and_stores_the_session_privately(
+    local_api: Service, tmp_path: Path
+) -> None:
+    environment = {"AETHER_TOKEN": ""}
+    refused = aether(
+        local_api, tmp_path, "login", "--token", "nope", "--api-url", local_api.url, **environment
+    )
+    assert refused.returncode == 10
+    assert refused.stderr.strip().count("\n") == 0
+    accepted = aether(
+        local_api,
+        tmp_path,
+        "login",
+        "--token",
+        ADMIN_TOKEN,
+        "--api-url",
+        local_api.url,
+        **environment,
+    )
+    assert accepted.returncode == 0, accepted.stderr
+    session = tmp_path / "cache" / "aether" / "session.json"
+    assert session.stat().st_mode & 0o777 == 0o600
+    assert ADMIN_TOKEN in session.read_text()
+
+
+def test_list_and_status_read_the_real_api(
+    local_api: Service, tmp_path: Path, project: Path, unique_name: str
+) -> None:
+    deployed = deploy_json(local_api, tmp_path, project, unique_name)
+    listed = aether(local_api, tmp_path, "list", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert unique_name in listed.stdout
+    status = aether(local_api, tmp_path, "status", "--app", unique_name, "--format", "json")
+    assert status.returncode == 0, status.stderr
+    assert deployed["deployment_id"] in status.stdout

@@ -170,7 +170,26 @@ def _node_major(root: Path, package: dict[str, Any]) -> tuple[int, str]:
                 "does not allow: make them agree"
             )
         return nvmrc_major, ".nvmrc"
+    local = local_node_major()
+    if local in supported:
+        # node_modules was installed by this Node: native addons match its ABI.
+        return local, "engines.node"
     return max(supported), "engines.node"
+
+
+def local_node_major() -> int | None:
+    """The major of the ``node`` on PATH, or None when there is none."""
+    node = shutil.which("node")
+    if node is None:
+        return None
+    try:
+        version = subprocess.run(
+            [node, "--version"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.match(r"v(\d+)\.", version.strip())
+    return int(match.group(1)) if match else None
 
 
 def parse_nvmrc(text: str) -> int:

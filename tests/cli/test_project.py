@@ -91,13 +91,14 @@ def test_no_lockfile_is_allowed(tmp_path: Path) -> None:
     assert detect_project(_project(tmp_path, _start())).lockfile is None
 
 
-def test_the_example_app_is_a_project() -> None:
+def test_the_example_app_is_a_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     example = Path(__file__).resolve().parents[2] / "examples" / "hello-express"
+    monkeypatch.setenv("PATH", str(_fake_node(tmp_path, "v20.20.2")))
     project = detect_project(example)
     assert (project.name, project.start_command, project.node_major) == (
         "hello-express",
         "npm start",
-        22,
+        20,
     )
     assert project.lockfile == example / "package-lock.json"
 
@@ -146,10 +147,31 @@ def test_no_way_to_start_is_an_error_with_a_hint(tmp_path: Path) -> None:
         (">=20.0.0-rc.1", 22),
     ],
 )
-def test_engines_node_picks_the_highest_supported_major(
-    tmp_path: Path, engines: str, major: int
+def test_engines_node_picks_the_highest_supported_major_without_a_local_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engines: str, major: int
 ) -> None:
+    monkeypatch.setenv("PATH", str(_fake_node(tmp_path, None)))
     assert detect_project(_project(tmp_path, _start(engines={"node": engines}))).node_major == major
+
+
+@pytest.mark.parametrize(("engines", "major"), [(">=18", 20), ("18 || 20 || 22", 20), ("^22", 22)])
+def test_engines_node_prefers_the_local_node_when_the_range_allows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engines: str, major: int
+) -> None:
+    monkeypatch.setenv("PATH", str(_fake_node(tmp_path, "v20.11.1")))
+    project = detect_project(_project(tmp_path, _start(engines={"node": engines})))
+    assert project.node_major == major
+
+
+def _fake_node(tmp_path: Path, version: str | None) -> Path:
+    """A PATH directory whose ``node`` prints ``version`` (or has no node at all)."""
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir(exist_ok=True)
+    if version is not None:
+        node = bin_dir / "node"
+        node.write_text(f"#!/bin/sh\necho {version}\n")
+        node.chmod(0o755)
+    return bin_dir
 
 
 def test_no_engines_and_no_nvmrc_means_node_20(tmp_path: Path) -> None:

@@ -6,10 +6,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv up down status test lint bench fixtures clean
+.PHONY: help venv up down status demo test lint bench fixtures clean
 
 help:
-	@echo "make up       start the embedded stack (moto, chalice local, relay) on 127.0.0.1"
+	@echo "make demo     start the stack and deploy examples/hello-express with the CLI"
+	@echo "make up       start the embedded stack (moto, cluster, chalice local, relay) on 127.0.0.1"
 	@echo "make down     stop everything 'make up' started"
 	@echo "make status   show what is running"
 	@echo "make test     run the whole test suite"
@@ -26,6 +27,9 @@ $(STAMP): requirements.txt requirements-dev.txt cli/pyproject.toml
 
 up: venv
 	$(BIN)/python -m infra.local up
+
+demo: up fixtures
+	bash infra/local/demo.sh
 
 down:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m infra.local down; fi

@@ -1,8 +1,8 @@
 """``python -m infra.local up|down|status``: the embedded stack, no Docker.
 
 Everything binds to 127.0.0.1. State lives in ``.aether/`` at the repository
-root: ``local.env`` (mode 0600), ``logs/``, ``pids/``, ``kubeconfig``, and
-``pods/`` (the files of the apps the local cluster runs).
+root (or ``AETHER_STATE_DIR``): ``local.env`` (mode 0600), ``logs/``, ``pids/``,
+``kubeconfig``, and ``pods/`` (the files of the apps the local cluster runs).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from infra.local import processes
 
 ROOT = Path(__file__).resolve().parents[2]
-STATE = ROOT / ".aether"
+STATE = Path(os.environ.get("AETHER_STATE_DIR") or ROOT / ".aether").resolve()
 LOGS = STATE / "logs"
 PIDS = STATE / "pids"
 LOCAL_ENV = STATE / "local.env"
@@ -119,8 +119,12 @@ def up(ports: Ports) -> None:
     )
     _write_env({**env, "AETHER_TOKEN": token, "AETHER_UPLOAD_QUEUE_URL": queue_url})
     print(f"aether local stack is up: API {env['AETHER_API_URL']}")
-    print(f"  kubernetes: KUBECONFIG={KUBECONFIG.relative_to(ROOT)} namespace {APPS_NAMESPACE}")
-    print(f"  environment: source {LOCAL_ENV.relative_to(ROOT)}   logs: {LOGS.relative_to(ROOT)}/")
+    print(f"  kubernetes: KUBECONFIG={_shown(KUBECONFIG)} namespace {APPS_NAMESPACE}")
+    print(f"  environment: source {_shown(LOCAL_ENV)}   logs: {_shown(LOGS)}/")
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def _ensure(name: str, command: list[str], port: int, env: dict[str, str]) -> bool:

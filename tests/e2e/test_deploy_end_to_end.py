@@ -1,0 +1,176 @@
+"""The main job on the embedded stack, as ``make demo`` runs it, through the real CLI.
+
+Deploy → the app answers → an unchanged redeploy uploads nothing → a source
+change rolls out a new digest at the same URL → rollback brings the old answer
+back → a tampered artifact never runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from infra.local.processes import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "hello-express"
+AETHER = str(Path(sys.executable).with_name("aether"))
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("node") is None
+    or not (EXAMPLE / "node_modules" / ".aether-install.json").exists(),
+    reason="needs node and the example's dependencies (`make fixtures`)",
+)
+
+
+@dataclass(frozen=True)
+class Stack:
+    state: Path
+    env: dict[str, str]
+
+    @property
+    def api_url(self) -> str:
+        return self.env["AETHER_API_URL"]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """``python -m infra.local up`` in a private state directory on free ports."""
+    state = tmp_path_factory.mktemp("stack")
+    clean = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("AETHER_", "AWS_", "POWERTOOLS_")) and name != "KUBECONFIG"
+    }
+    env = {
+        **clean,
+        "AETHER_STATE_DIR": str(state),
+        "AETHER_MOTO_PORT": str(free_port()),
+        "AETHER_API_PORT": str(free_port()),
+        "AETHER_WEBHOOK_PORT": str(free_port()),
+        "AETHER_KUBE_PORT": str(free_port()),
+        "AETHER_APP_PORT_BASE": str(free_port()),
+    }
+    command = [sys.executable, "-m", "infra.local"]
+    started = subprocess.run(
+        [*command, "up"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+    )
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield Stack(state, {**env, **_read_env(state / "local.env")})
+    finally:
+        subprocess.run([*command, "down"], cwd=ROOT, env=env, capture_output=True, timeout=120)
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    pairs = (
+        line.removeprefix("export ").split("=", 1)
+        for line in path.read_text().splitlines()
+        if line.startswith("export ")
+    )
+    return {name: value.strip("'") for name, value in pairs}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("project") / "hello-express"
+    shutil.copytree(EXAMPLE, target, symlinks=True, ignore=shutil.ignore_patterns(".aether"))
+    return target
+
+
+def aether(stack: Stack, *args: str) -> Any:
+    env = {
+        **stack.env,
+        "XDG_CONFIG_HOME": str(stack.state / "cli-config"),
+        "XDG_CACHE_HOME": str(stack.state / "cli-cache"),
+    }
+    done = subprocess.run(
+        [AETHER, *args, "--format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def answer(url: str) -> str:
+    """What the app says now; the Service URL may take a moment to reach a fresh pod."""
+    for _ in range(50):
+        try:
+            response = requests.get(url, timeout=5)
+            if response.ok:
+                return response.text
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} never answered")
+
+
+def test_deploy_redeploy_change_rollback_and_refuse_tampering(stack: Stack, project: Path) -> None:
+    first = aether(stack, "deploy", "--path", str(project))
+    assert (first["uploaded"], first["status"]) == (True, "succeeded")
+    url = first["url"]
+    assert url.startswith("http://127.0.0.1:")
+    assert answer(url) == "hello from aether (hello-express 1.0.0)\n"
+
+    again = aether(stack, "deploy", "--path", str(project))
+    assert again["uploaded"] is False
+    assert again["digest"] == first["digest"]
+    assert again["status"] == "succeeded"
+
+    server = project / "server.js"
+    server.write_text(server.read_text().replace("hello from aether", "hello again from aether"))
+    changed = aether(stack, "deploy", "--path", str(project))
+    assert changed["uploaded"] is True
+    assert changed["digest"] != first["digest"]
+    assert changed["url"] == url
+    assert answer(url) == "hello again from aether (hello-express 1.0.0)\n"
+
+    rolled = aether(stack, "rollback", "--app", "hello-express")
+    assert rolled["artifact_digest"] == first["digest"]
+    assert rolled["status"] == "succeeded"
+    assert answer(url) == "hello from aether (hello-express 1.0.0)\n"
+
+    refused = _deploy_tampered_bytes(stack, "hello-express")
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "artifact_not_verified"
+    assert answer(url) == "hello from aether (hello-express 1.0.0)\n"
+
+
+def _deploy_tampered_bytes(stack: Stack, app: str) -> requests.Response:
+    """Upload other bytes than the digest names (moto does not enforce the signed
+    checksum, so only the platform's re-hash can catch it), then try to deploy them."""
+    api, token = stack.api_url, stack.env["AETHER_TOKEN"]
+    headers = {"Authorization": f"Bearer {token}"}
+    honest = b"an artifact that was never uploaded"
+    digest = hashlib.sha256(honest).hexdigest()
+    ticket = requests.post(
+        f"{api}/artifacts",
+        json={"app_name": app, "size_bytes": len(honest), "runtime": "node20"},
+        headers={**headers, "X-Aether-Artifact-Digest": digest},
+        timeout=10,
+    ).json()
+    upload = ticket["upload"]
+    sent = {k: v for k, v in upload["headers"].items() if "checksum" not in k.lower()}
+    tampered = b"X" * len(honest)
+    assert requests.put(upload["url"], data=tampered, headers=sent, timeout=10).ok
+    return requests.post(
+        f"{api}/deployments",
+        json={"app_name": app, "artifact_digest": digest},
+        headers=headers,
+        timeout=30,
+    )

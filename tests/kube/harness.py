@@ -8,33 +8,19 @@ spec itself (a wrong digest, a command that exits, a command that never listens)
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
-from typing import Literal, Protocol, TypeVar
+from typing import Literal, Protocol
 
 from kubernetes.client import ApiClient, CoreV1Api
 
 from chalicelib.kube import Cluster, Rollout, WorkloadSpec, workload_manifests
 from infra.kubesim import Simulator
+from tests.polling import wait_for
 
-T = TypeVar("T")
 Fault = Literal["crash-loop", "init-failure", "never-ready"]
 DIGEST = "5" * 64
 PULL_TOKEN = "pull-token-0123456789abcdef"
 NAMESPACE = "aether-apps"
-
-
-def wait_for(probe: Callable[[], T | None], *, timeout: float, what: str) -> T:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def new_app_name() -> str:

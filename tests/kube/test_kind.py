@@ -29,7 +29,8 @@ import pytest
 from kubernetes.client import ApiClient, ApiException, AppsV1Api, CoreV1Api
 
 from chalicelib.kube import Cluster, WorkloadSpec, api_client
-from tests.kube.harness import NAMESPACE, Fault, wait_for
+from tests.kube.harness import NAMESPACE, Fault
+from tests.polling import wait_for
 
 KUBECONFIG = os.environ.get("AETHER_KIND_KUBECONFIG", "")
 ADMIN_KUBECONFIG = os.environ.get("AETHER_KIND_ADMIN_KUBECONFIG", "")

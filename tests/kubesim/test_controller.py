@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from kubernetes import client, watch
 
-from tests.kubesim.workloads import condition, deployment, wait_for
+from tests.kubesim.workloads import condition, deployment
+from tests.polling import wait_for
 
 
 def _available(

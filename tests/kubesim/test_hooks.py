@@ -14,7 +14,8 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from infra.kubesim import Simulator
-from tests.kubesim.workloads import condition, deployment, wait_for
+from tests.kubesim.workloads import condition, deployment
+from tests.polling import wait_for
 
 
 def _control(sim: Simulator, method: str, hook: str, body: dict[str, Any] | None = None) -> Any:

@@ -11,7 +11,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from infra.kubesim import Simulator
-from tests.kubesim.workloads import wait_for
+from tests.polling import wait_for
 
 POD = {
     "metadata": {"name": "p"},

@@ -8,7 +8,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.kubesim.workloads import condition, deployment, wait_for
+from tests.kubesim.workloads import condition, deployment
+from tests.polling import wait_for
 
 APPLY = "application/apply-patch+yaml"
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from kubernetes import client, config
 
 from infra.kubesim import PodStatusSink, PodView, Running, Simulator, Terminated
-from tests.kubesim.workloads import deployment, wait_for
+from tests.kubesim.workloads import deployment
+from tests.polling import wait_for
 
 
 class HandDrivenRuntime:

@@ -7,13 +7,8 @@ import io
 import json
 import tarfile
 import threading
-import time
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TypeVar
-
-T = TypeVar("T")
 
 PULL_TOKEN = "pull-token-for-tests"
 
@@ -133,18 +128,6 @@ class ArtifactServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
-
-
-def wait_for(probe: Callable[[], T | None], *, timeout: float = 30.0, what: str) -> T:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def running(pid: int) -> bool:

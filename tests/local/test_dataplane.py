@@ -20,8 +20,9 @@ from kubernetes.client import ApiClient, ApiException, CoreV1Api
 from chalicelib.kube import Cluster, Rollout, WorkloadSpec, workload_manifests
 from infra.local.cluster import LocalCluster
 from infra.local.processes import free_port, start
-from tests.local.apps import PULL_TOKEN, ArtifactServer, node_app, running, sha256, wait_for
+from tests.local.apps import PULL_TOKEN, ArtifactServer, node_app, running, sha256
 from tests.local.conftest import start_fast_cluster
+from tests.polling import wait_for
 
 NAMESPACE = "aether-apps"
 ROOT = Path(__file__).resolve().parents[2]

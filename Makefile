@@ -57,6 +57,7 @@ bench: venv fixtures
 	$(BIN)/python bench/verify_bench.py
 	$(BIN)/python bench/pack_bench.py
 	$(BIN)/python bench/cli_startup_bench.py
+	$(BIN)/python bench/deploy_bench.py
 
 clean: down
 	rm -rf .aether .pytest_cache .mypy_cache .ruff_cache

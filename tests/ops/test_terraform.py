@@ -244,3 +244,21 @@ def test_terraform_loads_the_configuration_offline(tmp_path: Path, chalice_modul
     assert "Initializing provider plugins" in output, output
     errors = set(re.findall(r"Error: (.+)", output))
     assert errors <= {"Failed to query available provider packages"}, output
+
+
+def test_gateway_answers_of_its_own_use_the_error_envelope(chalice_module: Path) -> None:
+    """An unknown route is API Gateway's MISSING_AUTHENTICATION_TOKEN: it must be a 404
+    envelope, and every default 4xx/5xx must be an envelope too."""
+    outputs = json.loads((chalice_module / "chalice.tf.json").read_text())["output"]
+    assert "RestAPIId" in outputs
+    responses = json.loads((TERRAFORM / "gateway_responses.tf.json").read_text())["resource"][
+        "aws_api_gateway_gateway_response"
+    ]
+    by_type = {r["response_type"]: r for r in responses.values()}
+    assert set(by_type) == {"MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX", "DEFAULT_5XX"}
+    assert by_type["MISSING_AUTHENTICATION_TOKEN"]["status_code"] == "404"
+    for response in responses.values():
+        assert response["rest_api_id"] == "${module.control_plane.RestAPIId}"
+        template = response["response_templates"]["application/json"]
+        assert '"code"' in template
+        assert '"message"' in template

@@ -50,10 +50,13 @@ def _observe(
     app: Chalice, request: Request, get_response: Callable[[Request], Response]
 ) -> Response:
     context = app.lambda_context
+    params = request.uri_params or {}
     logger.append_keys(
         request_id=getattr(context, "aws_request_id", None),
         method=request.method,
         path=request.path,
+        app=params.get("app_name"),
+        digest=params.get("digest"),
     )
     try:
         response = get_response(request)

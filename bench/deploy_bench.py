@@ -1,0 +1,387 @@
+"""Deploy latency: `aether deploy` until the app answers, beside a server-side build.
+
+    .venv/bin/python bench/deploy_bench.py [--reps 5] [--apps small,large]
+
+Starts a private embedded stack (`python -m infra.local up` in a temporary state
+directory on free loopback ports; stopped again at the end, also on failure) and
+deploys two apps with the real CLI:
+
+* small: `examples/hello-express`, copied to bench/.work/deploy/small;
+* large: the pack bench's fixture in place (~200 MB node_modules, built with npm by
+  `pack_bench.setup()` on the first run; its entry file is restored afterwards).
+
+Dependencies are installed before timing starts, as on a developer's machine:
+every timed deploy must log that it skipped npm, or the bench fails.
+
+Ours, per app, each repetition interleaved with one baseline build so both see
+the same machine load; each time is a fresh `aether deploy --app NAME --path DIR
+--format json` process (default SBOM on) until the first successful GET of the
+URL it reports:
+
+* cold: a fresh app name, so the whole artifact is uploaded;
+* unchanged: redeploy of the bench app with nothing changed (no upload);
+* source-only: a comment line appended to the entry file, then a deploy (new
+  digest, upload, rollout).
+
+"rollout" is the part of our time from the end of the upload step (the CLI's last
+log record before it reports the new deployment) to the first successful GET.
+
+Baseline, what the incumbent pipeline does on every deploy, a server-side build:
+copy the source without node_modules to a fresh build directory, `npm ci
+--omit=dev` there (npm's cache warm: the fairest baseline), `tar --sort=name ...
+| gzip -6 -n` to a file, store it with one boto3 PUT to the stack's moto S3 (a
+bucket of its own, without event notifications). Its time per repetition is that
+build plus the median of our measured rollout for the same app: for cold, our
+cold rollouts (a new app); for unchanged and source-only, our source-only
+rollouts (the incumbent's build is a new artifact every time, so it always
+rolls out). The baseline's p95 is the p95 of its builds plus that median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pack_bench  # the large app's fixture and p95 (bench/ is on sys.path as the script's dir)
+
+from infra.local.processes import free_port
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+WORK = HERE / ".work" / "deploy"
+EXAMPLE = ROOT / "examples" / "hello-express"
+AETHER = str(Path(sys.executable).with_name("aether"))
+SCENARIOS = ("cold", "unchanged", "source-only")
+NPM_SKIPPED = "dependencies unchanged since the last install: skipping npm"
+BASELINE_BUCKET = "aether-bench-baseline"
+PACK = "tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - . | gzip -6 -n > {out}"
+ONLINE_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Stack:
+    state: Path
+    env: dict[str, str]
+
+
+@contextmanager
+def embedded_stack() -> Iterator[Stack]:
+    """``python -m infra.local up`` in a private state directory on free ports."""
+    state = Path(tempfile.mkdtemp(prefix="aether-deploy-bench-"))
+    clean = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("AETHER_", "AWS_", "POWERTOOLS_")) and name != "KUBECONFIG"
+    }
+    env = {
+        **clean,
+        "AETHER_STATE_DIR": str(state),
+        "AETHER_MOTO_PORT": str(free_port()),
+        "AETHER_API_PORT": str(free_port()),
+        "AETHER_WEBHOOK_PORT": str(free_port()),
+        "AETHER_KUBE_PORT": str(free_port()),
+        "AETHER_APP_PORT_BASE": str(free_port()),
+    }
+    command = [sys.executable, "-m", "infra.local"]
+    try:
+        started = subprocess.run(
+            [*command, "up"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+        )
+        if started.returncode != 0:
+            raise RuntimeError(f"the stack did not start:\n{started.stdout}{started.stderr}")
+        yield Stack(state, {**env, **read_env(state / "local.env")})
+    finally:
+        subprocess.run([*command, "down"], cwd=ROOT, env=env, capture_output=True, timeout=120)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def read_env(path: Path) -> dict[str, str]:
+    pairs = (
+        line.removeprefix("export ").split("=", 1)
+        for line in path.read_text().splitlines()
+        if line.startswith("export ")
+    )
+    return {name: value.strip("'") for name, value in pairs}
+
+
+def prepare(app: str) -> Path:
+    """The app with its production dependencies installed.
+
+    The large app is the pack bench's fixture in place: a copy would change the
+    directory stats the CLI's install stamp fingerprints, and npm would run again.
+    """
+    if app == "large":
+        pack_bench.setup()
+        return pack_bench.APP
+    target = WORK / app
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(EXAMPLE, target, symlinks=True, ignore=shutil.ignore_patterns(".aether"))
+    return target
+
+
+def entry_file(project: Path) -> Path:
+    package = json.loads((project / "package.json").read_text())
+    return project / package.get("main", "server.js")
+
+
+def tree_size(path: Path) -> int:
+    return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_dir())
+
+
+@dataclass(frozen=True)
+class Deploy:
+    seconds: float
+    rollout: float
+    uploaded: bool
+    digest: str
+    size_bytes: int
+
+
+def deploy(stack: Stack, project: Path, app: str) -> Deploy:
+    """One `aether deploy` process, timed until its URL answers."""
+    env = {
+        **stack.env,
+        "XDG_CONFIG_HOME": str(stack.state / "cli-config"),
+        "XDG_CACHE_HOME": str(stack.state / "cli-cache"),
+        "AETHER_LOG_FORMAT": "json",
+        "AETHER_LOG_LEVEL": "info",
+    }
+    command = [AETHER, "deploy", "--app", app, "--path", str(project), "--format", "json"]
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"aether deploy failed ({done.returncode}):\n{done.stderr}")
+    result = json.loads(done.stdout)
+    if result["status"] != "succeeded" or not result.get("url"):
+        raise RuntimeError(f"aether deploy did not succeed: {result}")
+    wait_online(result["url"])
+    online_at = time.time()
+    seconds = time.perf_counter() - started
+
+    records = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    messages = [r["message"] for r in records]
+    if NPM_SKIPPED not in messages:
+        raise RuntimeError(f"the deploy of {project} ran npm; the bench assumes it is skipped")
+    created = next(i for i, m in enumerate(messages) if m.startswith("deployment "))
+    upload_done = datetime.fromisoformat(records[created - 1]["ts"].replace("Z", "+00:00"))
+    return Deploy(
+        seconds=seconds,
+        rollout=online_at - upload_done.timestamp(),
+        uploaded=bool(result["uploaded"]),
+        digest=result["digest"],
+        size_bytes=int(result["size_bytes"]),
+    )
+
+
+def wait_online(url: str) -> None:
+    deadline = time.monotonic() + ONLINE_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=5).ok:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} never answered")
+
+
+@dataclass(frozen=True)
+class Build:
+    copy: float
+    npm: float
+    pack: float
+    store: float
+    size_bytes: int
+
+    @property
+    def seconds(self) -> float:
+        return self.copy + self.npm + self.pack + self.store
+
+
+def server_build(project: Path, s3: Any, key: str) -> Build:
+    """The incumbent's pipeline up to the rollout: copy, npm ci, pack, store."""
+    build = Path(tempfile.mkdtemp(prefix="build-", dir=WORK))
+    tree = build / "src"
+    artifact = build / "app.tar.gz"
+    try:
+        t0 = time.perf_counter()
+        shutil.copytree(project, tree, ignore=shutil.ignore_patterns("node_modules", ".aether"))
+        t1 = time.perf_counter()
+        subprocess.run(
+            ["npm", "ci", "--omit=dev", "--no-audit", "--no-fund"],
+            cwd=tree,
+            check=True,
+            capture_output=True,
+        )
+        t2 = time.perf_counter()
+        subprocess.run(["bash", "-c", PACK.format(out=artifact)], cwd=tree, check=True)
+        t3 = time.perf_counter()
+        with artifact.open("rb") as body:
+            s3.put_object(Bucket=BASELINE_BUCKET, Key=key, Body=body)
+        t4 = time.perf_counter()
+        return Build(t1 - t0, t2 - t1, t3 - t2, t4 - t3, artifact.stat().st_size)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+
+
+@dataclass
+class AppRun:
+    ours: dict[str, list[Deploy]] = field(default_factory=lambda: {s: [] for s in SCENARIOS})
+    builds: list[Build] = field(default_factory=list)
+
+
+def bench_app(stack: Stack, app: str, reps: int, s3: Any) -> AppRun:
+    project = prepare(app)
+    entry = entry_file(project)
+    original = entry.read_text()
+    print(
+        f"{app}: {project} ({tree_size(project / 'node_modules') / 1e6:.0f} MB node_modules)",
+        file=sys.stderr,
+    )
+    name = f"bench-{app}"
+    # Untimed warm-up: the bench app exists and runs, npm's cache and the page cache are warm.
+    deploy(stack, project, name)
+    server_build(project, s3, f"{app}/warm-up/app.tar.gz")
+
+    run = AppRun()
+    expected_upload = {"cold": True, "unchanged": False, "source-only": True}
+    try:
+        for rep in range(reps):
+            for scenario in SCENARIOS:
+                if scenario == "source-only":
+                    with entry.open("a") as handle:
+                        handle.write(f"// deploy bench change {rep}\n")
+                target = f"{name}-cold-{rep}" if scenario == "cold" else name
+                sample = deploy(stack, project, target)
+                if sample.uploaded != expected_upload[scenario]:
+                    raise RuntimeError(f"{app} {scenario}: uploaded={sample.uploaded}")
+                run.ours[scenario].append(sample)
+            run.builds.append(server_build(project, s3, f"{app}/{rep}/app.tar.gz"))
+            print(
+                f"{app} rep {rep + 1}/{reps}: "
+                + ", ".join(f"{s} {run.ours[s][-1].seconds:.2f}s" for s in SCENARIOS)
+                + f", server build {run.builds[-1].seconds:.2f}s",
+                file=sys.stderr,
+            )
+    finally:
+        entry.write_text(original)
+    return run
+
+
+def report(app: str, run: AppRun) -> None:
+    p95 = pack_bench.p95
+    median = statistics.median
+    builds = [b.seconds for b in run.builds]
+    rollout = {
+        "cold": median(d.rollout for d in run.ours["cold"]),
+        "source-only": median(d.rollout for d in run.ours["source-only"]),
+    }
+    rollout["unchanged"] = rollout["source-only"]
+    for scenario in SCENARIOS:
+        ours = [d.seconds for d in run.ours[scenario]]
+        base = [b + rollout[scenario] for b in builds]
+        reduction = 100 * (1 - p95(ours) / p95(base))
+        print(
+            f"{app:6} {scenario:12} {median(ours):8.2f} {p95(ours):8.2f} "
+            f"{median(d.rollout for d in run.ours[scenario]):8.2f}  "
+            f"{median(base):8.2f} {p95(base):8.2f} {rollout[scenario]:8.2f}  "
+            f"{reduction:6.1f} %"
+        )
+
+
+def details(app: str, run: AppRun) -> None:
+    median = statistics.median
+    parts = ("copy", "npm", "pack", "store")
+    split = ", ".join(f"{p} {median(getattr(b, p) for b in run.builds):.2f}" for p in parts)
+    cold = run.ours["cold"][-1]
+    print(
+        f"{app}: server build median {median(b.seconds for b in run.builds):.2f}s ({split}); "
+        f"artifact ours {cold.size_bytes / 1e6:.1f} MB, baseline "
+        f"{run.builds[-1].size_bytes / 1e6:.1f} MB"
+    )
+    for scenario in SCENARIOS:
+        print(f"  ours {scenario}: {[round(d.seconds, 2) for d in run.ours[scenario]]}")
+    print(f"  server builds: {[round(b.seconds, 2) for b in run.builds]}")
+
+
+def _stop(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the stack's `finally`
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--apps", default="small,large", help="comma-separated: small, large")
+    args = parser.parse_args()
+    apps = [a for a in args.apps.split(",") if a]
+    if not set(apps) <= {"small", "large"} or args.reps < 1:
+        parser.error("--apps takes small and/or large; --reps at least 1")
+    signal.signal(signal.SIGTERM, _stop)
+
+    import boto3
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    load_before = os.getloadavg()
+    runs: dict[str, AppRun] = {}
+    with embedded_stack() as stack:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=stack.env["AWS_ENDPOINT_URL"],
+            aws_access_key_id=stack.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=stack.env["AWS_SECRET_ACCESS_KEY"],
+            region_name="us-east-1",
+        )
+        s3.create_bucket(Bucket=BASELINE_BUCKET)
+        for app in apps:
+            runs[app] = bench_app(stack, app, args.reps, s3)
+    elapsed = time.perf_counter() - began
+
+    print(
+        f"deploy latency, {args.reps} reps per app and scenario; {os.cpu_count()} cores; "
+        f"load avg (1/5/15 min) before {load_before[0]:.2f}/{load_before[1]:.2f}/"
+        f"{load_before[2]:.2f}, after {'/'.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+    print(
+        "ours: `aether deploy` (fresh process, SBOM on) until the first successful GET of "
+        "its URL; node_modules installed beforehand, npm skipped on every timed deploy"
+    )
+    print(
+        "baseline: copy without node_modules + `npm ci --omit=dev` (npm cache warm) + "
+        "tar | gzip -6 -n + boto3 PUT to moto, plus our median rollout for that app "
+        "(cold: our cold rollouts; unchanged, source-only: our source-only rollouts)"
+    )
+    print(
+        f"{'app':6} {'scenario':12} {'ours p50':>8} {'p95':>8} {'rollout':>8}  "
+        f"{'base p50':>8} {'p95':>8} {'rollout':>8}  {'p95 less':>8}"
+    )
+    for app, run in runs.items():
+        report(app, run)
+    for app, run in runs.items():
+        details(app, run)
+    print(f"whole run: {elapsed:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

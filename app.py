@@ -94,6 +94,10 @@ def created(body: dict[str, Any]) -> Response:
     return Response(body=body, status_code=201)
 
 
+def is_live(deployment: Deployment) -> bool:
+    return rollouts.is_live(get_data_plane(), deployment)
+
+
 def deployment_response(deployment: Deployment, status: int) -> Response:
     """A deployment after moving it as far as the cluster allows (reads reconcile)."""
     advanced = rollouts.advance(get_data_plane(), deployment)
@@ -184,7 +188,9 @@ def deactivate_public_key(app_name: str, key_id: str) -> dict[str, Any]:
 
 @app.route("/apps/{app_name}/rollback", methods=["POST"])
 def rollback(app_name: str) -> Response:
-    deployment, is_new = deployments.rollback(principal(), get_store(), app_name, json_body())
+    deployment, is_new = deployments.rollback(
+        principal(), get_store(), app_name, json_body(), is_live
+    )
     return deployment_response(deployment, 201 if is_new else 200)
 
 
@@ -257,7 +263,7 @@ def show_artifact(digest: str) -> dict[str, Any]:
 
 @app.route("/deployments", methods=["POST"])
 def create_deployment() -> Response:
-    deployment, is_new = deployments.create(principal(), get_store(), json_body())
+    deployment, is_new = deployments.create(principal(), get_store(), json_body(), is_live)
     return deployment_response(deployment, 201 if is_new else 200)
 
 

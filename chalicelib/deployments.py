@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
@@ -38,9 +39,14 @@ def create(
     principal: Principal,
     store: ArtifactStore,
     body: dict[str, Any],
+    is_live: Callable[[Deployment], bool],
     rollback_of: str | None = None,
 ) -> tuple[Deployment, bool]:
-    """``POST /deployments``; returns the deployment and whether it is new."""
+    """``POST /deployments``; returns the deployment and whether it is new.
+
+    ``is_live`` says whether a finished deployment still runs in the cluster:
+    deploying exactly what runs returns that deployment instead of a new rollout.
+    """
     app = apps.load(principal, payloads.app_name(payloads.required(body, "app_name")))
     digest = payloads.digest(payloads.required(body, "artifact_digest"))
     artifact = _deployable_artifact(app, digest, store)
@@ -59,11 +65,33 @@ def create(
         rollback_of=rollback_of,
     )
     deployment.config_key = _config_key(deployment)
+    running = _already_running(app, deployment.config_key, is_live)
+    if running is not None:
+        return running, False  # this exact deployment already runs: nothing to roll out
     return _claim_in_flight_slot(app, deployment)
 
 
+def _already_running(
+    app: Application, config_key: str, is_live: Callable[[Deployment], bool]
+) -> Deployment | None:
+    """The app's current deployment if it has this configuration and still runs."""
+    if app.latest_deployment_id is None:
+        return None
+    try:
+        current = Deployment.get(app.latest_deployment_id, consistent_read=True)
+    except DoesNotExist:
+        return None
+    if current.status != "succeeded" or current.config_key != config_key:
+        return None
+    return current if is_live(current) else None
+
+
 def rollback(
-    principal: Principal, store: ArtifactStore, app_name: str, body: dict[str, Any]
+    principal: Principal,
+    store: ArtifactStore,
+    app_name: str,
+    body: dict[str, Any],
+    is_live: Callable[[Deployment], bool],
 ) -> tuple[Deployment, bool]:
     """``POST /apps/{app}/rollback``: redeploy an earlier verified artifact, no upload.
 
@@ -85,6 +113,7 @@ def rollback(
             "env": target.env_dict(),
             "replicas": target.replicas,
         },
+        is_live,
         rollback_of=target.deployment_id,
     )
 

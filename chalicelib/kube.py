@@ -228,7 +228,7 @@ def _app_container(spec: WorkloadSpec) -> dict[str, Any]:
         "readinessProbe": {
             "tcpSocket": {"port": "http"},
             "initialDelaySeconds": 1,
-            "periodSeconds": 5,
+            "periodSeconds": 2,
             "timeoutSeconds": 2,
             "failureThreshold": 3,
             "successThreshold": 1,

@@ -40,6 +40,19 @@ class DataPlane:
         return f"{base}/artifacts/{digest}/download"
 
 
+def is_live(plane: DataPlane, deployment: Deployment) -> bool:
+    """Whether the cluster still runs ``deployment``, fully rolled out."""
+    if plane.cluster is None:
+        return False
+    try:
+        rollout = plane.cluster.rollout(deployment.app_name, deployment.deployment_id)
+    except Exception as exc:
+        if kube.is_unavailable(exc):
+            return False  # a new deployment is recorded and waits for the cluster
+        raise
+    return rollout.phase == "succeeded"
+
+
 def advance(plane: DataPlane, deployment: Deployment) -> Deployment:
     """Move ``deployment`` as far as the cluster allows now; returns the fresh record."""
     if deployment.status in TERMINAL:

@@ -30,8 +30,9 @@ def follow(
     *,
     timeout: float,
     on_event: Callable[[dict[str, Any]], None],
-    poll_interval: float = 1.0,
-    max_interval: float = 5.0,
+    # A rollout usually finishes within seconds: look often at first, then back off.
+    poll_interval: float = 0.25,
+    max_interval: float = 2.0,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
@@ -60,7 +61,7 @@ def follow(
         sleep(min(interval, remaining))
         current = client.get_deployment(deployment_id)
         report(current)
-        interval = min(interval * 1.5, max_interval)
+        interval = min(interval * 1.25, max_interval)
     if current.get("status") == "failed":
         events = current.get("events") or []
         last = events[-1].get("message") if events else None

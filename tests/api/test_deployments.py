@@ -54,17 +54,31 @@ def test_the_same_deployment_in_flight_is_not_duplicated(
     assert different["deployment_id"] != first["deployment_id"]
 
 
-def test_a_finished_deployment_frees_its_slot(api: Api, verified: tuple[str, str]) -> None:
-    from chalicelib.deployments import release_slot
+def test_a_failed_deployment_frees_its_slot(api: Api, verified: tuple[str, str]) -> None:
     from chalicelib.records import Deployment
+    from chalicelib.rollouts import finish
 
     app_name, digest = verified
     first = deploy(api, app_name, digest)
-    record = Deployment.get(first["deployment_id"])
-    record.update(actions=[Deployment.status.set("succeeded")])
-    release_slot(app_name, record.deployment_id)
+    finish(Deployment.get(first["deployment_id"]), "failed", "a test says so")
     second = deploy(api, app_name, digest)
     assert second["deployment_id"] != first["deployment_id"]
+
+
+def test_deploying_exactly_what_runs_rolls_nothing_out(api: Api, verified: tuple[str, str]) -> None:
+    from tests.polling import wait_for
+
+    app_name, digest = verified
+    first = deploy(api, app_name, digest)
+    wait_for(
+        lambda: api.get(f"/deployments/{first['deployment_id']}").json["status"] == "succeeded",
+        what="the first rollout",
+    )
+    again = api.post("/deployments", {"app_name": app_name, "artifact_digest": digest})
+    assert again.status == 200
+    assert again.json["deployment_id"] == first["deployment_id"]
+    other = deploy(api, app_name, digest, replicas=2)
+    assert other["deployment_id"] != first["deployment_id"]
 
 
 def test_history_is_newest_first_and_paginated(api: Api, verified: tuple[str, str]) -> None:

@@ -102,11 +102,12 @@ def issue_pull_token(app_name: str) -> IssuedToken:
 
 
 def retire_pull_tokens(app_name: str, keep: str) -> None:
-    for earlier in ApiToken.scan(
-        (ApiToken.app_scope == app_name) & (ApiToken.revoked == False)  # noqa: E712
-    ):
-        if earlier.token_id != keep:
-            earlier.update(actions=[ApiToken.revoked.set(True)])
+    """Make ``keep`` the app's pull token and revoke the one it replaces."""
+    app = Application.get(app_name, consistent_read=True)
+    previous = app.pull_token_id
+    app.update(actions=[Application.pull_token_id.set(keep)])
+    if previous is not None and previous != keep:
+        ApiToken(previous).update(actions=[ApiToken.revoked.set(True)])
 
 
 def authorize_download(principal: Principal, app: Application) -> None:

@@ -18,7 +18,6 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
-from pynamodb.connection import Connection
 from pynamodb.exceptions import PynamoDBException
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
@@ -75,6 +74,8 @@ class Application(_Table):
     # The deployment that holds the "same request while in flight" slot.
     inflight_config_key = UnicodeAttribute(null=True)
     inflight_deployment_id = UnicodeAttribute(null=True)
+    # The token pods of this app fetch artifacts with (in the cluster's Secret).
+    pull_token_id = UnicodeAttribute(null=True)
 
 
 class ArtifactsByApp(_ByAppIndex):
@@ -195,16 +196,8 @@ def bind_tables(settings: Settings) -> None:
 
 
 def transaction() -> TransactWrite:
-    """A write transaction on this stage's DynamoDB endpoint."""
-    meta = Application.Meta
-    return TransactWrite(
-        connection=Connection(
-            region=meta.region,
-            host=meta.host,
-            connect_timeout_seconds=meta.connect_timeout_seconds,
-            max_retry_attempts=meta.max_retry_attempts,
-        )
-    )
+    """A write transaction on this stage's DynamoDB endpoint (the models' own connection)."""
+    return TransactWrite(connection=Application._get_connection().connection)
 
 
 def create_tables() -> None:

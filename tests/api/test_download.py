@@ -58,6 +58,7 @@ def test_a_pull_token_can_do_nothing_else(api: Api, stored: tuple[str, str, byte
 def test_retired_pull_tokens_stop_working(api: Api, stored: tuple[str, str, bytes]) -> None:
     app_name, digest, _ = stored
     old = auth.issue_pull_token(app_name)
+    auth.retire_pull_tokens(app_name, keep=old.record.token_id)
     new = auth.issue_pull_token(app_name)
     auth.retire_pull_tokens(app_name, keep=new.record.token_id)
     assert api.as_(old.secret).get(f"/artifacts/{digest}/download").status == 401

@@ -13,6 +13,7 @@ from chalicelib import (
     auth,
     deployments,
     health,
+    kube,
     logs,
     middleware,
     openapi,
@@ -57,8 +58,6 @@ def get_store() -> ArtifactStore:
 
 @functools.cache
 def get_data_plane() -> rollouts.DataPlane:
-    from chalicelib import kube
-
     settings = get_settings()
     if not settings.cluster_configured:
         return rollouts.DataPlane(None, settings)

@@ -43,6 +43,9 @@ from aether_cli.project import INSTALL_STAMP_NAME, NodeProject
 ARTIFACT_NAME = "app.tar.gz"
 MANIFEST_NAME = "manifest.json"
 SBOM_NAME = "sbom.json"
+PACK_STAMP_NAME = "pack-stamp.json"
+# Bump when the archive format changes: an old stamp must not vouch for new bytes.
+_PACK_FORMAT = 1
 IGNORE_FILE = ".aetherignore"
 MANIFEST_SCHEMA = "aether.manifest/v1"
 
@@ -237,6 +240,9 @@ class Entry(NamedTuple):
     mode: int  # normalised
     size: int = 0
     target: str = ""  # symlink target, as stored
+    # For files: (mtime_ns, ctime_ns, inode). Any write changes ctime, which no tool
+    # sets back, so an unchanged triple means unchanged bytes (git's index relies on it).
+    changed: tuple[int, int, int] = (0, 0, 0)
 
 
 class _Skipped:
@@ -311,7 +317,8 @@ def collect_entries(
                 stack.append((rel, item.path))
             elif fmt == stat.S_IFREG and st is not None:
                 mode = 0o755 if st.st_mode & 0o111 else 0o644
-                entries.append(Entry(rel, item.path, "file", mode, st.st_size))
+                changed = (st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+                entries.append(Entry(rel, item.path, "file", mode, st.st_size, changed=changed))
             elif fmt == stat.S_IFLNK:
                 target = str(Path(item.path).readlink())
                 problem = _symlink_problem(rel, item.path, target, root_real)
@@ -487,6 +494,15 @@ def pack_tree(
     skipped.report(log)
 
     artifact = out_dir / ARTIFACT_NAME
+    stamp = out_dir / PACK_STAMP_NAME
+    tree = _tree_fingerprint(entries)
+    reused = _unchanged_pack(stamp, tree, artifact, out_dir)
+    if reused is not None:
+        log(
+            f"nothing changed since the last pack: reusing {artifact.name}, sha256:{reused.digest[:12]}"
+        )
+        return reused
+    stamp.unlink(missing_ok=True)
     manifest_entries: list[ManifestEntry] = []
     with _atomic_file(artifact) as raw:
         with ParallelGzipWriter(raw, threads=threads) as gz:
@@ -505,7 +521,7 @@ def pack_tree(
         f"packed {len(files)} files ({_human(sum(m.size for m in files))}) into {artifact.name}: "
         f"{_human(size)}, sha256:{digest[:12]}"
     )
-    return PackResult(
+    result = PackResult(
         artifact=artifact,
         digest=digest,
         size_bytes=size,
@@ -515,6 +531,58 @@ def pack_tree(
         entry_count=len(manifest_entries),
         content_bytes=sum(m.size for m in files),
     )
+    _write_pack_stamp(stamp, tree, result)
+    return result
+
+
+def _tree_fingerprint(entries: list[Entry]) -> str:
+    """Everything about the walked tree that could change the archive's bytes."""
+    digest = hashlib.sha256(f"aether-pack/{_PACK_FORMAT}\n".encode())
+    for entry in entries:
+        digest.update(
+            f"{entry.path}\0{entry.kind}\0{entry.mode}\0{entry.size}\0{entry.target}\0"
+            f"{entry.changed}\n".encode()
+        )
+    return digest.hexdigest()
+
+
+def _unchanged_pack(stamp: Path, tree: str, artifact: Path, out_dir: Path) -> PackResult | None:
+    """The last pack's result if neither the tree nor its outputs changed since."""
+    try:
+        recorded = json.loads(stamp.read_text(encoding="utf-8"))
+        written = artifact.stat()
+    except (OSError, ValueError):
+        return None
+    if not isinstance(recorded, dict) or recorded.get("tree") != tree:
+        return None
+    if [written.st_size, written.st_mtime_ns] != recorded.get("artifact"):
+        return None
+    manifest = out_dir / MANIFEST_NAME
+    if not manifest.is_file():
+        return None
+    return PackResult(
+        artifact=artifact,
+        digest=str(recorded["digest"]),
+        size_bytes=written.st_size,
+        manifest=manifest,
+        sbom=None,
+        file_count=int(recorded["file_count"]),
+        entry_count=int(recorded["entry_count"]),
+        content_bytes=int(recorded["content_bytes"]),
+    )
+
+
+def _write_pack_stamp(stamp: Path, tree: str, result: PackResult) -> None:
+    written = result.artifact.stat()
+    record = {
+        "tree": tree,
+        "artifact": [written.st_size, written.st_mtime_ns],
+        "digest": result.digest,
+        "file_count": result.file_count,
+        "entry_count": result.entry_count,
+        "content_bytes": result.content_bytes,
+    }
+    stamp.write_text(json.dumps(record, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def pack_project(

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from aether_cli import pack as pack_module
 from aether_cli.pack import (
+    PACK_STAMP_NAME,
     Entry,
     IgnoreRules,
     PackError,
@@ -99,7 +100,47 @@ def test_packing_twice_in_place_is_stable(sample_tree: Path) -> None:
     first, _ = _pack(sample_tree, out)
     second, _ = _pack(sample_tree, out)
     assert first.digest == second.digest
-    assert sorted(p.name for p in out.iterdir()) == ["app.tar.gz", "manifest.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "app.tar.gz",
+        "manifest.json",
+        PACK_STAMP_NAME,
+    ]
+
+
+def test_an_unchanged_tree_reuses_the_last_archive(sample_tree: Path) -> None:
+    out = sample_tree / ".aether" / "build"
+    first, _ = _pack(sample_tree, out)
+    written = first.artifact.stat().st_mtime_ns
+    second, messages = _pack(sample_tree, out)
+    assert second == first
+    assert second.artifact.stat().st_mtime_ns == written  # not written again
+    assert any("reusing app.tar.gz" in m for m in messages)
+
+
+def test_an_edit_that_keeps_size_and_mtime_is_still_packed(sample_tree: Path) -> None:
+    out = sample_tree / ".aether" / "build"
+    first, _ = _pack(sample_tree, out)
+    util = sample_tree / "lib" / "util.js"
+    before = util.stat()
+    util.write_bytes(util.read_bytes().replace(b"42", b"43"))
+    os.utime(util, ns=(before.st_atime_ns, before.st_mtime_ns))
+    second, messages = _pack(sample_tree, out)
+    assert second.digest != first.digest
+    assert not any("reusing" in m for m in messages)
+
+
+def test_a_touched_or_missing_archive_is_packed_again(sample_tree: Path) -> None:
+    out = sample_tree / ".aether" / "build"
+    first, _ = _pack(sample_tree, out)
+    with first.artifact.open("ab") as archive:
+        archive.write(b"tampered")
+    again, _ = _pack(sample_tree, out)
+    assert again.digest == first.digest
+    assert again.size_bytes == first.size_bytes
+    first.artifact.unlink()
+    third, messages = _pack(sample_tree, out)
+    assert third.digest == first.digest
+    assert not any("reusing" in m for m in messages)
 
 
 def test_a_one_byte_change_gives_a_new_digest(sample_tree: Path, tmp_path: Path) -> None:
@@ -497,7 +538,12 @@ def test_pack_project_writes_archive_manifest_and_sbom_side_by_side(
     result = pack_project(project, out, log=messages.append)
 
     assert result.sbom == out / "sbom.json"
-    assert sorted(p.name for p in out.iterdir()) == ["app.tar.gz", "manifest.json", "sbom.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "app.tar.gz",
+        "manifest.json",
+        PACK_STAMP_NAME,
+        "sbom.json",
+    ]
     assert "sbom.json" not in " ".join(_names(result.artifact))
     bom = json.loads(result.sbom.read_text())
     assert [c["name"] for c in bom["components"]] == ["x"]

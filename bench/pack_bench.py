@@ -94,6 +94,8 @@ def tree_stats() -> tuple[int, int]:
 
 
 def run_ours(via: str, with_sbom: bool) -> tuple[float, str, int]:
+    # Measure a real pack: without its stamp the CLI cannot reuse the last archive.
+    (APP / ".aether" / "build" / "pack-stamp.json").unlink(missing_ok=True)
     if via == "cli":
         command = [str(AETHER), "deploy", "--pack-only", "--format", "json", "--path", str(APP)]
         if not with_sbom:

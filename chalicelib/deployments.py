@@ -191,7 +191,7 @@ def _claim_in_flight_slot(app: Application, deployment: Deployment) -> tuple[Dep
         if holder is not None and holder.status in IN_FLIGHT:
             return holder, False
         release_slot(app.name, holder.deployment_id if holder else None)
-    raise BadRequest("could not record the deployment; retry")
+    raise Conflict("the deployment slot kept changing while recording this deployment; retry")
 
 
 def _slot_holder(app_name: str) -> Deployment | None:

@@ -8,6 +8,7 @@ cluster events are copied under deterministic keys, so repeats change nothing.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,27 +95,44 @@ def _start(plane: DataPlane, cluster: kube.Cluster, deployment: Deployment) -> N
     if not _transition(deployment, "pending", "rolling_out"):
         return
     pull = auth.issue_pull_token(deployment.app_name)
-    spec = kube.WorkloadSpec(
-        app_name=deployment.app_name,
-        deployment_id=deployment.deployment_id,
-        digest=deployment.artifact_digest,
-        node_major=int(deployment.runtime.removeprefix("node")),
-        start_command=deployment.start_command,
-        env=deployment.env_dict(),
-        replicas=int(deployment.replicas),
-        namespace=cluster.namespace,
-        artifact_url=plane.artifact_url(deployment.artifact_digest),
-        fetcher_image=plane.settings.fetcher_image,
-        progress_deadline_seconds=plane.settings.progress_deadline_seconds,
-    )
     try:
+        spec = kube.WorkloadSpec(
+            app_name=deployment.app_name,
+            deployment_id=deployment.deployment_id,
+            digest=deployment.artifact_digest,
+            node_major=int(deployment.runtime.removeprefix("node")),
+            start_command=deployment.start_command,
+            env=deployment.env_dict(),
+            replicas=int(deployment.replicas),
+            namespace=cluster.namespace,
+            artifact_url=plane.artifact_url(deployment.artifact_digest),
+            fetcher_image=plane.settings.fetcher_image,
+            progress_deadline_seconds=plane.settings.progress_deadline_seconds,
+        )
         cluster.apply(kube.workload_manifests(spec, pull.secret))
-    except Exception:
-        # Hand the claim back so the next attempt applies again.
-        _transition(deployment, "rolling_out", "pending")
-        raise
+    except Exception as exc:
+        if kube.is_unavailable(exc):
+            # Hand the claim back so the next attempt applies again.
+            _transition(deployment, "rolling_out", "pending")
+            raise
+        # Refused for good (bad configuration, RBAC, missing namespace): say why, once.
+        logger.exception("workload refused")
+        finish(deployment, "failed", f"the cluster refused the workload: {_refusal(exc)}")
+        return
     auth.retire_pull_tokens(deployment.app_name, keep=pull.record.token_id)
     _note(deployment, "rolling_out", f"applied Deployment {spec.app_name} ({spec.app_image})")
+
+
+def _refusal(exc: Exception) -> str:
+    from kubernetes.client.exceptions import ApiException
+
+    if isinstance(exc, ApiException):
+        try:
+            detail = json.loads(exc.body or "{}").get("message") or exc.reason
+        except ValueError:
+            detail = exc.reason
+        return f"{exc.status} {detail}"
+    return str(exc)
 
 
 def _follow(cluster: kube.Cluster, deployment: Deployment) -> None:

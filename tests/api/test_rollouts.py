@@ -230,3 +230,41 @@ def test_logs_reject_bad_queries(api: Api, app_name: str, query: str) -> None:
     reply = api.get(f"/apps/{app_name}/logs?{query}")
     assert reply.status == 400
     assert reply.json["code"] == "bad_request"
+
+
+@pytest.fixture
+def misconfigured(
+    control_plane: Any, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[None]:
+    """The control plane with one setting wrong, restored afterwards."""
+    name, value = request.param
+    if value is None:
+        monkeypatch.delenv(name)
+    else:
+        monkeypatch.setenv(name, value)
+    caches = (control_plane.get_settings, control_plane.get_data_plane)
+    for cached in caches:
+        cached.cache_clear()
+    yield
+    monkeypatch.undo()
+    for cached in caches:
+        cached.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("misconfigured", "reason"),
+    [
+        (("AETHER_DEFAULT_NAMESPACE", "no-such-namespace"), "404"),
+        (("AETHER_PUBLIC_API_URL", None), "artifact_url"),
+    ],
+    indirect=["misconfigured"],
+)
+def test_a_workload_the_cluster_refuses_fails_once_with_the_reason(
+    api: Api, app_name: str, misconfigured: None, reason: str
+) -> None:
+    digest = verified_digest(api, app_name)
+    reply = api.post("/deployments", {"app_name": app_name, "artifact_digest": digest})
+    assert reply.status == 201, reply.body
+    assert reply.json["status"] == "failed"
+    assert reason in reply.json["reason"]
+    assert api.get(f"/deployments/{reply.json['deployment_id']}").json["status"] == "failed"

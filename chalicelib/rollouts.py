@@ -137,8 +137,11 @@ def _refusal(exc: Exception) -> str:
 
 def _follow(cluster: kube.Cluster, deployment: Deployment) -> None:
     rollout = cluster.rollout(deployment.app_name, deployment.deployment_id)
+    # Event timestamps have whole seconds: compare at that precision, or the
+    # events of the deployment's first second would be lost.
+    since = deployment.created_at.replace(microsecond=0)
     for event in cluster.events(deployment.app_name):
-        if event.timestamp >= deployment.created_at:
+        if event.timestamp >= since:
             _copy_event(deployment, event)
     if rollout.phase == "succeeded":
         url = cluster.service_url(deployment.app_name)

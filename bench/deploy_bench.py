@@ -63,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pack_bench  # the large app's fixture and p95 (bench/ is on sys.path as the script's dir)
 
-from infra.local.processes import free_port
+from infra.local.private import PrivateStack, private_stack
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -78,50 +78,14 @@ PACK = "tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - . |
 ONLINE_TIMEOUT = 60.0
 
 
-@dataclass(frozen=True)
-class Stack:
-    state: Path
-    env: dict[str, str]
-
-
 @contextmanager
-def embedded_stack() -> Iterator[Stack]:
-    """``python -m infra.local up`` in a private state directory on free ports."""
+def embedded_stack() -> Iterator[PrivateStack]:
     state = Path(tempfile.mkdtemp(prefix="aether-deploy-bench-"))
-    clean = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("AETHER_", "AWS_", "POWERTOOLS_")) and name != "KUBECONFIG"
-    }
-    env = {
-        **clean,
-        "AETHER_STATE_DIR": str(state),
-        "AETHER_MOTO_PORT": str(free_port()),
-        "AETHER_API_PORT": str(free_port()),
-        "AETHER_WEBHOOK_PORT": str(free_port()),
-        "AETHER_KUBE_PORT": str(free_port()),
-        "AETHER_APP_PORT_BASE": str(free_port()),
-    }
-    command = [sys.executable, "-m", "infra.local"]
     try:
-        started = subprocess.run(
-            [*command, "up"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
-        )
-        if started.returncode != 0:
-            raise RuntimeError(f"the stack did not start:\n{started.stdout}{started.stderr}")
-        yield Stack(state, {**env, **read_env(state / "local.env")})
+        with private_stack(state) as stack:
+            yield stack
     finally:
-        subprocess.run([*command, "down"], cwd=ROOT, env=env, capture_output=True, timeout=120)
         shutil.rmtree(state, ignore_errors=True)
-
-
-def read_env(path: Path) -> dict[str, str]:
-    pairs = (
-        line.removeprefix("export ").split("=", 1)
-        for line in path.read_text().splitlines()
-        if line.startswith("export ")
-    )
-    return {name: value.strip("'") for name, value in pairs}
 
 
 def prepare(app: str) -> Path:
@@ -157,7 +121,7 @@ class Deploy:
     size_bytes: int
 
 
-def deploy(stack: Stack, project: Path, app: str) -> Deploy:
+def deploy(stack: PrivateStack, project: Path, app: str) -> Deploy:
     """One `aether deploy` process, timed until its URL answers."""
     env = {
         **stack.env,
@@ -250,7 +214,7 @@ class AppRun:
     builds: list[Build] = field(default_factory=list)
 
 
-def bench_app(stack: Stack, app: str, reps: int, s3: Any) -> AppRun:
+def bench_app(stack: PrivateStack, app: str, reps: int, s3: Any) -> AppRun:
     project = prepare(app)
     entry = entry_file(project)
     original = entry.read_text()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.local import processes
+from infra.local.private import read_env_file
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = Path(os.environ.get("AETHER_STATE_DIR") or ROOT / ".aether").resolve()
@@ -158,7 +159,7 @@ def _admin_token(reuse: bool) -> str:
     from chalicelib import auth
     from chalicelib.errors import Unauthorized
 
-    current = _read_env().get("AETHER_TOKEN")
+    current = read_env_file(LOCAL_ENV).get("AETHER_TOKEN")
     if reuse and current:
         try:
             auth.authenticate(f"Bearer {current}", ())
@@ -174,17 +175,6 @@ def _secret_file(path: Path) -> Path:
         with os.fdopen(descriptor, "w") as handle:
             handle.write(secrets.token_urlsafe(32))
     return path
-
-
-def _read_env() -> dict[str, str]:
-    if not LOCAL_ENV.exists():
-        return {}
-    pairs = (
-        line.removeprefix("export ").split("=", 1)
-        for line in LOCAL_ENV.read_text().splitlines()
-        if "=" in line and not line.startswith("#")
-    )
-    return {name: value.strip("'") for name, value in pairs}
 
 
 def _write_env(values: dict[str, str]) -> None:

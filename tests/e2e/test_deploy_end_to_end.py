@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from infra.local.processes import free_port
+from infra.local.private import PrivateStack, private_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "hello-express"
@@ -35,52 +33,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@dataclass(frozen=True)
-class Stack:
-    state: Path
-    env: dict[str, str]
-
-    @property
-    def api_url(self) -> str:
-        return self.env["AETHER_API_URL"]
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """``python -m infra.local up`` in a private state directory on free ports."""
-    state = tmp_path_factory.mktemp("stack")
-    clean = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("AETHER_", "AWS_", "POWERTOOLS_")) and name != "KUBECONFIG"
-    }
-    env = {
-        **clean,
-        "AETHER_STATE_DIR": str(state),
-        "AETHER_MOTO_PORT": str(free_port()),
-        "AETHER_API_PORT": str(free_port()),
-        "AETHER_WEBHOOK_PORT": str(free_port()),
-        "AETHER_KUBE_PORT": str(free_port()),
-        "AETHER_APP_PORT_BASE": str(free_port()),
-    }
-    command = [sys.executable, "-m", "infra.local"]
-    started = subprocess.run(
-        [*command, "up"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
-    )
-    try:
-        assert started.returncode == 0, started.stdout + started.stderr
-        yield Stack(state, {**env, **_read_env(state / "local.env")})
-    finally:
-        subprocess.run([*command, "down"], cwd=ROOT, env=env, capture_output=True, timeout=120)
-
-
-def _read_env(path: Path) -> dict[str, str]:
-    pairs = (
-        line.removeprefix("export ").split("=", 1)
-        for line in path.read_text().splitlines()
-        if line.startswith("export ")
-    )
-    return {name: value.strip("'") for name, value in pairs}
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateStack]:
+    with private_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +46,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
-def aether(stack: Stack, *args: str) -> Any:
+def aether(stack: PrivateStack, *args: str) -> Any:
     env = {
         **stack.env,
         "XDG_CONFIG_HOME": str(stack.state / "cli-config"),
@@ -120,7 +76,9 @@ def answer(url: str) -> str:
     raise AssertionError(f"{url} never answered")
 
 
-def test_deploy_redeploy_change_rollback_and_refuse_tampering(stack: Stack, project: Path) -> None:
+def test_deploy_redeploy_change_rollback_and_refuse_tampering(
+    stack: PrivateStack, project: Path
+) -> None:
     first = aether(stack, "deploy", "--path", str(project))
     assert (first["uploaded"], first["status"]) == (True, "succeeded")
     url = first["url"]
@@ -151,7 +109,7 @@ def test_deploy_redeploy_change_rollback_and_refuse_tampering(stack: Stack, proj
     assert answer(url) == "hello from aether (hello-express 1.0.0)\n"
 
 
-def _deploy_tampered_bytes(stack: Stack, app: str) -> requests.Response:
+def _deploy_tampered_bytes(stack: PrivateStack, app: str) -> requests.Response:
     """Upload other bytes than the digest names (moto does not enforce the signed
     checksum, so only the platform's re-hash can catch it), then try to deploy them."""
     api, token = stack.api_url, stack.env["AETHER_TOKEN"]

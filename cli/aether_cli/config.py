@@ -25,8 +25,10 @@ from aether_cli import session as session_file
 from aether_cli.errors import ConfigError
 
 DEFAULT_NAMESPACE = "aether-apps"
-# Kubernetes DNS-1123 label: the app name becomes a Deployment and Service name.
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# A DNS-1035 label (letter first), as the control plane requires: the app name
+# becomes a Kubernetes Service and Deployment name.
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+APP_NAME_RULE = "lowercase letters, digits and '-', starting with a letter, at most 63 characters"
 _KNOWN_KEYS = {"api_url", "default_app", "namespace"}
 
 
@@ -158,8 +160,7 @@ def app_name_from(explicit: str | None, settings: Settings, package_name: str | 
         )
     if not is_app_name(package_name):
         raise ConfigError(
-            f"package.json name {package_name!r} is not a valid app name "
-            "(DNS-1123 label: lowercase letters, digits and '-', at most 63 characters)",
+            f"package.json name {package_name!r} is not a valid app name ({APP_NAME_RULE})",
             hint="pass --app NAME",
         )
     return package_name

@@ -117,8 +117,9 @@ def test_usage_error_in_json_mode_is_a_json_envelope(cli_env: dict[str, str]) ->
     assert single_json(result.stdout)["error"]["code"] == "usage"
 
 
-def test_invalid_app_option_is_a_usage_error(cli_env: dict[str, str]) -> None:
-    result = run_aether(["status", "--app", "@scope/web"], cli_env)
+@pytest.mark.parametrize("name", ["@scope/web", "9lives"])
+def test_invalid_app_option_is_a_usage_error(cli_env: dict[str, str], name: str) -> None:
+    result = run_aether(["status", "--app", name], cli_env)
     assert result.returncode == 2
     assert "not a valid app name" in result.stderr
 

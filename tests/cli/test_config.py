@@ -155,7 +155,7 @@ def test_app_name_comes_from_flag_then_config_then_package_json(tmp_path: Path) 
     assert config.resolve_app_name(None, config.load_settings(env), tmp_path) == "from-config"
 
 
-@pytest.mark.parametrize("name", ["@acme/web", "Web", "web_app", "-web", "a" * 64])
+@pytest.mark.parametrize("name", ["@acme/web", "Web", "web_app", "-web", "a" * 64, "9lives"])
 def test_package_names_that_are_not_dns_labels_ask_for_app(tmp_path: Path, name: str) -> None:
     (tmp_path / "package.json").write_text(f'{{"name": "{name}"}}')
     settings = config.load_settings(isolated_env(tmp_path))

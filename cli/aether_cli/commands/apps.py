@@ -16,16 +16,32 @@ def app_option(
     help_text: str = "App name. Default: config default_app, then package.json.",
 ) -> Callable[[F], F]:
     def check(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-        from aether_cli.config import is_app_name
+        from aether_cli.config import APP_NAME_RULE, is_app_name
 
         if value is not None and not is_app_name(value):
-            raise click.BadParameter(
-                f"{value!r} is not a valid app name "
-                "(DNS-1123 label: lowercase letters, digits and '-', at most 63 characters)"
-            )
+            raise click.BadParameter(f"{value!r} is not a valid app name ({APP_NAME_RULE})")
         return value
 
     return click.option("--app", metavar="NAME", callback=check, help=help_text)
+
+
+def wait_options(what: str) -> Callable[[F], F]:
+    """``--no-wait`` and ``--timeout``, for the commands that start a rollout."""
+
+    def decorate(command: F) -> F:
+        command = click.option(
+            "--timeout",
+            type=click.FloatRange(min=1),
+            metavar="SECONDS",
+            default=300,
+            show_default=True,
+            help="Seconds to wait for the rollout before giving up (exit 20).",
+        )(command)
+        return click.option("--no-wait", is_flag=True, help=f"Return once the {what} is accepted.")(
+            command
+        )
+
+    return decorate
 
 
 @click.command("list")
@@ -94,15 +110,7 @@ def status(out: Output, deployment_id: str | None, app: str | None, fmt: str) ->
     help="Deployment to return to. Default: the previous one.",
 )
 @app_option()
-@click.option("--no-wait", is_flag=True, help="Return once the rollback is accepted.")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=1),
-    metavar="SECONDS",
-    default=300,
-    show_default=True,
-    help="Seconds to wait for the rollout.",
-)
+@wait_options("rollback")
 @format_option()
 @click.pass_obj
 def rollback(

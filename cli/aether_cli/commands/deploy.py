@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from aether_cli.commands.apps import app_option
+from aether_cli.commands.apps import app_option, wait_options
 from aether_cli.output import Output, format_option
 
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -73,15 +73,7 @@ class DeployRequest:
 @click.option(
     "--start-command", metavar="CMD", help="Command that starts the service. Default: npm start."
 )
-@click.option("--no-wait", is_flag=True, help="Return once the deployment is accepted.")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=1),
-    metavar="SECONDS",
-    default=300,
-    show_default=True,
-    help="Seconds to wait for the rollout before giving up (exit 20).",
-)
+@wait_options("deployment")
 @format_option()
 @click.pass_obj
 def deploy(

@@ -15,7 +15,6 @@ from chalicelib.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from chalicelib.records import ApiToken, Application, iso, new_id, utcnow
 
 Role = Literal["admin", "developer", "puller"]
-ROLES: tuple[Role, ...] = ("admin", "developer", "puller")
 TOKEN_PREFIX = "aet"  # noqa: S105  (a marker, not a secret)
 MAX_TOKEN_DAYS = 366
 
@@ -117,11 +116,6 @@ def authorize_download(principal: Principal, app: Application) -> None:
             raise Forbidden("this pull token belongs to another application")
         return
     authorize_app(principal, app)
-
-
-def require_admin(principal: Principal) -> None:
-    if not principal.is_admin:
-        raise Forbidden("this action needs an admin token")
 
 
 def require_human(principal: Principal) -> None:

@@ -37,10 +37,6 @@ class InvalidDigest(ApiError):
     code, status = "invalid_digest", 400
 
 
-class DigestMismatch(ApiError):
-    code, status = "digest_mismatch", 400
-
-
 class BadSignature(ApiError):
     code, status = "bad_signature", 400
 

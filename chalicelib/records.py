@@ -7,7 +7,6 @@ wrong transition fails in DynamoDB instead of being checked here and raced.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -224,6 +223,3 @@ def newest_first(
     items = list(results)
     return items, results.last_evaluated_key
 
-
-def iterate_events(deployment_id: str) -> Iterator[DeploymentEvent]:
-    return DeploymentEvent.query(deployment_id, scan_index_forward=True)

@@ -49,7 +49,6 @@ class Settings:
     token: str | None
     namespace: str
     signing_key: str | None
-    env_api_url: bool
 
 
 def config_path(env: Mapping[str, str] | None = None) -> Path:
@@ -105,7 +104,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         or config.namespace
         or DEFAULT_NAMESPACE,
         signing_key=env.get("AETHER_SIGNING_KEY", "").strip() or None,
-        env_api_url=bool(env_url),
     )
 
 

@@ -13,7 +13,6 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-LEVELS = ("trace", "debug", "info", "warn", "error")
 LOG_FORMATS = ("auto", "text", "json")
 TRACE = 5
 LOGGER_NAME = "aether"

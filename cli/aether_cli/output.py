@@ -152,10 +152,6 @@ def stdin_is_tty() -> bool:
     return _is_tty(sys.stdin)
 
 
-def stderr_is_tty() -> bool:
-    return _is_tty(sys.stderr)
-
-
 def _set_format(ctx: click.Context, _param: click.Parameter, value: str) -> str:
     output = ctx.find_object(Output)
     if output is not None:

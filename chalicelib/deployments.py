@@ -7,9 +7,10 @@ import binascii
 import hashlib
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
 
 from chalicelib import apps, artifacts, payloads
 from chalicelib.auth import Principal
@@ -270,17 +271,35 @@ def _decode_cursor(cursor: str | None) -> dict[str, Any] | None:
     return decoded
 
 
-def record_event(deployment_id: str, phase: str, message: str) -> DeploymentEvent:
-    now = utcnow()
+def record_event(
+    deployment_id: str,
+    phase: str,
+    message: str,
+    *,
+    at: datetime | None = None,
+    once: str | None = None,
+) -> None:
+    """Add an event to the deployment's history.
+
+    With ``once``, the event of that identity at that moment is written at most
+    once, however many reads, schedules and reconcilers report it.
+    """
+    moment = at or utcnow()
     event = DeploymentEvent(
         deployment_id,
-        event_key(now, new_id()[:8]),
+        event_key(moment, once or new_id()[:8]),
         phase=phase,
         message=message,
-        timestamp=now,
+        timestamp=moment,
     )
-    event.save()
-    return event
+    if once is None:
+        event.save()
+        return
+    try:
+        event.save(condition=DeploymentEvent.event_key.does_not_exist())
+    except PutError as exc:
+        if not is_condition_failure(exc):
+            raise
 
 
 def events(deployment_id: str) -> list[DeploymentEvent]:

@@ -222,4 +222,3 @@ def newest_first(
     )
     items = list(results)
     return items, results.last_evaluated_key
-

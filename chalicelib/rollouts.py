@@ -12,15 +12,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.exceptions import UpdateError
 
 from chalicelib import auth, deployments, kube
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.observability import logger
 from chalicelib.records import (
     Deployment,
-    DeploymentEvent,
-    event_key,
     is_condition_failure,
     utcnow,
 )
@@ -59,7 +57,7 @@ def advance(plane: DataPlane, deployment: Deployment) -> Deployment:
     if deployment.status in TERMINAL:
         return deployment
     if plane.cluster is None:
-        _note(deployment, "pending", "no cluster is configured; the deployment waits for one")
+        _note_waiting(deployment, "no cluster is configured; the deployment waits for one")
         return deployment
     try:
         if deployment.status == "pending":
@@ -70,7 +68,7 @@ def advance(plane: DataPlane, deployment: Deployment) -> Deployment:
         if not kube.is_unavailable(exc):
             raise
         logger.warning("kubernetes unavailable", exc_info=True)
-        _note(deployment, deployment.status, "the cluster is unreachable; retrying later")
+        _note_waiting(deployment, "the cluster is unreachable; retrying later")
         raise ServiceUnavailable(
             "the Kubernetes API is unreachable; the deployment is kept and will be retried"
         ) from exc
@@ -183,18 +181,30 @@ def _note(deployment: Deployment, phase: str, message: str) -> None:
     deployments.record_event(deployment.deployment_id, phase, message)
 
 
+def _note_waiting(deployment: Deployment, message: str) -> None:
+    """Why the deployment does not move: said once per state, not once per read or retry.
+
+    Filed at the deployment's creation, since retries move ``updated_at`` every time.
+    """
+    deployments.record_event(
+        deployment.deployment_id,
+        deployment.status,
+        message,
+        at=deployment.created_at,
+        once="wait-" + _short_hash(f"{deployment.status}/{message}"),
+    )
+
+
 def _copy_event(deployment: Deployment, event: kube.ClusterEvent) -> None:
     identity = f"{event.object_kind}/{event.object_name}/{event.reason}/{event.message}"
-    key = event_key(event.timestamp, "k8s-" + hashlib.sha256(identity.encode()).hexdigest()[:12])
-    record = DeploymentEvent(
+    deployments.record_event(
         deployment.deployment_id,
-        key,
-        phase=f"k8s:{event.reason}" if event.reason else "k8s",
-        message=f"{event.object_kind} {event.object_name}: {event.message}",
-        timestamp=event.timestamp,
+        f"k8s:{event.reason}" if event.reason else "k8s",
+        f"{event.object_kind} {event.object_name}: {event.message}",
+        at=event.timestamp,
+        once="k8s-" + _short_hash(identity),
     )
-    try:
-        record.save(condition=DeploymentEvent.event_key.does_not_exist())
-    except PutError as exc:
-        if not is_condition_failure(exc):
-            raise
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

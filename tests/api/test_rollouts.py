@@ -124,6 +124,12 @@ def test_kubernetes_down_is_503_and_the_deployment_is_kept(
     assert reply.json["code"] == "service_unavailable"
     history = api.get(f"/apps/{app_name}/deployments").json["deployments"]
     assert [d["status"] for d in history] == ["pending"]
+    for _ in range(3):  # reads retry; the reason is said once
+        assert api.get(f"/deployments/{history[0]['deployment_id']}").status == 503
+    from chalicelib.deployments import events
+
+    waiting = [e.message for e in events(history[0]["deployment_id"])]
+    assert waiting == ["the cluster is unreachable; retrying later"]
     kube_simulator.set_api_down(False)
     retried = api.post("/deployments", {"app_name": app_name, "artifact_digest": digest})
     assert retried.status == 200  # the same deployment, not a second one

@@ -164,10 +164,9 @@ def download(
 
 
 def recent(principal: Principal, app_name: str | None, limit: int) -> list[Artifact]:
-    names = [app_name] if app_name else [app.name for app in apps.visible_to(principal)]
+    visible = [apps.load(principal, app_name)] if app_name else apps.visible_to(principal)
     found: list[Artifact] = []
-    for name in names:
-        apps.load(principal, name)
+    for name in (app.name for app in visible):
         found.extend(Artifact.by_app.query(name, scan_index_forward=False, limit=limit))
     return sorted(found, key=lambda a: a.created_at, reverse=True)[:limit]
 

@@ -163,3 +163,11 @@ def test_another_developers_artifact_is_invisible(api: Api, app_name: str) -> No
     stranger = api.as_(issue(api, app_name + "-x"))
     assert stranger.get(f"/artifacts/{digest}").status == 404
     assert stranger.head(f"/artifacts/{digest}").status == 404
+
+
+def test_a_retry_may_not_change_the_declared_size(api: Api, app_name: str) -> None:
+    data = random_bytes(100)
+    assert request_upload(api, app_name, data).status == 201
+    again = request_upload(api, app_name, data, size=101)
+    assert again.status == 400
+    assert "differs" in again.json["message"]

@@ -75,3 +75,20 @@ def test_readyz_is_503_when_dependencies_are_down(api: Api, unreachable_aws: Non
         "s3": "unavailable",
         "kubernetes": "ok",
     }
+
+
+def test_an_unexpected_failure_is_an_internal_envelope_without_details(
+    api: Api, control_plane: Any
+) -> None:
+    import boto3
+
+    from chalicelib.records import Application
+
+    name = "corrupted-record"
+    boto3.client("dynamodb").put_item(
+        TableName=Application.Meta.table_name,
+        Item={"name": {"S": name}, "owner": {"S": "admin"}, "created_at": {"S": "not a time"}},
+    )
+    reply = api.get(f"/apps/{name}")
+    assert reply.status == 500
+    assert reply.json == {"code": "internal", "message": "an unexpected error occurred"}

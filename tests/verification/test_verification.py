@@ -250,3 +250,17 @@ def test_events_for_other_buckets_and_prefixes_are_ignored(control_plane: Any) -
     assert verification.handle_s3_event(store, s3_event("someone-elses", "artifacts/x")) == []
     outside = verification.handle_s3_event(store, s3_event(bucket(control_plane), "other/x"))
     assert [o.status for o in outside] == ["unchanged"]
+
+
+def test_bytes_of_another_length_than_declared_are_rejected(
+    api: Api, app_name: str, s3: Any, control_plane: Any
+) -> None:
+    data = random_bytes(1000)
+    ticket = request_upload(api, app_name, data, size=999).json
+    # Sent without the signed length, which moto does not enforce: only the re-hash sees it.
+    headers = {k: v for k, v in ticket["upload"]["headers"].items() if k != "Content-Length"}
+    assert put({**ticket["upload"], "headers": headers}, data).status_code == 200
+    deliver_pending_events()
+    shown = api.get(f"/artifacts/{ticket['digest']}").json
+    assert (shown["status"], shown["reason"]) == ("rejected", "size_mismatch")
+    assert not exists(s3, bucket(control_plane), ticket["key"])

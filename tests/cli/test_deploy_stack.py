@@ -48,20 +48,14 @@ def aether(
     )
 
 
-def deploy_json(local_api: Service, tmp_path: Path, project: Path, app: str, *extra: str) -> Any:
-    done = aether(
-        local_api,
-        tmp_path,
-        "deploy",
-        "--path",
-        str(project),
-        "--app",
-        app,
-        "--format",
-        "json",
-        "--no-sbom",
-        *extra,
-    )
+def deploy_args(project: Path, app: str) -> list[str]:
+    return ["deploy", "--path", str(project), "--app", app, "--format", "json", "--no-sbom"]
+
+
+def deploy_json(
+    local_api: Service, tmp_path: Path, project: Path, app: str, *extra: str, **env: str
+) -> Any:
+    done = aether(local_api, tmp_path, *deploy_args(project, app), *extra, **env)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -89,35 +83,24 @@ def test_deploy_uploads_once_then_skips_then_uploads_a_change(
 def test_signed_deploy_is_verified_against_the_registered_key(
     local_api: Service, tmp_path: Path, project: Path, unique_name: str
 ) -> None:
+    import requests
+
     seed = "11" * 32
+    deploy_json(local_api, tmp_path, project, unique_name, "--no-wait")  # registers the app
     registered = aether(
         local_api, tmp_path, "keys", "add", "--app", unique_name, AETHER_SIGNING_KEY=seed
     )
-    if registered.returncode != 0:  # the app does not exist yet: the first deploy registers it
-        deploy_json(local_api, tmp_path, project, unique_name, "--no-wait")
-        registered = aether(
-            local_api, tmp_path, "keys", "add", "--app", unique_name, AETHER_SIGNING_KEY=seed
-        )
     assert registered.returncode == 0, registered.stderr
     (project / "server.js").write_text((project / "server.js").read_text() + "\n// signed\n")
-    done = aether(
-        local_api,
-        tmp_path,
-        "deploy",
-        "--path",
-        str(project),
-        "--app",
-        unique_name,
-        "--format",
-        "json",
-        "--no-sbom",
-        AETHER_SIGNING_KEY=seed,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
-    assert result["signature"]
-    shown = aether(local_api, tmp_path, "status", result["deployment_id"], "--format", "json")
-    assert shown.returncode == 0, shown.stderr
+    signed = deploy_json(local_api, tmp_path, project, unique_name, AETHER_SIGNING_KEY=seed)
+    assert signed["signature"]
+    assert signed["status"] == "succeeded"
+    artifact = requests.get(
+        f"{local_api.url}/artifacts/{signed['digest']}?app_name={unique_name}",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=10,
+    ).json()
+    assert (artifact["status"], artifact["signature"]) == ("verified", "valid")
 
 
 def test_a_wrong_token_is_one_json_error_and_exit_10(
@@ -126,14 +109,7 @@ def test_a_wrong_token_is_one_json_error_and_exit_10(
     done = aether(
         local_api,
         tmp_path,
-        "deploy",
-        "--path",
-        str(project),
-        "--app",
-        unique_name,
-        "--format",
-        "json",
-        "--no-sbom",
+        *deploy_args(project, unique_name),
         token="aet_0000000000000000_wrong",
     )
     assert done.returncode == 10

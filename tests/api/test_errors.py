@@ -85,10 +85,15 @@ def test_an_unexpected_failure_is_an_internal_envelope_without_details(
     from chalicelib.records import Application
 
     name = "corrupted-record"
-    boto3.client("dynamodb").put_item(
-        TableName=Application.Meta.table_name,
+    dynamodb = boto3.client("dynamodb")
+    table = Application.Meta.table_name
+    dynamodb.put_item(
+        TableName=table,
         Item={"name": {"S": name}, "owner": {"S": "admin"}, "created_at": {"S": "not a time"}},
     )
-    reply = api.get(f"/apps/{name}")
+    try:
+        reply = api.get(f"/apps/{name}")
+    finally:  # the table is shared by the whole session: every listing would fail
+        dynamodb.delete_item(TableName=table, Key={"name": {"S": name}})
     assert reply.status == 500
     assert reply.json == {"code": "internal", "message": "an unexpected error occurred"}

@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aether_cli import session as session_file
+from aether_cli.contract import APP_NAME_PATTERN
 from aether_cli.errors import ConfigError
 
 DEFAULT_NAMESPACE = "aether-apps"
-# A DNS-1035 label (letter first), as the control plane requires: the app name
-# becomes a Kubernetes Service and Deployment name.
-_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+_APP_NAME = re.compile(APP_NAME_PATTERN)
 APP_NAME_RULE = "lowercase letters, digits and '-', starting with a letter, at most 63 characters"
 _KNOWN_KEYS = {"api_url", "default_app", "namespace"}
 
@@ -135,7 +134,7 @@ def same_url(a: str, b: str) -> bool:
 
 
 def is_app_name(name: str) -> bool:
-    return bool(_DNS_LABEL.match(name))
+    return bool(_APP_NAME.fullmatch(name))
 
 
 def resolve_app_name(explicit: str | None, settings: Settings, project_dir: Path) -> str:

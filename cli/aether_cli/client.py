@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 USER_AGENT = f"aether-cli/{__version__}"
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 DEFAULT_TIMEOUT = (5.0, 30.0)  # (connect, read) seconds
+# How API Gateway's own answer to an unknown route begins (infra/terraform/gateway_responses.tf.json).
+GATEWAY_NO_ROUTE = "no such route"
 _DEFAULT_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -194,7 +196,7 @@ class ApiClient:
         try:
             return self._json("POST", ("apps", app, "rollback"), json=body, idempotent=False)
         except ApiError as exc:
-            raise self._route_missing(exc, app, "rollback") from exc
+            raise self._route_missing(exc, "rollback") from exc
 
     def logs(
         self,
@@ -214,33 +216,27 @@ class ApiClient:
         try:
             return self._json("GET", ("apps", app, "logs"), params=params)
         except ApiError as exc:
-            raise self._route_missing(exc, app, "logs") from exc
+            raise self._route_missing(exc, "logs") from exc
 
     # -- plumbing --------------------------------------------------------------
 
     def url(self, *segments: str) -> str:
         return self.base_url + "/" + "/".join(quote(s, safe="") for s in segments)
 
-    def _route_missing(self, exc: ApiError, app: str, feature: str) -> Exception:
-        """Tell "this server has no such route" apart from "no such app".
+    def _route_missing(self, exc: ApiError, feature: str) -> Exception:
+        """Tell "this server has no such route" apart from the route's own refusals.
 
-        A control plane without the data plane answers 404 (enveloped or not),
-        or a gateway's bare 403/404/405; an existing app proves it is the route.
+        A route that exists answers with its envelope (``not_found: deployment nope not
+        found``), which is reported as it is. A missing route is answered by the gateway:
+        bare (``chalice local``'s 403 ``Missing Authentication Token``, a 404 or 405 from
+        another server) or, on AWS, with the envelope whose message says so.
         """
-        unsupported = UnsupportedError(
-            f"this control plane does not support {feature} yet",
-            hint=f"{self.base_url} answered HTTP {exc.status} for the {feature} route",
-        )
-        if exc.status in (403, 404, 405) and not exc.enveloped:
-            return unsupported
-        if exc.status == 404 and exc.code == "not_found":
-            try:
-                self.get_app(app)
-            except ApiError as inner:
-                if inner.status == 404:
-                    return ApiError(404, "not_found", f"app {app!r} does not exist")
-                return inner
-            return unsupported
+        gateway_answer = not exc.enveloped or exc.message.startswith(GATEWAY_NO_ROUTE)
+        if exc.status in (403, 404, 405) and gateway_answer:
+            return UnsupportedError(
+                f"this control plane does not support {feature} yet",
+                hint=f"{self.base_url} answered HTTP {exc.status} for the {feature} route",
+            )
         return exc
 
     def _json(self, method: str, segments: tuple[str, ...], **kwargs: Any) -> dict[str, Any]:

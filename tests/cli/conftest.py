@@ -115,6 +115,14 @@ def hello_express_copy(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def installed_example(tmp_path: Path) -> Path:
+    """examples/hello-express with its installed node_modules (mtimes kept: npm is skipped)."""
+    target = tmp_path / "app"
+    shutil.copytree(HELLO_EXPRESS, target, symlinks=True, ignore=shutil.ignore_patterns(".aether"))
+    return target
+
+
+@pytest.fixture
 def path_without_npm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """PATH reduced to an empty directory: no npm (nor anything else) to be found."""
     empty = tmp_path / "empty-bin"

@@ -296,14 +296,14 @@ def test_status_of_a_deployment_and_of_the_latest(fake_api: ScriptedServer, tmp_
     fake_api.on(
         "GET",
         "/apps/demo-app/deployments",
-        Reply(200, {"deployments": [deployment("rolling_out")], "next_cursor": "c"}),
+        Reply(200, {"deployments": [deployment("succeeded", events=None)], "next_cursor": "c"}),
     )
     env = logged_in(tmp_path, fake_api)
     text = invoke(["status", "dep-1"], env)
     assert text.exit_code == 0
     assert "succeeded" in text.stdout and "deployment created" in text.stdout
     latest = invoke(["status", "--app", "demo-app", "--format", "json"], env)
-    assert json.loads(latest.stdout)["status"] == "rolling_out"
+    assert json.loads(latest.stdout)["events"][0]["message"] == "deployment created"
     assert fake_api.calls("GET", "/apps/demo-app/deployments")[0].query["limit"] == ["1"]
 
 
@@ -417,28 +417,40 @@ def test_logs_follow_resumes_from_next_since_without_gaps_or_duplicates(
     [
         Reply(404, "Not Found"),
         Reply(403, {"message": "Missing Authentication Token"}),
-        envelope(404, "not_found", "no route"),
+        envelope(404, "not_found", "no such route: GET /apps/demo-app/logs"),
     ],
 )
 def test_logs_on_a_control_plane_without_logs_says_so(
     fake_api: ScriptedServer, tmp_path: Path, reply: Reply
 ) -> None:
     fake_api.on("GET", "/apps/demo-app/logs", reply)
-    fake_api.on("GET", "/apps/demo-app", Reply(200, {"name": "demo-app"}))
     result = run_aether(["logs", "--app", "demo-app"], logged_in(tmp_path, fake_api))
     assert result.returncode == 20
     assert "does not support logs yet" in result.stderr
     assert result.stderr.count("\n") == 1
 
 
-def test_logs_of_an_unknown_app_is_not_found(fake_api: ScriptedServer, tmp_path: Path) -> None:
-    fake_api.on("GET", "/apps/ghost/logs", envelope(404, "not_found", "no such app"))
-    fake_api.on("GET", "/apps/ghost", envelope(404, "not_found", "no such app"))
+def test_the_gateways_unknown_route_answer_is_the_one_the_cli_recognises() -> None:
+    from aether_cli.client import GATEWAY_NO_ROUTE
+
+    gateway = Path(__file__).resolve().parents[2] / "infra/terraform/gateway_responses.tf.json"
+    responses = json.loads(gateway.read_text())["resource"]["aws_api_gateway_gateway_response"]
+    template = responses["no_such_route"]["response_templates"]["application/json"]
+    assert json.loads(template.replace("$context.httpMethod $context.path", "GET /x")) == {
+        "code": "not_found",
+        "message": f"{GATEWAY_NO_ROUTE}: GET /x",
+    }
+
+
+def test_logs_of_an_unknown_app_is_the_servers_not_found(
+    fake_api: ScriptedServer, tmp_path: Path
+) -> None:
+    fake_api.on("GET", "/apps/ghost/logs", envelope(404, "not_found", "app ghost not found"))
     result = run_aether(
         ["logs", "--app", "ghost", "--format", "json"], logged_in(tmp_path, fake_api)
     )
     assert result.returncode == 20
-    assert single_json(result.stdout)["error"]["message"] == "app 'ghost' does not exist"
+    assert single_json(result.stdout)["error"]["message"] == "app ghost not found"
 
 
 # -- rollback -----------------------------------------------------------------------------------

@@ -98,7 +98,8 @@ def status(out: Output, deployment_id: str | None, app: str | None, fmt: str) ->
         found = page.get("deployments") or []
         if not found:
             raise AetherError(f"app {name!r} has no deployments yet", code="not_found")
-        deployment = found[0]
+        # History entries carry no events; the deployment itself does.
+        deployment = client.get_deployment(str(found[0]["deployment_id"]))
     out.result(deployment, lambda: render_deployment(out, deployment))
 
 
@@ -136,10 +137,11 @@ def rollback(
     )
     if not no_wait:
         deployment = follow(client, deployment, timeout=timeout, on_event=log_event)
-    out.result(deployment, lambda: render_deployment(out, deployment))
+    # The events were shown while following (or are one `aether status` away): not again.
+    out.result(deployment, lambda: render_deployment(out, deployment, events=False))
 
 
-def render_deployment(out: Output, deployment: dict[str, Any]) -> None:
+def render_deployment(out: Output, deployment: dict[str, Any], *, events: bool = True) -> None:
     rows = [
         ("deployment", deployment.get("deployment_id")),
         ("app", deployment.get("app_name")),
@@ -150,10 +152,10 @@ def render_deployment(out: Output, deployment: dict[str, Any]) -> None:
     ]
     for label, value in rows:
         out.line(f"{label:<11} {value if value is not None else '-'}")
-    events = deployment.get("events") or []
-    if events:
+    shown = (deployment.get("events") or []) if events else []
+    if shown:
         out.line("events:")
-        for event in events:
+        for event in shown:
             out.line(
                 f"  {event.get('timestamp', '')}  {event.get('phase', '')}: {event.get('message', '')}"
             )

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +16,18 @@ from infra.local.processes import Service, free_port, start_moto
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 APPS_NAMESPACE = "aether-apps"
+
+
+@pytest.fixture(scope="session")
+def node_cache() -> Iterator[Path]:
+    """Where the session installs real Node binaries (``aether_cli.nodejs``): once per major.
+
+    Outside pytest's private temporary tree, so that pods running as another user reach it.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="aether-test-node-"))
+    directory.chmod(0o755)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ APP_NAME_PATTERN = r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?"
 DIGEST_PATTERN = r"[0-9a-f]{64}"
 ENV_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
 RESERVED_ENV_NAMES = frozenset({"PORT"})  # the platform sets them
+APP_CONTAINER = "app"  # the container of a pod that runs the app (its cluster events name it)
 
 # Where an artifact can run: "os/arch", as OCI and Docker spell platforms (glibc).
 PLATFORMS = ("linux/amd64", "linux/arm64")

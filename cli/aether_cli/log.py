@@ -2,8 +2,10 @@
 
 Results go through ``output``; everything else a command says while it works
 (steps, npm's chatter, deployment events) is a log record on stderr, so stdout
-stays machine-readable. Import this module inside commands, not at the top of
-a command module: ``aether --help`` should not pay for ``logging``.
+stays machine-readable. Records are sentences unless ``--log-format json`` asks
+for one JSON object per record, for log collectors. Import this module inside
+commands, not at the top of a command module: ``aether --help`` should not pay
+for ``logging``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-LOG_FORMATS = ("auto", "text", "json")
+from aether_cli import terminal
+
 TRACE = 5
 LOGGER_NAME = "aether"
 
@@ -33,10 +36,7 @@ def get_logger() -> logging.Logger:
 def configure(level: str, fmt: str) -> None:
     """Send the ``aether`` logger to stderr at ``level`` in the chosen format."""
     logging.addLevelName(TRACE, "TRACE")
-    if fmt == "auto":
-        # A person reads a terminal; anything else (CI, a file) gets records.
-        fmt = "text" if _isatty(sys.stderr) else "json"
-    handler = logging.StreamHandler(sys.stderr)
+    handler = TerminalHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logger = logging.getLogger(LOGGER_NAME)
     for old in list(logger.handlers):
@@ -44,6 +44,16 @@ def configure(level: str, fmt: str) -> None:
     logger.addHandler(handler)
     logger.setLevel(_NUMERIC[level])
     logger.propagate = False
+
+
+class TerminalHandler(logging.Handler):
+    """Writes records to stderr above the live progress line, whatever stderr is now."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            terminal.write_err(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
 
 
 def _word(levelno: int) -> str:
@@ -63,7 +73,9 @@ class TextFormatter(logging.Formatter):
         message = record.getMessage()
         if record.levelno == logging.INFO:
             return message
-        return f"{_word(record.levelno)}: {message}"
+        word = _word(record.levelno)
+        role = {"error": "bad", "warn": "busy"}.get(word, "note")
+        return f"{terminal.paint(word + ':', role, sys.stderr)} {message}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -78,10 +90,3 @@ class JsonFormatter(logging.Formatter):
                 "message": record.getMessage(),
             }
         )
-
-
-def _isatty(stream: object) -> bool:
-    try:
-        return bool(stream.isatty())  # type: ignore[attr-defined]
-    except (AttributeError, ValueError):
-        return False

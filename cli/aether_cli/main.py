@@ -20,7 +20,7 @@ from aether_cli import __version__
 from aether_cli.output import Output
 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
-LOG_FORMATS = ("auto", "text", "json")
+LOG_FORMATS = ("text", "json")
 
 # name -> "module:attribute", in the order a newcomer uses them.
 COMMANDS = {
@@ -137,13 +137,18 @@ def _silence_stdout() -> None:
 @click.option(
     "--log-format",
     type=click.Choice(LOG_FORMATS),
-    default="auto",
+    default="text",
     show_default=True,
     envvar="AETHER_LOG_FORMAT",
-    help="Diagnostics as text or JSON lines; auto = text on a terminal.",
+    help="Diagnostics as sentences, or as JSON lines for a log collector.",
+)
+@click.option(
+    "--no-color",
+    is_flag=True,
+    help="No colour, even on a terminal (as NO_COLOR=1 does).",
 )
 @click.version_option(__version__, "-V", "--version", prog_name="aether")
-def cli(log_level: str, log_format: str) -> None:
+def cli(log_level: str, log_format: str, no_color: bool) -> None:
     """Deploy Node.js services from an artifact built on this machine.
 
     \b
@@ -154,4 +159,8 @@ def cli(log_level: str, log_format: str) -> None:
     """
     from aether_cli.log import configure
 
+    if no_color:
+        from aether_cli.terminal import refuse_colour
+
+        refuse_colour()
     configure(log_level, log_format)

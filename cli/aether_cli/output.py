@@ -17,8 +17,11 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from aether_cli import terminal
+
 if TYPE_CHECKING:
     from aether_cli.errors import Failure
+    from aether_cli.progress import Step
 
 FORMATS = ("text", "json")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -64,12 +67,16 @@ class Output:
             click.echo(message)
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+        """Aligned columns; a cell may be coloured (``terminal.paint``), padding ignores that."""
         cells = [[str(h) for h in headers]] + [
             ["-" if c is None else str(c) for c in r] for r in rows
         ]
-        widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+        widths = [max(terminal.visible_width(row[i]) for row in cells) for i in range(len(headers))]
         for row in cells:
-            click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+            padded = (
+                c + " " * (w - terminal.visible_width(c)) for c, w in zip(row, widths, strict=True)
+            )
+            click.echo("  ".join(padded).rstrip())
 
     def record(self, data: dict[str, Any]) -> None:
         """One object of a JSON Lines stream (``logs --format json``)."""
@@ -81,16 +88,29 @@ class Output:
 
     def error(self, failure: Failure) -> None:
         """One human line on stderr and, in JSON mode, the error envelope on stdout."""
-        click.echo(failure.human_line(), err=True)
+        line = failure.human_line()
+        word, _, rest = line.partition(" ")
+        terminal.write_err(f"{terminal.paint(word, 'bad', sys.stderr)} {rest}\n")
         if self.json and not self.emitted:
             self._write_json({"error": {"code": failure.code, "message": failure.message}})
 
     # -- progress --------------------------------------------------------------
 
+    def step(self, label: str, *, total: int | None = None) -> Step:
+        """A long step on stderr (``with out.step("installing dependencies") as step:``).
+
+        A spinner with the elapsed time on a terminal; plain lines when stderr is not
+        one or under ``--format json``. ``total`` (bytes) adds a percentage that
+        ``step.advance(n)`` moves. See ``aether_cli.progress``.
+        """
+        from aether_cli.progress import Step
+
+        return Step(label, animate=not self.json and terminal.is_tty(sys.stderr), total=total)
+
     @contextmanager
     def progress(self, length: int, label: str) -> Iterator[Callable[[int], None]]:
         """Yield an ``advance(n_bytes)`` callable; draws a bar only on a terminal."""
-        if not _is_tty(sys.stderr):
+        if not terminal.is_tty(sys.stderr):
             yield _ignore
             return
         with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
@@ -141,15 +161,8 @@ def _ignore(_: int) -> None:
     return None
 
 
-def _is_tty(stream: IO[str]) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
 def stdin_is_tty() -> bool:
-    return _is_tty(sys.stdin)
+    return terminal.is_tty(sys.stdin)
 
 
 def _set_format(ctx: click.Context, _param: click.Parameter, value: str) -> str:

@@ -1,15 +1,36 @@
-"""Following a deployment until it settles, printing each new event once."""
+"""Following a deployment until it settles.
+
+What a person sees is a short, ordered progress: ``waiting for the cluster`` →
+``rolling out, 1/2 started`` → ``rolled out 2/2, ready``, one live line on a terminal, a
+line per change elsewhere. The cluster's own events (a dozen per pod, recorded
+with whole-second times and so in no useful order) are logged at debug level only;
+Aether's notes (why a deployment waits) at info.
+"""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
-from aether_cli.client import ApiClient
-from aether_cli.errors import AetherError
+from aether_cli.contract import APP_CONTAINER
+from aether_cli.errors import EXIT_INTERRUPTED, AetherError
+
+if TYPE_CHECKING:
+    from aether_cli.client import ApiClient
+    from aether_cli.output import Output
+    from aether_cli.progress import Step
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed"})
+CLUSTER_PHASE = "k8s"  # cluster events are recorded as "k8s:<Reason>"
+# Aether's own phases: the progress line says what they say.
+_PROGRESS_PHASES = frozenset({"pending", "rolling_out", "succeeded", "failed"})
+
+_SCALED_UP = re.compile(r"Scaled up replica set (\S+)")
+_CREATED_POD = re.compile(r"^ReplicaSet (\S+): Created pod: (\S+)")
+_POD = re.compile(r"^Pod (\S+): ")
 
 
 class DeploymentFailed(AetherError):
@@ -18,6 +39,13 @@ class DeploymentFailed(AetherError):
 
 class WaitTimeout(AetherError):
     default_code = "timeout"
+
+
+class StoppedFollowing(AetherError):
+    """Ctrl-C while following: the rollout itself goes on."""
+
+    exit_code = EXIT_INTERRUPTED
+    default_code = "interrupted"
 
 
 def event_key(event: dict[str, Any]) -> tuple[str, str, str]:
@@ -29,51 +57,186 @@ def follow(
     deployment: dict[str, Any],
     *,
     timeout: float,
-    on_event: Callable[[dict[str, Any]], None],
+    out: Output | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
     # A rollout usually finishes within seconds: look often at first, then back off.
     poll_interval: float = 0.25,
     max_interval: float = 2.0,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
-    """Poll ``GET /deployments/{id}`` until succeeded (returned) or failed (raised)."""
+    """Poll ``GET /deployments/{id}`` until succeeded (returned) or failed (raised).
+
+    The progress goes to ``out``'s step display; ``on_event``, when given instead, is
+    called once with each new event.
+    """
+    from aether_cli.interrupts import deferred
+    from aether_cli.output import Output
+
     deployment_id = str(deployment["deployment_id"])
-    seen: set[tuple[str, str, str]] = set()
-
-    def report(current: dict[str, Any]) -> None:
-        for event in current.get("events") or []:
-            key = event_key(event)
-            if key not in seen:
-                seen.add(key)
-                on_event(event)
-
-    report(deployment)
+    view = RolloutView(out or Output()) if on_event is None else EventRelay(on_event)
     current = deployment
-    deadline = clock() + timeout
-    interval = poll_interval
-    while current.get("status") not in TERMINAL_STATUSES:
-        remaining = deadline - clock()
-        if remaining <= 0:
-            raise WaitTimeout(
-                f"deployment {deployment_id} is still {current.get('status')} after {timeout:g}s",
-                hint=f"check later with `aether status {deployment_id}`",
-            )
-        sleep(min(interval, remaining))
-        current = client.get_deployment(deployment_id)
-        report(current)
-        interval = min(interval * 1.25, max_interval)
+    try:
+        with deferred() as interrupt, view:
+            view.show(current)
+            deadline = time.monotonic() + timeout
+            interval = poll_interval
+            while current.get("status") not in TERMINAL_STATUSES:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise WaitTimeout(
+                        f"deployment {deployment_id} is still {current.get('status')} "
+                        f"after {timeout:g}s",
+                        hint=f"follow it with `aether status {deployment_id} --follow`",
+                    )
+                interrupt.wait(min(interval, remaining))
+                interrupt.check()
+                current = client.get_deployment(deployment_id)
+                view.show(current)
+                interrupt.check()
+                interval = min(interval * 1.25, max_interval)
+    except KeyboardInterrupt:
+        raise StoppedFollowing(
+            f"stopped following deployment {deployment_id}; its rollout goes on",
+            hint=f"follow it again with `aether status {deployment_id} --follow`",
+        ) from None
     if current.get("status") == "failed":
-        events = current.get("events") or []
-        last = events[-1].get("message") if events else None
         raise DeploymentFailed(
-            f"deployment {deployment_id} failed" + (f": {last}" if last else ""),
+            f"deployment {deployment_id} failed: {failure_reason(current)}",
             hint=f"see `aether logs --deployment {deployment_id}`",
         )
     return current
 
 
+def failure_reason(deployment: dict[str, Any]) -> str:
+    events = deployment.get("events") or []
+    return str(deployment.get("reason") or (events[-1].get("message") if events else "unknown"))
+
+
+class RolloutView:
+    """The ordered progress of one rollout, drawn as one step."""
+
+    def __init__(self, out: Output) -> None:
+        self._out = out
+        self._seen: set[tuple[str, str, str]] = set()
+        self._step: Step | None = None
+
+    def __enter__(self) -> RolloutView:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._step is not None:
+            self._step.__exit__(exc_type, exc, traceback)
+
+    def show(self, deployment: dict[str, Any]) -> None:
+        """Bring the display up to ``deployment``, a fresh ``GET /deployments/{id}``."""
+        from aether_cli.log import get_logger
+
+        log = get_logger()
+        events = deployment.get("events") or []
+        for event in events:
+            key = event_key(event)
+            if key in self._seen:
+                continue
+            self._seen.add(key)
+            phase = str(event.get("phase") or "")
+            if phase.split(":")[0] == CLUSTER_PHASE or phase in _PROGRESS_PHASES:
+                log.debug("  %s: %s", phase, event.get("message", ""))
+            else:
+                log.info("%s", event.get("message", ""))
+        status = deployment.get("status")
+        wording = progress_wording(deployment)
+        if self._step is None:
+            if status in TERMINAL_STATUSES:
+                return  # settled before we looked: the result says it all
+            self._step = self._out.step(wording).__enter__()
+        if status == "succeeded":
+            self._step.finish(wording)
+            self._step.end("done")
+        elif status == "failed":
+            self._step.end("failed")
+        else:
+            self._step.update(wording)
+
+
+class EventRelay:
+    """Hands each new event to a callback once (the older way of following)."""
+
+    def __init__(self, on_event: Callable[[dict[str, Any]], None]) -> None:
+        self._on_event = on_event
+        self._seen: set[tuple[str, str, str]] = set()
+
+    def __enter__(self) -> EventRelay:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def show(self, deployment: dict[str, Any]) -> None:
+        for event in deployment.get("events") or []:
+            key = event_key(event)
+            if key not in self._seen:
+                self._seen.add(key)
+                self._on_event(event)
+
+
+def progress_wording(deployment: dict[str, Any]) -> str:
+    """Where a rollout stands, in a few words: ``rolling out, 1/2 started``.
+
+    Readiness shows only in the final status, so until then the count is of pods whose
+    app has started.
+    """
+    status = deployment.get("status")
+    replicas = int(deployment.get("replicas") or 1)
+    if status == "pending":
+        return "waiting for the cluster"
+    if status == "succeeded":
+        return f"rolled out {replicas}/{replicas}, ready"
+    started, restarting = pod_progress(deployment.get("events") or [])
+    wording = f"rolling out, {min(started, replicas)}/{replicas} started"
+    if restarting:
+        wording += f", {restarting} restarting"
+    return wording
+
+
+def pod_progress(events: list[dict[str, Any]]) -> tuple[int, int]:
+    """How many of the new pods have started their app container, and how many restart.
+
+    The new pods are those of the replica set the rollout scaled up; the old release's
+    pods (still serving) are not counted.
+    """
+    scaled_up: set[str] = set()
+    created: dict[str, str] = {}  # pod -> replica set
+    started: set[str] = set()
+    restarting: set[str] = set()
+    for event in events:
+        phase = str(event.get("phase") or "")
+        message = str(event.get("message") or "")
+        if phase == "k8s:ScalingReplicaSet" and (scaled := _SCALED_UP.search(message)):
+            scaled_up.add(scaled.group(1))
+        elif phase == "k8s:SuccessfulCreate" and (made := _CREATED_POD.match(message)):
+            created[made.group(2)] = made.group(1)
+        elif pod := _POD.match(message):
+            if phase == "k8s:Started" and message.endswith(f"Started container {APP_CONTAINER}"):
+                started.add(pod.group(1))
+            elif phase == "k8s:BackOff":
+                restarting.add(pod.group(1))
+    new_pods = {pod for pod, replica_set in created.items() if replica_set in scaled_up}
+    if new_pods:
+        started &= new_pods
+        restarting &= new_pods
+    return len(started), len(restarting)
+
+
 def log_event(event: dict[str, Any]) -> None:
-    """Show a deployment event on stderr as it arrives."""
+    """One deployment event on stderr: the cluster's only at debug level."""
+    import logging
+
     from aether_cli.log import get_logger
 
-    get_logger().info("  %s: %s", event.get("phase", "?"), event.get("message", ""))
+    phase = str(event.get("phase", "?"))
+    level = logging.DEBUG if phase.split(":")[0] == CLUSTER_PHASE else logging.INFO
+    get_logger().log(level, "  %s: %s", phase, event.get("message", ""))

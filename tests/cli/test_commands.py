@@ -412,6 +412,26 @@ def test_logs_follow_resumes_from_next_since_without_gaps_or_duplicates(
     assert all("tail" not in q for q in sent[1:])
 
 
+def test_logs_follow_keeps_to_the_tail_until_the_server_gives_a_resume_point(
+    fake_api: ScriptedServer, tmp_path: Path
+) -> None:
+    """The first page can be empty (the newest lines have not settled yet): the next
+    page must still be the last --tail lines, not the whole history."""
+    fake_api.on(
+        "GET",
+        "/apps/demo-app/logs",
+        Reply(200, {"lines": [], "next_since": None}),
+        Reply(200, {"lines": [line("t8", "eight"), line("t9", "nine")], "next_since": "t9"}),
+        envelope(401, "unauthorized", "token expired"),
+    )
+    args = ["logs", "--app", "demo-app", "-f", "--tail", "2", "--poll-interval", "0.05"]
+    result = run_aether(args, logged_in(tmp_path, fake_api))
+    assert result.returncode == 10
+    assert result.stdout.splitlines() == ["t8 demo-app-abc/app eight", "t9 demo-app-abc/app nine"]
+    sent = [c.query for c in fake_api.calls("GET", "/apps/demo-app/logs")]
+    assert sent == [{"tail": ["2"]}, {"tail": ["2"]}, {"since": ["t9"]}]
+
+
 @pytest.mark.parametrize(
     "reply",
     [
@@ -541,3 +561,11 @@ def test_keys_add_without_a_signing_key_is_a_config_error(
 
 def test_console_script_is_the_installed_one() -> None:
     assert Path(AETHER).exists()
+
+
+def test_the_cli_counts_pods_by_the_control_planes_app_container() -> None:
+    from aether_cli.contract import APP_CONTAINER
+
+    from chalicelib import kube
+
+    assert APP_CONTAINER == kube.APP_CONTAINER

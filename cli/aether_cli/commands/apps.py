@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import click
 
 from aether_cli.output import Output, format_option
+from aether_cli.terminal import paint_status
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,7 +64,7 @@ def list_apps(out: Output, fmt: str) -> None:
             rows.append(
                 [
                     app.get("name"),
-                    latest.get("status"),
+                    paint_status(latest.get("status")),
                     latest.get("deployment_id"),
                     short_digest(latest.get("artifact_digest")),
                     latest.get("created_at") or app.get("created_at"),
@@ -78,9 +79,27 @@ def list_apps(out: Output, fmt: str) -> None:
 @click.command()
 @click.argument("deployment_id", required=False)
 @app_option()
+@click.option(
+    "--follow", "-f", "follow_rollout", is_flag=True, help="Wait until the rollout settles."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    metavar="SECONDS",
+    default=300,
+    show_default=True,
+    help="With --follow: seconds to wait before giving up (exit 20).",
+)
 @format_option()
 @click.pass_obj
-def status(out: Output, deployment_id: str | None, app: str | None, fmt: str) -> None:
+def status(
+    out: Output,
+    deployment_id: str | None,
+    app: str | None,
+    follow_rollout: bool,
+    timeout: float,
+    fmt: str,
+) -> None:
     """Show a deployment and its events (default: the app's latest)."""
     from pathlib import Path
 
@@ -100,6 +119,10 @@ def status(out: Output, deployment_id: str | None, app: str | None, fmt: str) ->
             raise AetherError(f"app {name!r} has no deployments yet", code="not_found")
         # History entries carry no events; the deployment itself does.
         deployment = client.get_deployment(str(found[0]["deployment_id"]))
+    if follow_rollout:
+        from aether_cli.rollout import follow
+
+        deployment = follow(client, deployment, timeout=timeout, out=out)
     out.result(deployment, lambda: render_deployment(out, deployment))
 
 
@@ -123,22 +146,32 @@ def rollback(
     from aether_cli import config
     from aether_cli.client import connect
     from aether_cli.log import get_logger
-    from aether_cli.rollout import follow, log_event
+    from aether_cli.rollout import follow
 
     settings = config.load_settings()
     client = connect(settings)
     name = config.resolve_app_name(app, settings, Path.cwd())
     deployment = client.rollback(name, to)
+    deployment_id = deployment.get("deployment_id")
     get_logger().info(
-        "rollback of %s: deployment %s (%s)",
+        "rolling %s back to artifact %s (deployment %s)",
         name,
-        deployment.get("deployment_id"),
         short_digest(deployment.get("artifact_digest")),
+        deployment_id,
     )
     if not no_wait:
-        deployment = follow(client, deployment, timeout=timeout, on_event=log_event)
-    # The events were shown while following (or are one `aether status` away): not again.
-    out.result(deployment, lambda: render_deployment(out, deployment, events=False))
+        deployment = follow(client, deployment, timeout=timeout, out=out)
+
+    def text() -> None:
+        if no_wait:
+            out.line(
+                f"Rollback of {name} is {deployment.get('status')}; "
+                f"follow it with `aether status {deployment_id} --follow`"
+            )
+        # The events were shown while following (or are one `aether status` away): not again.
+        render_deployment(out, deployment, events=False)
+
+    out.result(deployment, text)
 
 
 def render_deployment(out: Output, deployment: dict[str, Any], *, events: bool = True) -> None:
@@ -151,7 +184,8 @@ def render_deployment(out: Output, deployment: dict[str, Any], *, events: bool =
         ("created", deployment.get("created_at")),
     ]
     for label, value in rows:
-        out.line(f"{label:<11} {value if value is not None else '-'}")
+        shown = paint_status(value) if label == "status" else ("-" if value is None else value)
+        out.line(f"{label:<11} {shown}")
     shown = (deployment.get("events") or []) if events else []
     if shown:
         out.line("events:")

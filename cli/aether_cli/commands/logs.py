@@ -99,7 +99,7 @@ def logs(
     fmt: str,
 ) -> None:
     """Show the app's logs; --follow keeps streaming them."""
-    import time
+    import contextlib
     from pathlib import Path
 
     from aether_cli import config
@@ -117,24 +117,33 @@ def logs(
             where = "/".join(str(p) for p in (line.get("pod"), line.get("container")) if p)
             click.echo(f"{line.get('ts', '')} {where} {line.get('message', '')}")
 
-    first = True
-    try:
+    if not follow:
+        page = client.logs(name, since=since, tail=tail, deployment=deployment)
+        for line in page.get("lines") or []:
+            show(line)
+        return
+
+    from aether_cli.interrupts import deferred
+
+    # Ctrl-C is how a follow ends: a normal exit, not an error.
+    with deferred() as interrupt, contextlib.suppress(KeyboardInterrupt):
+        page = client.logs(name, since=since, tail=tail, deployment=deployment)
+        resume = since
         while True:
-            page = client.logs(
-                name, since=since, tail=tail if first else None, deployment=deployment
-            )
             lines = page.get("lines") or []
             for line in lines:
                 if dedupe.fresh(line):
                     show(line)
-            first = False
-            if not follow:
-                return
-            # next_since is the server's resume point; without one, resume from
-            # the newest line seen (the deduplicator absorbs the overlap).
-            since = page.get("next_since") or (str(lines[-1].get("ts")) if lines else since)
-            time.sleep(poll_interval)
-    except KeyboardInterrupt:
-        if not follow:
-            raise
-        # Ctrl-C is how a follow ends: a normal exit, not an error.
+            # next_since is the server's resume point; without one, resume from the
+            # newest line seen (the deduplicator absorbs the overlap). Until there is
+            # one, each page is still only the last --tail lines, never the history.
+            resume = page.get("next_since") or (str(lines[-1].get("ts")) if lines else resume)
+            interrupt.wait(poll_interval)
+            interrupt.check()
+            page = client.logs(
+                name,
+                since=resume,
+                tail=tail if resume is None else None,
+                deployment=deployment,
+            )
+            interrupt.check()

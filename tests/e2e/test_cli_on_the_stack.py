@@ -1,0 +1,83 @@
+"""What a newcomer meets on the embedded stack, where pods are real processes: a rollout
+that never gets ready, Ctrl-C while following it, and ``make demo`` itself."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.local.private import PrivateStack, private_stack
+from tests.cli.fixtures_commands import write_project
+from tests.cli.test_commands_stack import read_until
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "hello-express"
+AETHER = str(Path(sys.executable).with_name("aether"))
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("node") is None
+    or not (EXAMPLE / "node_modules" / ".aether-install.json").exists(),
+    reason="needs node and the example's dependencies (`make fixtures`)",
+)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateStack]:
+    with private_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
+
+
+def cli_env(stack: PrivateStack) -> dict[str, str]:
+    return {
+        **stack.env,
+        "XDG_CONFIG_HOME": str(stack.state / "cli-config"),
+        "XDG_CACHE_HOME": str(stack.state / "cli-cache"),
+    }
+
+
+def aether(stack: PrivateStack, *args: str, exit_code: int = 0) -> Any:
+    done = subprocess.run(
+        [AETHER, *args, "--format", "json"],
+        env=cli_env(stack),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == exit_code, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_ctrl_c_while_following_a_rollout_says_it_goes_on(
+    stack: PrivateStack, tmp_path: Path
+) -> None:
+    # Never listens on PORT, so the readiness probe never passes.
+    project = write_project(tmp_path / "sleeper", name="sleeper")
+    (project / "server.js").write_text("setInterval(() => {}, 1000);\n")
+    started = aether(stack, "deploy", "--path", str(project), "--no-sbom", "--no-wait")
+    deployment_id = started["deployment_id"]
+
+    following = subprocess.Popen(
+        [AETHER, "status", deployment_id, "--follow"],
+        env=cli_env(stack),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    read_until(following, following.stderr, "rolling out")
+    following.send_signal(signal.SIGINT)
+    _, stderr = following.communicate(timeout=60)
+    assert following.returncode == 130
+    assert stderr.splitlines()[-1] == (
+        f"error: stopped following deployment {deployment_id}; its rollout goes on; "
+        f"follow it again with `aether status {deployment_id} --follow`"
+    )
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
+    assert aether(stack, "status", deployment_id)["status"] == "rolling_out"

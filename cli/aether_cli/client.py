@@ -18,7 +18,13 @@ from urllib.parse import quote
 import requests
 
 from aether_cli import __version__
-from aether_cli.errors import ApiError, InternalError, NetworkError, UnsupportedError
+from aether_cli.errors import (
+    AetherError,
+    ApiError,
+    NetworkError,
+    NotAControlPlane,
+    UnsupportedError,
+)
 from aether_cli.log import get_logger
 
 if TYPE_CHECKING:
@@ -89,8 +95,10 @@ class ApiClient:
         retries: int = 3,
         backoff: float = 0.25,
         sleep: Callable[[float], None] = time.sleep,
+        refusal_hint: str = "run `aether login` to refresh the token",
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.refusal_hint = refusal_hint
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -107,6 +115,24 @@ class ApiClient:
 
     def whoami(self) -> dict[str, Any]:
         return self._json("GET", ("whoami",))
+
+    def issue_token(
+        self, *, subject: str | None, role: str | None, expires_in_days: int | None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "subject": subject,
+            "role": role,
+            "expires_in_days": expires_in_days,
+        }
+        sent = {key: value for key, value in body.items() if value is not None}
+        # Never repeated: a retry after a lost answer would issue a second secret.
+        return self._json("POST", ("tokens",), json=sent, idempotent=False)
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", ("tokens",)).get("tokens") or [])
+
+    def revoke_token(self, token_id: str) -> dict[str, Any]:
+        return self._json("DELETE", ("tokens", token_id), idempotent=True)
 
     # -- apps ------------------------------------------------------------------
 
@@ -243,14 +269,22 @@ class ApiClient:
         response = self._call(method, segments, **kwargs)
         try:
             data = response.json()
-        except ValueError as exc:
-            raise InternalError(
-                f"{method} /{'/'.join(segments)} answered HTTP {response.status_code} "
-                "with a body that is not JSON"
-            ) from exc
+        except ValueError:
+            data = None
         if not isinstance(data, dict):
-            raise InternalError(f"{method} /{'/'.join(segments)} answered with unexpected JSON")
+            raise self._not_a_control_plane(response, method, segments)
         return data
+
+    def _not_a_control_plane(
+        self, response: requests.Response, method: str, segments: tuple[str, ...]
+    ) -> NotAControlPlane:
+        """Every answer of Aether is a JSON object: anything else is another server."""
+        kind = response.headers.get("Content-Type", "").split(";")[0].strip() or "no type"
+        return NotAControlPlane(
+            f"{self.base_url} does not look like an Aether control plane: "
+            f"{method} /{'/'.join(segments)} answered HTTP {response.status_code} with {kind}",
+            hint="check --api-url, AETHER_API_URL or api_url in the config file",
+        )
 
     def _call(
         self,
@@ -324,8 +358,9 @@ class ApiClient:
         self._log.warning("%s; retrying in %.1fs (%d/%d)", what, delay, attempt + 1, self.retries)
         self._sleep(delay)
 
-    @staticmethod
-    def _error(response: requests.Response, method: str, segments: tuple[str, ...]) -> ApiError:
+    def _error(
+        self, response: requests.Response, method: str, segments: tuple[str, ...]
+    ) -> AetherError:
         status = response.status_code
         try:
             body = response.json()
@@ -337,8 +372,11 @@ class ApiClient:
             and isinstance(body.get("message"), str)
         ):
             code, message = body["code"], body["message"]
-            hint = "run `aether login` to refresh the token" if status == 401 else None
+            hint = self.refusal_hint if status == 401 else None
             return ApiError(status, code, message, hint=hint)
+        if body is None and status < 500 and method != "HEAD" and response.content:
+            # A gateway in front of Aether answers in JSON too; a web page is another server.
+            return self._not_a_control_plane(response, method, segments)
         code = _DEFAULT_CODES.get(status, "internal" if status >= 500 else "http_error")
         if isinstance(body, dict) and isinstance(body.get("message"), str):
             detail = body["message"]
@@ -352,7 +390,10 @@ class ApiClient:
 
 def connect(settings: Settings | None = None) -> ApiClient:
     """A client for the configured control plane, or a config error saying what is missing."""
-    from aether_cli.config import load_settings, require_credentials
+    from aether_cli.config import REFUSAL_HINTS, load_settings, require_credentials
 
-    api_url, token = require_credentials(settings or load_settings())
-    return ApiClient(api_url, token)
+    settings = settings or load_settings()
+    api_url, token = require_credentials(settings)
+    if settings.credentials_from is None:
+        return ApiClient(api_url, token)
+    return ApiClient(api_url, token, refusal_hint=REFUSAL_HINTS[settings.credentials_from])

@@ -20,6 +20,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from aether_cli import session as session_file
 from aether_cli.contract import APP_NAME_PATTERN
@@ -39,6 +40,15 @@ class FileConfig:
     namespace: str | None = None
 
 
+CredentialsFrom = Literal["environment", "session"]
+# What to do about a refused token depends on where it came from.
+REFUSAL_HINTS: dict[CredentialsFrom, str] = {
+    "environment": "AETHER_TOKEN is set in this environment and overrides any `aether login`: "
+    "correct it, or unset it to use your login",
+    "session": "run `aether login` to refresh the token",
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     config: FileConfig
@@ -46,6 +56,7 @@ class Settings:
     session: session_file.Session | None
     api_url: str | None
     token: str | None
+    credentials_from: CredentialsFrom | None
     namespace: str
     signing_key: str | None
 
@@ -91,14 +102,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env_url = env.get("AETHER_API_URL", "").strip()
     api_url = env_url or (saved.api_url if saved else None) or config.api_url
     token = env.get("AETHER_TOKEN", "").strip() or None
+    source: CredentialsFrom | None = "environment" if token else None
     if token is None and saved is not None and api_url and same_url(saved.api_url, api_url):
-        token = saved.token
+        token, source = saved.token, "session"
     return Settings(
         config=config,
         session_path=spath,
         session=saved,
         api_url=normalize_url(api_url) if api_url else None,
         token=token,
+        credentials_from=source,
         namespace=env.get("AETHER_DEFAULT_NAMESPACE", "").strip()
         or config.namespace
         or DEFAULT_NAMESPACE,

@@ -15,6 +15,8 @@ APP_NAME_PATTERN = r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?"
 DIGEST_PATTERN = r"[0-9a-f]{64}"
 ENV_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
 RESERVED_ENV_NAMES = frozenset({"PORT"})  # the platform sets them
+TOKEN_ROLES = ("developer", "admin")  # what POST /tokens issues
+MAX_TOKEN_DAYS = 366
 APP_CONTAINER = "app"  # the container of a pod that runs the app (its cluster events name it)
 
 # Where an artifact can run: "os/arch", as OCI and Docker spell platforms (glibc).

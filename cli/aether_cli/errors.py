@@ -61,6 +61,12 @@ class NetworkError(AetherError):
     default_code = "network"
 
 
+class NotAControlPlane(ConfigError):
+    """The API URL answers, but not as Aether does (a web page, another service)."""
+
+    default_code = "not_a_control_plane"
+
+
 class UnsupportedError(AetherError):
     """The control plane answered as if the route did not exist."""
 

@@ -25,12 +25,14 @@ LOG_FORMATS = ("text", "json")
 # name -> "module:attribute", in the order a newcomer uses them.
 COMMANDS = {
     "login": "aether_cli.commands.auth:login",
+    "whoami": "aether_cli.commands.auth:whoami",
     "deploy": "aether_cli.commands.deploy:deploy",
     "status": "aether_cli.commands.apps:status",
     "logs": "aether_cli.commands.logs:logs",
     "list": "aether_cli.commands.apps:list_apps",
     "rollback": "aether_cli.commands.apps:rollback",
     "keys": "aether_cli.commands.keys:keys",
+    "tokens": "aether_cli.commands.tokens:tokens",
     "logout": "aether_cli.commands.auth:logout",
     "completions": "aether_cli.commands.completions:completions",
 }

@@ -50,6 +50,32 @@ def public_key_hex(key: nacl.signing.SigningKey) -> str:
     return bytes(key.verify_key).hex()
 
 
+KEY_FILE_MODE = 0o600
+
+
+def write_new_key(path: Path) -> nacl.signing.SigningKey:
+    """A fresh Ed25519 seed in a new file, private from creation; an existing file is kept."""
+    import os
+
+    key = nacl.signing.SigningKey.generate()
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, KEY_FILE_MODE)
+    except FileExistsError:
+        raise ConfigError(
+            f"{path} already exists; a signing key is never replaced",
+            hint="pass --out with another path, or remove that file yourself",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create {path}: {exc.strerror}") from exc
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        os.fchmod(handle.fileno(), KEY_FILE_MODE)  # whatever the umask
+        handle.write(bytes(key).hex() + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return key
+
+
 def write_signature(path: Path, signature_hex: str) -> None:
     """Write ``<artifact>.sig`` whole or not at all."""
     import os

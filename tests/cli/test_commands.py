@@ -257,13 +257,15 @@ def test_a_rollback_is_not_repeated_after_a_5xx(fake_api: ScriptedServer, tmp_pa
     assert len(fake_api.calls("POST", "/apps/demo-app/rollback")) == 1
 
 
-def test_non_json_success_body_is_an_internal_error(
+def test_non_json_success_body_is_not_a_control_plane(
     fake_api: ScriptedServer, tmp_path: Path
 ) -> None:
     fake_api.on("GET", "/apps", Reply(200, "<html>proxy login</html>"))
     result = run_aether(["list", "--format", "json"], logged_in(tmp_path, fake_api))
-    assert result.returncode == 20
-    assert "not JSON" in single_json(result.stdout)["error"]["message"]
+    assert result.returncode == 10
+    error = single_json(result.stdout)["error"]
+    assert error["code"] == "not_a_control_plane"
+    assert "does not look like an Aether control plane" in error["message"]
 
 
 def test_not_logged_in_is_a_config_error_before_any_request(tmp_path: Path) -> None:
@@ -435,7 +437,7 @@ def test_logs_follow_keeps_to_the_tail_until_the_server_gives_a_resume_point(
 @pytest.mark.parametrize(
     "reply",
     [
-        Reply(404, "Not Found"),
+        Reply(404, {"message": "Not Found"}),
         Reply(403, {"message": "Missing Authentication Token"}),
         envelope(404, "not_found", "no such route: GET /apps/demo-app/logs"),
     ],
@@ -496,7 +498,9 @@ def test_rollback_follows_the_new_deployment(fake_api: ScriptedServer, tmp_path:
 def test_rollback_on_a_control_plane_without_it_says_so(
     fake_api: ScriptedServer, tmp_path: Path
 ) -> None:
-    fake_api.on("POST", "/apps/demo-app/rollback", Reply(404, "Not Found"))
+    fake_api.on(
+        "POST", "/apps/demo-app/rollback", Reply(403, {"message": "Missing Authentication Token"})
+    )
     result = run_aether(
         ["rollback", "--app", "demo-app", "--no-wait"], logged_in(tmp_path, fake_api)
     )
@@ -569,3 +573,15 @@ def test_the_cli_counts_pods_by_the_control_planes_app_container() -> None:
     from chalicelib import kube
 
     assert APP_CONTAINER == kube.APP_CONTAINER
+
+
+def test_the_cli_offers_exactly_the_token_roles_and_lifetimes_the_api_issues(api: Any) -> None:
+    from aether_cli.contract import MAX_TOKEN_DAYS, TOKEN_ROLES
+
+    def issue(role: str, days: int) -> int:
+        body = {"subject": "contract-check", "role": role, "expires_in_days": days}
+        return int(api.post("/tokens", body).status)
+
+    assert [issue(role, MAX_TOKEN_DAYS) for role in TOKEN_ROLES] == [201] * len(TOKEN_ROLES)
+    assert issue("puller", 1) == 400
+    assert issue(TOKEN_ROLES[0], MAX_TOKEN_DAYS + 1) == 400

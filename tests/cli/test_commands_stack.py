@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -202,3 +204,151 @@ def test_a_rollout_on_a_terminal_is_one_live_line_that_ends_in_a_tick(
     assert "\r\x1b[2K" in seen  # the live line was redrawn in place
     assert "\x1b[32m✓\x1b[0m rolled out 1/1, ready (" in seen
     assert "k8s:" not in seen
+
+
+# -- who you are: tokens, logins, the wrong URL ---------------------------------------------
+
+
+def login(local_api: Service, tmp_path: Path, token: str) -> None:
+    done = aether(local_api, tmp_path, "login", "--token", token, token="")
+    assert done.returncode == 0, done.stderr
+
+
+def test_tokens_are_issued_listed_and_revoked_and_whoami_says_whose(
+    local_api: Service, tmp_path: Path, unique_name: str
+) -> None:
+    issued = aether(
+        local_api,
+        tmp_path,
+        "tokens",
+        "create",
+        "--subject",
+        unique_name,
+        "--role",
+        "developer",
+        "--expires-in-days",
+        "7",
+    )
+    assert issued.returncode == 0, issued.stderr
+    secret = issued.stdout.strip()
+    assert secret.startswith("aet_") and secret not in issued.stderr
+    listed = aether(local_api, tmp_path, "tokens", "list", "--format", "json")
+    mine = [t for t in json.loads(listed.stdout)["tokens"] if t["subject"] == unique_name]
+    assert [t["role"] for t in mine] == ["developer"]
+    assert secret not in listed.stdout
+
+    login(local_api, tmp_path, secret)
+    who = aether(local_api, tmp_path, "whoami", token="")
+    assert who.returncode == 0, who.stderr
+    assert who.stdout.splitlines()[0].startswith(f"{unique_name} (role developer, token ")
+    assert "token from the login saved in" in who.stdout
+    from_env = aether(local_api, tmp_path, "whoami", "--format", "json")
+    assert json.loads(from_env.stdout)["credentials_from"] == "environment"
+
+    revoked = aether(local_api, tmp_path, "tokens", "revoke", mine[0]["token_id"])
+    assert revoked.returncode == 0, revoked.stderr
+    refused = aether(local_api, tmp_path, "list", token="")
+    assert refused.returncode == 10
+    assert refused.stderr.strip().splitlines() == [
+        "error: the token has expired or was revoked (unauthorized, HTTP 401); "
+        "run `aether login` to refresh the token"
+    ]
+
+
+def test_a_refused_aether_token_says_that_it_overrides_the_login(
+    local_api: Service, tmp_path: Path
+) -> None:
+    login(local_api, tmp_path, ADMIN_TOKEN)
+    refused = aether(local_api, tmp_path, "list", token="wrong")
+    assert refused.returncode == 10
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.endswith(
+        "AETHER_TOKEN is set in this environment and overrides any `aether login`: "
+        "correct it, or unset it to use your login"
+    )
+
+
+def test_login_while_aether_token_is_set_warns_that_it_wins(
+    local_api: Service, tmp_path: Path, unique_name: str
+) -> None:
+    issued = aether(local_api, tmp_path, "tokens", "create", "--subject", unique_name)
+    done = aether(local_api, tmp_path, "login", "--token", issued.stdout.strip())
+    assert done.returncode == 0, done.stderr
+    assert "AETHER_TOKEN is set in this environment and overrides this login" in done.stderr
+
+
+def test_an_ordinary_web_server_is_not_taken_for_a_control_plane(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<!DOCTYPE html><title>hello</title>\n")
+    (site / "apps").mkdir()
+    (site / "apps" / "index.html").write_text("<!DOCTYPE html><title>apps</title>\n")
+    with web_server(site) as url:
+        env = {"XDG_CONFIG_HOME": str(tmp_path / "c"), "XDG_CACHE_HOME": str(tmp_path / "cc")}
+        for args, answer in (
+            (["login", "--api-url", url, "--token", "t"], "GET /whoami answered HTTP 404"),
+            (["list"], "GET /apps answered HTTP 200"),
+        ):
+            done = subprocess.run(
+                [AETHER, *args],
+                env={**os.environ, **env, "AETHER_API_URL": url, "AETHER_TOKEN": "t"},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert done.returncode == 10
+            assert done.stderr.splitlines() == [
+                f"error: {url} does not look like an Aether control plane: {answer} with "
+                "text/html; check --api-url, AETHER_API_URL or api_url in the config file"
+            ]
+
+
+@contextmanager
+def web_server(root: Path) -> Iterator[str]:
+    """``python -m http.server`` on a free loopback port, serving ``root``."""
+    import sys
+
+    from infra.local.processes import free_port, start
+
+    port = free_port()
+    command = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    server = start("web", command, port, root.parent / "web.log", cwd=root)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def test_keys_generate_writes_a_private_key_that_keys_add_registers(
+    local_api: Service, tmp_path: Path, installed_example: Path, unique_name: str
+) -> None:
+    deploy_json(local_api, tmp_path, installed_example, unique_name, "--no-wait")
+    key_file = tmp_path / "keys" / "signing-key"
+    made = aether(local_api, tmp_path, "keys", "generate", "--out", str(key_file))
+    assert made.returncode == 0, made.stderr
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    seed = key_file.read_text().strip()
+    assert len(seed) == 64 and int(seed, 16) >= 0
+    assert seed not in made.stdout
+    assert f"export AETHER_SIGNING_KEY={key_file}" in made.stdout
+
+    added = aether(
+        local_api,
+        tmp_path,
+        "keys",
+        "add",
+        "--app",
+        unique_name,
+        "--format",
+        "json",
+        AETHER_SIGNING_KEY=str(key_file),
+    )
+    assert added.returncode == 0, added.stderr
+    public = json.loads(added.stdout)["public_key_hex"]
+    assert public in made.stdout
+
+    again = aether(local_api, tmp_path, "keys", "generate", "--out", str(key_file))
+    assert again.returncode == 10
+    assert "already exists; a signing key is never replaced" in again.stderr
+    assert key_file.read_text().strip() == seed

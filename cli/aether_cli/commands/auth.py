@@ -1,10 +1,10 @@
-"""``aether login`` and ``aether logout``."""
+"""``aether login``, ``aether whoami`` and ``aether logout``."""
 
 from __future__ import annotations
 
 import click
 
-from aether_cli.output import Output
+from aether_cli.output import Output, format_option
 
 
 @click.command()
@@ -76,6 +76,45 @@ def login(out: Output, token: str | None, api_url: str | None) -> None:
         f"Logged in to {url} as {identity.get('subject', '?')} "
         f"(role {identity.get('role', '?')}); session saved to {settings.session_path}"
     )
+    if settings.credentials_from == "environment" and settings.token != token:
+        from aether_cli.log import get_logger
+
+        get_logger().warning(
+            "AETHER_TOKEN is set in this environment and overrides this login "
+            "until you unset it (`unset AETHER_TOKEN`)"
+        )
+
+
+@click.command()
+@format_option()
+@click.pass_obj
+def whoami(out: Output, fmt: str) -> None:
+    """Say who the control plane takes you for, and where the token comes from."""
+    from aether_cli import config
+    from aether_cli.client import connect
+
+    settings = config.load_settings()
+    identity = connect(settings).whoami()
+    source = {
+        "environment": "AETHER_TOKEN",
+        "session": f"the login saved in {settings.session_path}",
+    }.get(settings.credentials_from or "", "?")
+    result = {
+        "subject": identity.get("subject"),
+        "role": identity.get("role"),
+        "token_id": identity.get("token_id"),
+        "api_url": settings.api_url,
+        "credentials_from": settings.credentials_from,
+    }
+
+    def text() -> None:
+        out.line(
+            f"{result['subject']} (role {result['role']}, token {result['token_id']}) "
+            f"at {result['api_url']}"
+        )
+        out.line(f"token from {source}")
+
+    out.result(result, text)
 
 
 @click.command()

@@ -1,6 +1,8 @@
-"""``aether keys add`` and ``aether keys list``: the app's Ed25519 signing keys."""
+"""``aether keys generate|add|list``: the Ed25519 keys that sign an app's artifacts."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
@@ -13,14 +15,45 @@ def keys() -> None:
     """Manage the public keys that verify your artifact signatures."""
 
 
+def default_key_path() -> Path:
+    from aether_cli.config import config_path
+
+    return config_path().with_name("signing-key")
+
+
+@keys.command("generate")
+@click.option(
+    "--out",
+    "path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PATH",
+    help="Where to write it. Default: signing-key beside the config file.",
+)
+@format_option()
+@click.pass_obj
+def generate_key(out: Output, path: Path | None, fmt: str) -> None:
+    """Write a new signing key to a file only you can read, and say how to use it."""
+    from aether_cli.signing import public_key_hex, write_new_key
+
+    target = (path or default_key_path()).expanduser().absolute()
+    public_hex = public_key_hex(write_new_key(target))
+
+    def text() -> None:
+        out.line(f"Wrote a new Ed25519 signing key to {target} (mode 0600)")
+        out.line(f"Public key: {public_hex}")
+        out.line("Sign your deploys with it, and register its public half for the app:")
+        out.line(f"  export AETHER_SIGNING_KEY={target}")
+        out.line("  aether keys add --app NAME")
+
+    out.result({"path": str(target), "public_key_hex": public_hex}, text)
+
+
 @keys.command("add")
 @app_option()
 @format_option()
 @click.pass_obj
 def add_key(out: Output, app: str | None, fmt: str) -> None:
     """Register the public key of AETHER_SIGNING_KEY for the app."""
-    from pathlib import Path
-
     from aether_cli import config
     from aether_cli.client import connect
     from aether_cli.errors import ApiError, ConfigError
@@ -60,8 +93,6 @@ def add_key(out: Output, app: str | None, fmt: str) -> None:
 @click.pass_obj
 def list_keys(out: Output, app: str | None, fmt: str) -> None:
     """List the app's public keys; marks the one of AETHER_SIGNING_KEY."""
-    from pathlib import Path
-
     from aether_cli import config
     from aether_cli.client import connect
     from aether_cli.signing import load_signing_key, public_key_hex

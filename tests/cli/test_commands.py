@@ -287,14 +287,28 @@ def test_list_renders_a_table_and_json(fake_api: ScriptedServer, tmp_path: Path)
     text = invoke(["list"], env)
     assert text.exit_code == 0
     header, first, second = text.stdout.splitlines()
-    assert header.split() == ["APP", "STATUS", "DEPLOYMENT", "DIGEST", "UPDATED", "URL"]
-    assert first.split()[:4] == ["demo-app", "succeeded", "dep-1", "ab" * 6]
-    assert second.split()[:3] == ["idle", "-", "-"]
-    assert json.loads(invoke(["list", "--format", "json"], env).stdout) == {"apps": apps}
+    assert header.split() == ["APP", "SERVING", "DIGEST", "URL", "LATEST", "UPDATED"]
+    assert first.split()[:5] == [
+        "demo-app",
+        "dep-1",
+        "ab" * 6,
+        "http://demo-app.example",
+        "succeeded",
+    ]
+    assert second.split()[:5] == ["idle", "-", "-", "-", "-"]
+    listed = json.loads(invoke(["list", "--format", "json"], env).stdout)
+    assert listed == {
+        "apps": [{**apps[0], "serving": apps[0]["latest_deployment"]}, {**apps[1], "serving": None}]
+    }
 
 
 def test_status_of_a_deployment_and_of_the_latest(fake_api: ScriptedServer, tmp_path: Path) -> None:
     fake_api.on("GET", "/deployments/dep-1", Reply(200, deployment()))
+    fake_api.on(
+        "GET",
+        "/apps/demo-app",
+        Reply(200, {"name": "demo-app", "latest_deployment": deployment(events=None)}),
+    )
     fake_api.on(
         "GET",
         "/apps/demo-app/deployments",

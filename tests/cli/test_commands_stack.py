@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from infra.local.processes import Service
-from tests.cli.test_deploy_stack import AETHER, aether, deploy_json, pytestmark  # noqa: F401
+from tests.cli.test_deploy_stack import (  # noqa: F401 - pytestmark
+    AETHER,
+    aether,
+    deploy_args,
+    deploy_json,
+    pytestmark,
+)
 from tests.conftest import ADMIN_TOKEN
 
 
@@ -352,3 +358,50 @@ def test_keys_generate_writes_a_private_key_that_keys_add_registers(
     assert again.returncode == 10
     assert "already exists; a signing key is never replaced" in again.stderr
     assert key_file.read_text().strip() == seed
+
+
+# -- what serves after a failed rollout ------------------------------------------------------
+
+
+def test_after_a_failed_rollout_list_and_status_show_what_still_serves(
+    local_api: Service,
+    tmp_path: Path,
+    installed_example: Path,
+    unique_name: str,
+    kube_simulator: Any,
+) -> None:
+    serving = deploy_json(local_api, tmp_path, installed_example, unique_name)
+    # Only the new release's pods crash; the old one keeps serving.
+    kube_simulator.crash_loop(
+        "aether-apps", unique_name, label_selector=f"deployment_id!={serving['deployment_id']}"
+    )
+    try:
+        change(installed_example, "crashes")
+        failed = aether(local_api, tmp_path, *deploy_args(installed_example, unique_name))
+    finally:
+        kube_simulator.clear_faults()
+    assert failed.returncode == 20, failed.stderr
+    failed_id = json.loads(failed.stdout)["error"]["message"].split()[1]
+
+    listed = aether(local_api, tmp_path, "list", "--format", "json")
+    (app,) = [a for a in json.loads(listed.stdout)["apps"] if a["name"] == unique_name]
+    assert app["latest_deployment"]["status"] == "failed"
+    assert app["serving"]["deployment_id"] == serving["deployment_id"]
+    assert app["serving"]["url"] == serving["url"]
+    table = aether(local_api, tmp_path, "list").stdout.splitlines()
+    (row,) = [line.split() for line in table if line.startswith(unique_name + " ")]
+    assert row[1:6] == [
+        serving["deployment_id"],
+        serving["digest"][:12],
+        serving["url"],
+        "failed",
+        failed_id,
+    ]
+
+    status = aether(local_api, tmp_path, "status", "--app", unique_name)
+    assert status.returncode == 0, status.stderr
+    assert f"deployment  {failed_id}" in status.stdout
+    assert (
+        f"serving     {serving['deployment_id']} (artifact {serving['digest'][:12]}) "
+        f"at {serving['url']}"
+    ) in status.stdout

@@ -81,3 +81,24 @@ def test_ctrl_c_while_following_a_rollout_says_it_goes_on(
     )
     assert "Traceback" not in stderr and "Exception ignored" not in stderr
     assert aether(stack, "status", deployment_id)["status"] == "rolling_out"
+
+
+def test_a_release_that_crashes_leaves_the_previous_one_serving_and_says_so(
+    stack: PrivateStack, tmp_path: Path
+) -> None:
+    import requests
+
+    project = tmp_path / "hello-express"
+    shutil.copytree(EXAMPLE, project, symlinks=True, ignore=shutil.ignore_patterns(".aether"))
+    deploy = ["deploy", "--path", str(project), "--app", "still-serving", "--no-sbom"]
+    first = aether(stack, *deploy)
+    assert first["status"] == "succeeded"
+    failed = aether(stack, *deploy, "--start-command", "node -e 'process.exit(1)'", exit_code=20)
+    assert failed["error"]["code"] == "deployment_failed"
+
+    (app,) = [a for a in aether(stack, "list")["apps"] if a["name"] == "still-serving"]
+    assert app["latest_deployment"]["status"] == "failed"
+    assert app["serving"]["deployment_id"] == first["deployment_id"]
+    assert app["serving"]["url"] == first["url"]
+    answer = requests.get(first["url"], timeout=10)
+    assert answer.text == "hello from aether (hello-express 1.0.0)\n"

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from aether_cli.output import Output, format_option
 from aether_cli.terminal import paint_status
+
+if TYPE_CHECKING:
+    from aether_cli.client import ApiClient
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,10 +52,14 @@ def wait_options(what: str) -> Callable[[F], F]:
 @format_option()
 @click.pass_obj
 def list_apps(out: Output, fmt: str) -> None:
-    """List apps and their latest deployment."""
+    """List apps: what serves each now, and its latest deployment."""
     from aether_cli.client import connect
 
-    apps = connect().list_apps()
+    client = connect()
+    apps = [
+        {**app, "serving": serving_deployment(client, app["name"], app.get("latest_deployment"))}
+        for app in client.list_apps()
+    ]
 
     def text() -> None:
         if not apps:
@@ -61,19 +68,59 @@ def list_apps(out: Output, fmt: str) -> None:
         rows = []
         for app in apps:
             latest = app.get("latest_deployment") or {}
+            serving = app["serving"] or {}
             rows.append(
                 [
                     app.get("name"),
-                    paint_status(latest.get("status")),
-                    latest.get("deployment_id"),
-                    short_digest(latest.get("artifact_digest")),
+                    serving.get("deployment_id"),
+                    short_digest(serving.get("artifact_digest")),
+                    serving.get("url"),
+                    latest_word(latest, serving),
                     latest.get("created_at") or app.get("created_at"),
-                    latest.get("url"),
                 ]
             )
-        out.table(["APP", "STATUS", "DEPLOYMENT", "DIGEST", "UPDATED", "URL"], rows)
+        out.table(["APP", "SERVING", "DIGEST", "URL", "LATEST", "UPDATED"], rows)
 
     out.result({"apps": apps}, text)
+
+
+# Pages of history read to find what serves (well inside the API's page limit).
+_HISTORY_PAGE = 50
+_HISTORY_PAGES = 4
+
+
+def serving_deployment(
+    client: ApiClient, app: str, latest: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The deployment that serves ``app`` now: its newest that succeeded.
+
+    A rollout that fails or is still going leaves the previous release running (new pods
+    replace old ones only once ready), so that one is found in the history.
+    """
+    if latest is None:
+        return None
+    if latest.get("status") == "succeeded":
+        return latest
+    cursor = None
+    for _ in range(_HISTORY_PAGES):
+        page = client.list_deployments(app, limit=_HISTORY_PAGE, cursor=cursor)
+        for deployment in page.get("deployments") or []:
+            if deployment.get("status") == "succeeded":
+                return dict(deployment)
+        cursor = page.get("next_cursor")
+        if not cursor:
+            break
+    return None
+
+
+def latest_word(latest: dict[str, Any], serving: dict[str, Any]) -> str | None:
+    """The latest deployment's status, and its id when it is not the one serving."""
+    if not latest:
+        return None
+    word = paint_status(latest.get("status"))
+    if latest.get("deployment_id") == serving.get("deployment_id"):
+        return word
+    return f"{word} {latest.get('deployment_id')}"
 
 
 @click.command()
@@ -123,7 +170,15 @@ def status(
         from aether_cli.rollout import follow
 
         deployment = follow(client, deployment, timeout=timeout, out=out)
-    out.result(deployment, lambda: render_deployment(out, deployment))
+    app_name = str(deployment.get("app_name"))
+    latest = client.get_app(app_name).get("latest_deployment")
+    serving = serving_deployment(client, app_name, latest)
+
+    def text() -> None:
+        render_deployment(out, deployment)
+        render_serving(out, deployment, serving)
+
+    out.result({**deployment, "serving": serving}, text)
 
 
 @click.command()
@@ -193,6 +248,17 @@ def render_deployment(out: Output, deployment: dict[str, Any], *, events: bool =
             out.line(
                 f"  {event.get('timestamp', '')}  {event.get('phase', '')}: {event.get('message', '')}"
             )
+
+
+def render_serving(out: Output, deployment: dict[str, Any], serving: dict[str, Any] | None) -> None:
+    """What answers at the app's URL now, when it is not the deployment shown."""
+    if serving is None:
+        out.line("serving     nothing: no deployment of this app has succeeded yet")
+    elif serving.get("deployment_id") != deployment.get("deployment_id"):
+        out.line(
+            f"serving     {serving.get('deployment_id')} "
+            f"(artifact {short_digest(serving.get('artifact_digest'))}) at {serving.get('url')}"
+        )
 
 
 def short_digest(digest: object) -> str | None:

@@ -11,6 +11,7 @@ from chalicelib import (
     apps,
     artifacts,
     auth,
+    contract,
     deployments,
     health,
     kube,
@@ -188,7 +189,7 @@ def deactivate_public_key(app_name: str, key_id: str) -> dict[str, Any]:
 @app.route("/apps/{app_name}/rollback", methods=["POST"])
 def rollback(app_name: str) -> Response:
     deployment, is_new = deployments.rollback(
-        principal(), get_store(), app_name, json_body(), is_live
+        principal(), get_store(), get_settings().cluster_platforms, app_name, json_body(), is_live
     )
     return deployment_response(deployment, 201 if is_new else 200)
 
@@ -207,7 +208,7 @@ def app_logs(app_name: str) -> dict[str, Any]:
 
 @app.route("/apps/{app_name}/deployments")
 def app_deployments(app_name: str) -> dict[str, Any]:
-    limit = payloads.integer(query("limit") or 20, "limit", 1, deployments.MAX_PAGE)
+    limit = payloads.integer(query("limit") or contract.DEFAULT_PAGE, "limit", 1, contract.MAX_PAGE)
     page, cursor = deployments.history(principal(), app_name, limit, query("cursor"))
     return {"deployments": [deployments.deployment_json(d) for d in page], "next_cursor": cursor}
 
@@ -238,7 +239,7 @@ def request_upload() -> Response:
 
 @app.route("/artifacts")
 def list_artifacts() -> dict[str, Any]:
-    limit = payloads.integer(query("limit") or 20, "limit", 1, 100)
+    limit = payloads.integer(query("limit") or contract.DEFAULT_PAGE, "limit", 1, contract.MAX_PAGE)
     app_name = query("app_name")
     if app_name is not None:
         payloads.app_name(app_name)
@@ -262,7 +263,9 @@ def show_artifact(digest: str) -> dict[str, Any]:
 
 @app.route("/deployments", methods=["POST"])
 def create_deployment() -> Response:
-    deployment, is_new = deployments.create(principal(), get_store(), json_body(), is_live)
+    deployment, is_new = deployments.create(
+        principal(), get_store(), get_settings().cluster_platforms, json_body(), is_live
+    )
     return deployment_response(deployment, 201 if is_new else 200)
 
 

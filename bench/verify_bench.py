@@ -65,6 +65,7 @@ def main() -> None:
         import requests
 
         from chalicelib import verification
+        from chalicelib.contract import default_runtime
         from chalicelib.records import Application, Artifact
         from chalicelib.settings import Settings
         from chalicelib.storage import ArtifactStore, artifact_key
@@ -91,7 +92,7 @@ def main() -> None:
                 "bench",
                 key=key,
                 size_bytes=size,
-                runtime="node20",
+                runtime=default_runtime(),
                 uploaded_by="bench",
             )
             record.save()

@@ -62,7 +62,7 @@ def app_json(app: Application, latest_deployment: dict[str, Any] | None = None) 
 
 def add_public_key(principal: Principal, app_name: str, body: dict[str, Any]) -> PublicKey:
     app = load(principal, app_name)
-    key_hex = payloads.hex_string(payloads.required(body, "public_key_hex"), "public_key_hex", 64)
+    key_hex = payloads.public_key_hex(payloads.required(body, "public_key_hex"))
     _ensure_ed25519_point(key_hex)
     key = PublicKey(app.name, new_id(), public_key_hex=key_hex)
     key.save()

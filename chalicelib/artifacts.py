@@ -9,8 +9,9 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
-from chalicelib import apps, payloads, verification
+from chalicelib import apps, contract, payloads, verification
 from chalicelib.auth import Principal, authorize_download
+from chalicelib.contract import ArtifactStatus
 from chalicelib.errors import (
     ArtifactNotVerified,
     BadRequest,
@@ -22,8 +23,6 @@ from chalicelib.errors import (
 from chalicelib.records import Application, Artifact, is_condition_failure, iso
 from chalicelib.settings import Settings
 from chalicelib.storage import ArtifactStore, PresignedRequest, artifact_key
-
-RUNTIME = re.compile(r"node(18|20|22)")
 
 
 @dataclass(frozen=True)
@@ -63,12 +62,13 @@ def request_upload(
             f"artifact is {size} bytes; the limit is {settings.max_artifact_bytes} bytes"
         )
     size = payloads.integer(size, "size_bytes", 1, settings.max_artifact_bytes)
-    runtime = payloads.string(body, "runtime", "node20")
-    if runtime is None or not RUNTIME.fullmatch(runtime):
-        raise BadRequest("runtime must be node18, node20 or node22")
+    runtime = payloads.runtime(body.get("runtime"), contract.default_runtime())
+    platform = payloads.platform(body.get("platform"))
 
-    artifact = _pending_record(app.name, digest, size, runtime, signature, principal.subject)
-    if artifact.status == "verified" and store.stat(artifact.key) is not None:
+    artifact = _pending_record(
+        app.name, digest, size, runtime, platform, signature, principal.subject
+    )
+    if artifact.status == ArtifactStatus.VERIFIED and store.stat(artifact.key) is not None:
         return UploadTicket(artifact, None)
     upload = store.presign_upload(artifact.key, size, digest, settings.upload_url_ttl_seconds)
     return UploadTicket(artifact, upload)
@@ -77,13 +77,19 @@ def request_upload(
 def _signature(header: str | None) -> str | None:
     if not header:
         return None
-    if not re.fullmatch(r"[0-9a-fA-F]{128}", header):
+    if not re.fullmatch(contract.SIGNATURE_PATTERN, header):
         raise BadSignature("X-Aether-Signature must be 128 hexadecimal characters (Ed25519)")
     return header.lower()
 
 
 def _pending_record(
-    app_name: str, digest: str, size: int, runtime: str, signature: str | None, subject: str
+    app_name: str,
+    digest: str,
+    size: int,
+    runtime: str,
+    platform: str,
+    signature: str | None,
+    subject: str,
 ) -> Artifact:
     """The artifact's record: created pending, or the existing one for a retry."""
     fresh = Artifact(
@@ -92,6 +98,7 @@ def _pending_record(
         key=artifact_key(app_name, digest),
         size_bytes=size,
         runtime=runtime,
+        platform=platform,
         signature_hex=signature,
         uploaded_by=subject,
     )
@@ -104,13 +111,20 @@ def _pending_record(
     existing = Artifact.get(digest, app_name, consistent_read=True)
     if existing.size_bytes != size:
         raise BadRequest(f"size_bytes {size} differs from the {existing.size_bytes} first declared")
-    if existing.status == "rejected":
+    if existing.status == ArtifactStatus.REJECTED:
         # The rejected object sits in quarantine; a new upload starts over.
-        fresh.save(condition=Artifact.status == "rejected")
+        fresh.save(condition=Artifact.status == ArtifactStatus.REJECTED)
         return fresh
-    if existing.status == "pending" and signature and signature != existing.signature_hex:
+    if existing.platform != platform:
+        raise BadRequest(f"platform {platform} differs from the {existing.platform} first declared")
+    if (
+        existing.status == ArtifactStatus.PENDING
+        and signature
+        and signature != existing.signature_hex
+    ):
         existing.update(
-            actions=[Artifact.signature_hex.set(signature)], condition=Artifact.status == "pending"
+            actions=[Artifact.signature_hex.set(signature)],
+            condition=Artifact.status == ArtifactStatus.PENDING,
         )
     return existing
 
@@ -140,10 +154,10 @@ def _visible(digest: str, app_name: str | None, authorize: Callable[[str], Any])
 
 def is_deployable(artifact: Artifact, store: ArtifactStore) -> bool:
     """Verified and present; a pending upload is verified on the spot (its event may be lost)."""
-    if artifact.status == "pending":
+    if artifact.status == ArtifactStatus.PENDING:
         verification.verify_artifact(store, artifact)
         artifact.refresh(consistent_read=True)
-    return artifact.status == "verified" and store.stat(artifact.key) is not None
+    return artifact.status == ArtifactStatus.VERIFIED and store.stat(artifact.key) is not None
 
 
 def download(
@@ -178,8 +192,9 @@ def artifact_json(artifact: Artifact) -> dict[str, Any]:
         "key": artifact.key,
         "size_bytes": artifact.size_bytes,
         "runtime": artifact.runtime,
+        "platform": artifact.platform,
         "status": artifact.status,
-        "verified": artifact.status == "verified",
+        "verified": artifact.status == ArtifactStatus.VERIFIED,
         "signature": artifact.signature_state,
         "reason": artifact.reason,
         "created_at": iso(artifact.created_at),

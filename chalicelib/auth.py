@@ -7,16 +7,21 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
+from chalicelib.contract import (
+    DEFAULT_TOKEN_DAYS,
+    ISSUABLE_ROLES,
+    MAX_SUBJECT_LENGTH,
+    MAX_TOKEN_DAYS,
+    Role,
+)
 from chalicelib.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from chalicelib.records import ApiToken, Application, iso, new_id, utcnow
 
-Role = Literal["admin", "developer", "puller"]
 TOKEN_PREFIX = "aet"  # noqa: S105  (a marker, not a secret)
-MAX_TOKEN_DAYS = 366
 
 
 @dataclass(frozen=True)
@@ -28,7 +33,7 @@ class Principal:
 
     @property
     def is_admin(self) -> bool:
-        return self.role == "admin"
+        return self.role == Role.ADMIN
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ def authenticate(authorization: str | None, env_token_hashes: tuple[str, ...]) -
     presented = token_sha256(token)
     for index, expected in enumerate(env_token_hashes):
         if hmac.compare_digest(presented, expected):
-            return Principal(subject="admin", role="admin", token_id=f"env-{index + 1}")
+            return Principal(subject="admin", role=Role.ADMIN, token_id=f"env-{index + 1}")
     return _stored_principal(token, presented)
 
 
@@ -88,7 +93,7 @@ def _stored_principal(token: str, presented_sha256: str) -> Principal:
         raise Unauthorized()
     if record.revoked or (record.expires_at is not None and record.expires_at <= utcnow()):
         raise Unauthorized("the token has expired or was revoked")
-    return Principal(record.subject, record.role, record.token_id, record.app_scope)  # type: ignore[arg-type]
+    return Principal(record.subject, record.role, record.token_id, record.app_scope)
 
 
 def issue_pull_token(app_name: str) -> IssuedToken:
@@ -97,7 +102,7 @@ def issue_pull_token(app_name: str) -> IssuedToken:
     It does not expire, since pods restart and scale at any time; each
     rollout issues a new one and retires the others once it is applied.
     """
-    return issue_token(f"puller:{app_name}", "puller", app_scope=app_name)
+    return issue_token(f"puller:{app_name}", Role.PULLER, app_scope=app_name)
 
 
 def retire_pull_tokens(app_name: str, keep: str) -> None:
@@ -111,7 +116,7 @@ def retire_pull_tokens(app_name: str, keep: str) -> None:
 
 def authorize_download(principal: Principal, app: Application) -> None:
     """The app's pull token, or a person who may act on the app."""
-    if principal.role == "puller":
+    if principal.role == Role.PULLER:
         if principal.app_scope != app.name:
             raise Forbidden("this pull token belongs to another application")
         return
@@ -120,7 +125,7 @@ def authorize_download(principal: Principal, app: Application) -> None:
 
 def require_human(principal: Principal) -> None:
     """Pull tokens only download artifacts; everything else needs a person's token."""
-    if principal.role == "puller":
+    if principal.role == Role.PULLER:
         raise Forbidden("a pull token may only download its app's artifacts")
 
 
@@ -135,17 +140,19 @@ def issue_for(principal: Principal, body: dict[str, Any]) -> IssuedToken:
     """``POST /tokens``: admins issue any token; developers rotate their own."""
     require_human(principal)
     subject = body.get("subject", principal.subject)
-    role = body.get("role", "developer")
-    if not isinstance(subject, str) or not subject.strip() or len(subject) > 128:
-        raise BadRequest("subject must be a non-empty string of at most 128 characters")
-    if role not in ("admin", "developer"):
-        raise BadRequest("role must be admin or developer")
-    if not principal.is_admin and (subject != principal.subject or role != "developer"):
+    role = body.get("role", Role.DEVELOPER)
+    if not isinstance(subject, str) or not subject.strip() or len(subject) > MAX_SUBJECT_LENGTH:
+        raise BadRequest(
+            f"subject must be a non-empty string of at most {MAX_SUBJECT_LENGTH} characters"
+        )
+    if role not in ISSUABLE_ROLES:
+        raise BadRequest(f"role must be one of {', '.join(ISSUABLE_ROLES)}")
+    if not principal.is_admin and (subject != principal.subject or role != Role.DEVELOPER):
         raise Forbidden("developers may only issue developer tokens for themselves")
-    days = body.get("expires_in_days", 90)
+    days = body.get("expires_in_days", DEFAULT_TOKEN_DAYS)
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_TOKEN_DAYS:
         raise BadRequest(f"expires_in_days must be an integer from 1 to {MAX_TOKEN_DAYS}")
-    return issue_token(subject, role, expires_at=utcnow() + timedelta(days=days))
+    return issue_token(subject, Role(role), expires_at=utcnow() + timedelta(days=days))
 
 
 def list_for(principal: Principal) -> list[ApiToken]:
@@ -155,7 +162,7 @@ def list_for(principal: Principal) -> list[ApiToken]:
         if principal.is_admin
         else ApiToken.scan(ApiToken.subject == principal.subject)
     )
-    return sorted((t for t in tokens if t.role != "puller"), key=lambda t: t.created_at)
+    return sorted((t for t in tokens if t.role != Role.PULLER), key=lambda t: t.created_at)
 
 
 def revoke_for(principal: Principal, token_id: str) -> ApiToken:

@@ -14,7 +14,21 @@ from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
 
 from chalicelib import apps, artifacts, payloads
 from chalicelib.auth import Principal
-from chalicelib.errors import ArtifactNotVerified, BadRequest, Conflict, NotFound
+from chalicelib.contract import (
+    DEFAULT_REPLICAS,
+    DEFAULT_START_COMMAND,
+    IN_FLIGHT,
+    MAX_REPLICAS,
+    ArtifactStatus,
+    DeploymentStatus,
+)
+from chalicelib.errors import (
+    ArtifactNotVerified,
+    BadRequest,
+    Conflict,
+    NotFound,
+    UnsupportedPlatform,
+)
 from chalicelib.records import (
     Application,
     Artifact,
@@ -30,38 +44,40 @@ from chalicelib.records import (
 )
 from chalicelib.storage import ArtifactStore
 
-IN_FLIGHT = frozenset({"pending", "rolling_out"})
-DEFAULT_START_COMMAND = "npm start"
-MAX_REPLICAS = 20
-MAX_PAGE = 100
-
 
 def create(
     principal: Principal,
     store: ArtifactStore,
+    cluster_platforms: tuple[str, ...],
     body: dict[str, Any],
     is_live: Callable[[Deployment], bool],
     rollback_of: str | None = None,
 ) -> tuple[Deployment, bool]:
     """``POST /deployments``; returns the deployment and whether it is new.
 
-    ``is_live`` says whether a finished deployment still runs in the cluster:
-    deploying exactly what runs returns that deployment instead of a new rollout.
+    ``cluster_platforms`` are the platforms the cluster's nodes run; ``is_live``
+    says whether a finished deployment still runs in the cluster: deploying
+    exactly what runs returns that deployment instead of a new rollout.
     """
     app = apps.load(principal, payloads.app_name(payloads.required(body, "app_name")))
     digest = payloads.digest(payloads.required(body, "artifact_digest"))
     artifact = _deployable_artifact(app, digest, store)
-    runtime = payloads.string(body, "runtime", artifact.runtime) or artifact.runtime
-    if not artifacts.RUNTIME.fullmatch(runtime):
-        raise BadRequest("runtime must be node18, node20 or node22")
+    if artifact.platform not in cluster_platforms:
+        raise UnsupportedPlatform(
+            f"artifact {digest[:12]}… targets {artifact.platform}; "
+            f"this cluster runs {', '.join(cluster_platforms)}"
+        )
     deployment = Deployment(
         new_id(),
         app_name=app.name,
         artifact_digest=digest,
-        runtime=runtime,
+        runtime=payloads.runtime(body.get("runtime"), artifact.runtime),
+        platform=artifact.platform,
         start_command=payloads.string(body, "start_command", DEFAULT_START_COMMAND),
         env=payloads.environment(body.get("env")),
-        replicas=payloads.integer(body.get("replicas", 1), "replicas", 1, MAX_REPLICAS),
+        replicas=payloads.integer(
+            body.get("replicas", DEFAULT_REPLICAS), "replicas", 1, MAX_REPLICAS
+        ),
         created_by=principal.subject,
         rollback_of=rollback_of,
     )
@@ -82,7 +98,7 @@ def _already_running(
         current = Deployment.get(app.latest_deployment_id, consistent_read=True)
     except DoesNotExist:
         return None
-    if current.status != "succeeded" or current.config_key != config_key:
+    if current.status != DeploymentStatus.SUCCEEDED or current.config_key != config_key:
         return None
     return current if is_live(current) else None
 
@@ -90,6 +106,7 @@ def _already_running(
 def rollback(
     principal: Principal,
     store: ArtifactStore,
+    cluster_platforms: tuple[str, ...],
     app_name: str,
     body: dict[str, Any],
     is_live: Callable[[Deployment], bool],
@@ -106,6 +123,7 @@ def rollback(
     return create(
         principal,
         store,
+        cluster_platforms,
         {
             "app_name": app.name,
             "artifact_digest": target.artifact_digest,
@@ -132,7 +150,7 @@ def _rollback_target(
         return target
     earlier: Deployment
     for earlier in Deployment.by_app.query(app_name, scan_index_forward=False):
-        if earlier.status == "succeeded" and (
+        if earlier.status == DeploymentStatus.SUCCEEDED and (
             current is None or earlier.artifact_digest != current.artifact_digest
         ):
             return earlier
@@ -146,7 +164,9 @@ def _deployable_artifact(app: Application, digest: str, store: ArtifactStore) ->
         raise NotFound(f"artifact {digest} not found for {app.name}; upload it first") from None
     if not artifacts.is_deployable(artifact, store):
         detail = (
-            f"rejected: {artifact.reason}" if artifact.status == "rejected" else artifact.status
+            f"rejected: {artifact.reason}"
+            if artifact.status == ArtifactStatus.REJECTED
+            else artifact.status
         )
         raise ArtifactNotVerified(f"artifact {digest} is not verified ({detail})")
     return artifact
@@ -314,6 +334,7 @@ def deployment_json(deployment: Deployment, with_events: bool = False) -> dict[s
         "status": deployment.status,
         "reason": deployment.reason,
         "runtime": deployment.runtime,
+        "platform": deployment.platform,
         "start_command": deployment.start_command,
         "env_names": sorted(deployment.env_dict()),
         "replicas": deployment.replicas,

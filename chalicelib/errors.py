@@ -68,6 +68,10 @@ class ArtifactNotVerified(ApiError):
     code, status = "artifact_not_verified", 409
 
 
+class UnsupportedPlatform(ApiError):
+    code, status = "unsupported_platform", 409
+
+
 class PayloadTooLarge(ApiError):
     code, status = "payload_too_large", 413
 

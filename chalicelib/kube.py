@@ -23,13 +23,16 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 from urllib.parse import urlsplit
 
 import kubernetes.client
 import kubernetes.config
 import urllib3.exceptions
 from kubernetes.client import ApiClient, ApiException
+
+from chalicelib import contract
 
 MANAGER = "aether"
 DIGEST_ANNOTATION = "aether.dev/artifact-digest"
@@ -38,13 +41,11 @@ FETCH_CONTAINER = "fetch"
 APP_CONTAINER = "app"
 APP_DIR = "/app"
 PULL_TOKEN_KEY = "token"  # noqa: S105 - the key in the Secret, not a value
-DEFAULT_START_COMMAND = "npm start"
 RUN_AS = 1000
 
-_DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
-_DIGEST = re.compile(r"[0-9a-f]{64}")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_RESERVED_ENV = frozenset({"PORT"})
+_APP_NAME = re.compile(contract.APP_NAME_PATTERN)
+_DIGEST = re.compile(contract.DIGEST_PATTERN)
+_ENV_NAME = re.compile(contract.ENV_NAME_PATTERN)
 _APPLY = "application/apply-patch+yaml"
 
 # Waiting reasons that no amount of waiting fixes: fail the rollout at once.
@@ -88,6 +89,7 @@ class WorkloadSpec:
     # The control plane's /artifacts/{digest}/download URL: it 307s to a fresh presigned GET
     # on every call, so pods can restart or scale long after the deployment (never presigned).
     artifact_url: str
+    platform: str = contract.DEFAULT_PLATFORM
     fetcher_image: str = "aether-fetcher:1"
     app_image_prefix: str = "aether-nodejs"
     progress_deadline_seconds: int = 120
@@ -96,12 +98,8 @@ class WorkloadSpec:
     resources: Resources = field(default_factory=Resources)
 
     def __post_init__(self) -> None:
-        # A Service name is a DNS-1035 label (a letter first); the Deployment shares it.
-        if not _DNS_1035_LABEL.fullmatch(self.app_name):
-            raise ValueError(
-                f"app name {self.app_name!r} must be a DNS-1035 label (a lowercase letter, "
-                "then up to 62 lowercase letters, digits or '-', not ending with '-')"
-            )
+        if not _APP_NAME.fullmatch(self.app_name):
+            raise ValueError(f"app name {self.app_name!r} must be {contract.APP_NAME_RULE}")
         if not _DIGEST.fullmatch(self.digest):
             raise ValueError("digest must be 64 lowercase hex characters")
         if not self.deployment_id or len(self.deployment_id) > 63:
@@ -115,12 +113,14 @@ class WorkloadSpec:
         for name in self.env:
             if not _ENV_NAME.fullmatch(name):
                 raise ValueError(f"env name {name!r} is not a valid variable name")
-            if name in _RESERVED_ENV:
+            if name in contract.RESERVED_ENV_NAMES:
                 raise ValueError(f"env name {name!r} is set by Aether")
         if self.replicas < 0:
             raise ValueError("replicas must not be negative")
         if not 1 <= self.port <= 65535:
             raise ValueError("port must be 1-65535")
+        if self.platform not in contract.PLATFORMS:
+            raise ValueError(f"platform must be one of {', '.join(contract.PLATFORMS)}")
 
     @property
     def app_image(self) -> str:
@@ -219,7 +219,7 @@ def _app_container(spec: WorkloadSpec) -> dict[str, Any]:
         "name": APP_CONTAINER,
         "image": spec.app_image,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["sh", "-c", spec.start_command.strip() or DEFAULT_START_COMMAND],
+        "command": ["sh", "-c", spec.start_command.strip() or contract.DEFAULT_START_COMMAND],
         "workingDir": APP_DIR,
         "env": env,
         "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
@@ -270,6 +270,8 @@ def _deployment(spec: WorkloadSpec) -> dict[str, Any]:
                 "spec": {
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
+                    # Only nodes that can run the artifact's native code (its addons).
+                    "nodeSelector": contract.node_selector(spec.platform),
                     "securityContext": {
                         "runAsUser": RUN_AS,
                         "runAsGroup": RUN_AS,
@@ -310,7 +312,13 @@ def _service(spec: WorkloadSpec) -> dict[str, Any]:
 
 # -- the cluster -----------------------------------------------------------------------------
 
-Phase = Literal["rolling_out", "succeeded", "failed", "superseded"]
+
+class RolloutPhase(StrEnum):
+    ROLLING_OUT = "rolling_out"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    # The Deployment now runs another deployment_id: this one will never finish.
+    SUPERSEDED = "superseded"
 
 
 @dataclass(frozen=True)
@@ -321,14 +329,14 @@ class Rollout:
     (the message names the other id). ``ready_replicas`` counts this deployment's ready pods.
     """
 
-    phase: Phase
+    phase: RolloutPhase
     message: str
     ready_replicas: int
     replicas: int
 
     @property
     def finished(self) -> bool:
-        return self.phase != "rolling_out"
+        return self.phase != RolloutPhase.ROLLING_OUT
 
 
 @dataclass(frozen=True)
@@ -465,27 +473,27 @@ class Cluster:
             if error.status != 404:
                 raise
             # Only asked after a successful apply: gone means someone deleted it.
-            return Rollout("failed", f"Deployment {app_name} not found", 0, 0)
+            return Rollout(RolloutPhase.FAILED, f"Deployment {app_name} not found", 0, 0)
         spec, status = deployment.spec, deployment.status
         wanted = spec.replicas if spec and spec.replicas is not None else 1
         template = spec.template.metadata if spec else None
         current = ((template.labels if template else None) or {}).get("deployment_id")
         if current != deployment_id:
             by = current or "a deployment Aether did not make"
-            return Rollout("superseded", f"superseded by {by}", 0, wanted)
+            return Rollout(RolloutPhase.SUPERSEDED, f"superseded by {by}", 0, wanted)
 
         pods = self._pods(app_name, deployment_id)
         ready = sum(1 for pod in pods if _pod_ready(pod))
         generation = deployment.metadata.generation if deployment.metadata else None
         observed = status.observed_generation if status else None
         if status is None or observed is None or (generation or 0) > observed:
-            return Rollout("rolling_out", "waiting for the controller", ready, wanted)
+            return Rollout(RolloutPhase.ROLLING_OUT, "waiting for the controller", ready, wanted)
         updated = status.updated_replicas or 0
         available = status.available_replicas or 0
         total = status.replicas or 0
         if updated == wanted and available >= wanted and total == wanted:
             return Rollout(
-                "succeeded", f"{available} of {wanted} replicas available", ready, wanted
+                RolloutPhase.SUCCEEDED, f"{available} of {wanted} replicas available", ready, wanted
             )
 
         failure = next((f for f in (self._pod_failure(pod) for pod in pods) if f), None)
@@ -496,11 +504,13 @@ class Cluster:
         if progressing is not None and progressing.reason == "ProgressDeadlineExceeded":
             detail = failure or next((d for d in map(_pod_waiting, pods) if d), None)
             message = f"ProgressDeadlineExceeded: {progressing.message or 'timed out'}"
-            return Rollout("failed", f"{message}; {detail}" if detail else message, ready, wanted)
+            return Rollout(
+                RolloutPhase.FAILED, f"{message}; {detail}" if detail else message, ready, wanted
+            )
         if failure is not None:
-            return Rollout("failed", failure, ready, wanted)
+            return Rollout(RolloutPhase.FAILED, failure, ready, wanted)
         message = f"{min(updated, wanted)} of {wanted} updated, {ready} ready"
-        return Rollout("rolling_out", message, ready, wanted)
+        return Rollout(RolloutPhase.ROLLING_OUT, message, ready, wanted)
 
     def events(self, app_name: str) -> list[ClusterEvent]:
         """Events about the app's Deployment, its ReplicaSets and their pods, oldest first."""

@@ -7,11 +7,10 @@ from typing import Any
 
 from chalicelib import apps, payloads
 from chalicelib.auth import Principal
+from chalicelib.contract import MAX_LOG_TAIL
 from chalicelib.errors import BadRequest, ServiceUnavailable
 from chalicelib.kube import Cluster
 from chalicelib.records import iso
-
-MAX_TAIL = 10_000
 
 
 def read(
@@ -26,7 +25,7 @@ def read(
     """``GET /apps/{app}/logs``: lines after ``since``; ``next_since`` continues from the last."""
     app = apps.load(principal, app_name)
     after = _timestamp(since) if since else None
-    count = payloads.integer(tail, "tail", 1, MAX_TAIL) if tail is not None else None
+    count = payloads.integer(tail, "tail", 1, MAX_LOG_TAIL) if tail is not None else None
     if cluster is None:
         raise ServiceUnavailable("no cluster is configured for this control plane")
     lines = cluster.logs(app.name, since=after, tail=count, deployment_id=deployment_id)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from chalicelib import contract
+
 PUBLIC = {"/healthz", "/readyz", "/openapi.json"}
 
 _ERROR = {
@@ -13,8 +15,8 @@ _ERROR = {
     "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
 }
 _OBJECT = {"type": "object"}
-_DIGEST = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
-_APP_NAME = {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"}
+_DIGEST = {"type": "string", "pattern": f"^{contract.DIGEST_PATTERN}$"}
+_APP_NAME = {"type": "string", "pattern": f"^{contract.APP_NAME_PATTERN}$"}
 
 # (method, path, summary, request body schema or None, success status)
 _OPERATIONS: list[tuple[str, str, str, dict[str, Any] | None, int]] = [
@@ -31,7 +33,11 @@ _OPERATIONS: list[tuple[str, str, str, dict[str, Any] | None, int]] = [
             "properties": {
                 "subject": {"type": "string"},
                 "role": {"enum": ["admin", "developer"]},
-                "expires_in_days": {"type": "integer", "minimum": 1, "maximum": 366},
+                "expires_in_days": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": contract.MAX_TOKEN_DAYS,
+                },
             },
         },
         201,
@@ -102,7 +108,8 @@ _OPERATIONS: list[tuple[str, str, str, dict[str, Any] | None, int]] = [
             "properties": {
                 "app_name": _APP_NAME,
                 "size_bytes": {"type": "integer", "minimum": 1},
-                "runtime": {"enum": ["node18", "node20", "node22"]},
+                "runtime": {"enum": list(contract.supported_runtimes())},
+                "platform": {"enum": list(contract.PLATFORMS)},
             },
         },
         201,
@@ -126,10 +133,10 @@ _OPERATIONS: list[tuple[str, str, str, dict[str, Any] | None, int]] = [
             "properties": {
                 "app_name": _APP_NAME,
                 "artifact_digest": _DIGEST,
-                "runtime": {"enum": ["node18", "node20", "node22"]},
+                "runtime": {"enum": list(contract.supported_runtimes())},
                 "start_command": {"type": "string"},
                 "env": {"type": "object", "additionalProperties": {"type": "string"}},
-                "replicas": {"type": "integer", "minimum": 1, "maximum": 20},
+                "replicas": {"type": "integer", "minimum": 1, "maximum": contract.MAX_REPLICAS},
             },
         },
         201,

@@ -7,15 +7,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from chalicelib import contract
 from chalicelib.errors import BadRequest, InvalidDigest, MissingDigest, UnsupportedMediaType
 
-# A DNS-1035 label (a DNS-1123 label that starts with a letter): the app name
-# becomes the name of its Kubernetes Service, Deployment and labels.
-_APP_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
-_DIGEST = re.compile(r"[0-9a-f]{64}")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_RESERVED_ENV = frozenset({"PORT"})  # assigned by the platform
-MAX_BODY_BYTES = 64 * 1024
+_APP_NAME = re.compile(contract.APP_NAME_PATTERN)
+_DIGEST = re.compile(contract.DIGEST_PATTERN)
+_ENV_NAME = re.compile(contract.ENV_NAME_PATTERN)
 
 
 def json_object(headers: Mapping[str, str], raw_body: bytes | str | None) -> dict[str, Any]:
@@ -25,8 +22,8 @@ def json_object(headers: Mapping[str, str], raw_body: bytes | str | None) -> dic
         raise UnsupportedMediaType(f"expected Content-Type application/json, got {content_type}")
     if not raw_body:
         return {}
-    if len(raw_body) > MAX_BODY_BYTES:
-        raise BadRequest(f"request body exceeds {MAX_BODY_BYTES} bytes")
+    if len(raw_body) > contract.MAX_BODY_BYTES:
+        raise BadRequest(f"request body exceeds {contract.MAX_BODY_BYTES} bytes")
     try:
         body = json.loads(raw_body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -38,10 +35,7 @@ def json_object(headers: Mapping[str, str], raw_body: bytes | str | None) -> dic
 
 def app_name(value: Any, field: str = "app_name") -> str:
     if not isinstance(value, str) or not _APP_NAME.fullmatch(value):
-        raise BadRequest(
-            f"{field} must be a DNS label: 1-63 lowercase letters, digits or '-', "
-            "starting with a letter and ending with a letter or digit"
-        )
+        raise BadRequest(f"{field} must be {contract.APP_NAME_RULE}")
     return value
 
 
@@ -53,9 +47,9 @@ def digest(value: str | None) -> str:
     return value
 
 
-def hex_string(value: Any, field: str, length: int) -> str:
-    if not isinstance(value, str) or not re.fullmatch(f"[0-9a-fA-F]{{{length}}}", value):
-        raise BadRequest(f"{field} must be {length} hexadecimal characters")
+def public_key_hex(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(contract.PUBLIC_KEY_PATTERN, value):
+        raise BadRequest("public_key_hex must be 64 hexadecimal characters (Ed25519)")
     return value.lower()
 
 
@@ -97,6 +91,23 @@ def environment(value: Any) -> dict[str, str]:
             raise BadRequest(
                 f"env entry {name!r} must be a valid variable name with a string value"
             )
-        if name in _RESERVED_ENV:
+        if name in contract.RESERVED_ENV_NAMES:
             raise BadRequest(f"env entry {name} is set by the platform")
     return dict(value)
+
+
+def runtime(value: Any, default: str) -> str:
+    """``value`` (or ``default``) if it is a runtime in support today, else a 400 saying why."""
+    chosen = default if value is None else value
+    refusal = contract.runtime_refusal(chosen if isinstance(chosen, str) else "")
+    if refusal is not None:
+        raise BadRequest(refusal)
+    return str(chosen)
+
+
+def platform(value: Any) -> str:
+    if value is None:
+        return contract.DEFAULT_PLATFORM
+    if value not in contract.PLATFORMS:
+        raise BadRequest(f"platform must be one of {', '.join(contract.PLATFORMS)}")
+    return str(value)

@@ -8,21 +8,33 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from pynamodb.attributes import (
+    Attribute,
     BooleanAttribute,
     MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
+from pynamodb.constants import STRING
 from pynamodb.exceptions import PynamoDBException
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.contract import (
+    DEFAULT_PLATFORM,
+    ArtifactStatus,
+    DeploymentStatus,
+    Role,
+    SignatureState,
+)
 from chalicelib.settings import Settings
+
+_State = TypeVar("_State", bound=StrEnum)
 
 
 def utcnow() -> datetime:
@@ -36,6 +48,22 @@ def iso(moment: datetime | None) -> str | None:
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+class EnumAttribute(Attribute[_State]):
+    """A StrEnum stored as its string and read back as the enum: an unknown value fails loudly."""
+
+    attr_type = STRING
+
+    def __init__(self, states: type[_State], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.states = states
+
+    def serialize(self, value: _State) -> str:
+        return self.states(value).value
+
+    def deserialize(self, value: str) -> _State:
+        return self.states(value)
 
 
 class _Table(Model):
@@ -91,10 +119,12 @@ class Artifact(_Table):
     key = UnicodeAttribute()
     size_bytes = NumberAttribute()
     runtime = UnicodeAttribute()
-    status = UnicodeAttribute(default="pending")
+    # "os/arch" the artifact was built for; older records read as the default platform.
+    platform = UnicodeAttribute(default=DEFAULT_PLATFORM)
+    status = EnumAttribute(ArtifactStatus, default=ArtifactStatus.PENDING)
     reason = UnicodeAttribute(null=True)
     signature_hex = UnicodeAttribute(null=True)
-    signature_state = UnicodeAttribute(default="absent")
+    signature_state = EnumAttribute(SignatureState, default=SignatureState.ABSENT)
     uploaded_by = UnicodeAttribute()
     created_at = UTCDateTimeAttribute(default=utcnow)
     verified_at = UTCDateTimeAttribute(null=True)
@@ -112,9 +142,10 @@ class Deployment(_Table):
     deployment_id = UnicodeAttribute(hash_key=True)
     app_name = UnicodeAttribute()
     artifact_digest = UnicodeAttribute()
-    status = UnicodeAttribute(default="pending")
+    status = EnumAttribute(DeploymentStatus, default=DeploymentStatus.PENDING)
     reason = UnicodeAttribute(null=True)
     runtime = UnicodeAttribute()
+    platform = UnicodeAttribute(default=DEFAULT_PLATFORM)
     start_command = UnicodeAttribute()
     env = MapAttribute[str, Any](default=dict)
     replicas = NumberAttribute(default=1)
@@ -166,7 +197,7 @@ class ApiToken(_Table):
     token_id = UnicodeAttribute(hash_key=True)
     token_sha256 = UnicodeAttribute()
     subject = UnicodeAttribute()
-    role = UnicodeAttribute()
+    role = EnumAttribute(Role)
     # Set for pull tokens: the token may only download this app's artifacts.
     app_scope = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute(default=utcnow)

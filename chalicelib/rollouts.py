@@ -15,16 +15,11 @@ from typing import Any
 from pynamodb.exceptions import UpdateError
 
 from chalicelib import auth, deployments, kube
+from chalicelib.contract import FINISHED, IN_FLIGHT, DeploymentStatus
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.observability import logger
-from chalicelib.records import (
-    Deployment,
-    is_condition_failure,
-    utcnow,
-)
+from chalicelib.records import Deployment, is_condition_failure, utcnow
 from chalicelib.settings import Settings
-
-TERMINAL = frozenset({"succeeded", "failed"})
 
 
 @dataclass(frozen=True)
@@ -49,20 +44,20 @@ def is_live(plane: DataPlane, deployment: Deployment) -> bool:
         if kube.is_unavailable(exc):
             return False  # a new deployment is recorded and waits for the cluster
         raise
-    return rollout.phase == "succeeded"
+    return rollout.phase == kube.RolloutPhase.SUCCEEDED
 
 
 def advance(plane: DataPlane, deployment: Deployment) -> Deployment:
     """Move ``deployment`` as far as the cluster allows now; returns the fresh record."""
-    if deployment.status in TERMINAL:
+    if deployment.status in FINISHED:
         return deployment
     if plane.cluster is None:
         _note_waiting(deployment, "no cluster is configured; the deployment waits for one")
         return deployment
     try:
-        if deployment.status == "pending":
+        if deployment.status == DeploymentStatus.PENDING:
             _start(plane, plane.cluster, deployment)
-        elif deployment.status == "rolling_out":
+        elif deployment.status == DeploymentStatus.ROLLING_OUT:
             _follow(plane.cluster, deployment)
     except Exception as exc:
         if not kube.is_unavailable(exc):
@@ -79,7 +74,7 @@ def advance(plane: DataPlane, deployment: Deployment) -> Deployment:
 def advance_all_in_flight(plane: DataPlane) -> int:
     """The schedule's work: advance every deployment not yet finished."""
     advanced = 0
-    for deployment in Deployment.scan(Deployment.status.is_in(*deployments.IN_FLIGHT)):
+    for deployment in Deployment.scan(Deployment.status.is_in(*IN_FLIGHT)):
         try:
             advance(plane, deployment)
             advanced += 1
@@ -90,7 +85,7 @@ def advance_all_in_flight(plane: DataPlane) -> int:
 
 def _start(plane: DataPlane, cluster: kube.Cluster, deployment: Deployment) -> None:
     """Claim the apply (only one caller wins ``pending → rolling_out``), then apply."""
-    if not _transition(deployment, "pending", "rolling_out"):
+    if not _transition(deployment, DeploymentStatus.PENDING, DeploymentStatus.ROLLING_OUT):
         return
     pull = auth.issue_pull_token(deployment.app_name)
     try:
@@ -99,6 +94,7 @@ def _start(plane: DataPlane, cluster: kube.Cluster, deployment: Deployment) -> N
             deployment_id=deployment.deployment_id,
             digest=deployment.artifact_digest,
             node_major=int(deployment.runtime.removeprefix("node")),
+            platform=deployment.platform,
             start_command=deployment.start_command,
             env=deployment.env_dict(),
             replicas=int(deployment.replicas),
@@ -111,14 +107,22 @@ def _start(plane: DataPlane, cluster: kube.Cluster, deployment: Deployment) -> N
     except Exception as exc:
         if kube.is_unavailable(exc):
             # Hand the claim back so the next attempt applies again.
-            _transition(deployment, "rolling_out", "pending")
+            _transition(deployment, DeploymentStatus.ROLLING_OUT, DeploymentStatus.PENDING)
             raise
         # Refused for good (bad configuration, RBAC, missing namespace): say why, once.
         logger.exception("workload refused")
-        finish(deployment, "failed", f"the cluster refused the workload: {_refusal(exc)}")
+        finish(
+            deployment,
+            DeploymentStatus.FAILED,
+            f"the cluster refused the workload: {_refusal(exc)}",
+        )
         return
     auth.retire_pull_tokens(deployment.app_name, keep=pull.record.token_id)
-    _note(deployment, "rolling_out", f"applied Deployment {spec.app_name} ({spec.app_image})")
+    _note(
+        deployment,
+        DeploymentStatus.ROLLING_OUT,
+        f"applied Deployment {spec.app_name} ({spec.app_image})",
+    )
 
 
 def _refusal(exc: Exception) -> str:
@@ -141,24 +145,29 @@ def _follow(cluster: kube.Cluster, deployment: Deployment) -> None:
     for event in cluster.events(deployment.app_name):
         if event.timestamp >= since:
             _copy_event(deployment, event)
-    if rollout.phase == "succeeded":
+    if rollout.phase == kube.RolloutPhase.SUCCEEDED:
         url = cluster.service_url(deployment.app_name)
-        finish(deployment, "succeeded", rollout.message, url=url)
-    elif rollout.phase in ("failed", "superseded"):
-        finish(deployment, "failed", rollout.message)
+        finish(deployment, DeploymentStatus.SUCCEEDED, rollout.message, url=url)
+    elif rollout.phase in (kube.RolloutPhase.FAILED, kube.RolloutPhase.SUPERSEDED):
+        finish(deployment, DeploymentStatus.FAILED, rollout.message)
 
 
-def finish(deployment: Deployment, status: str, reason: str, url: str | None = None) -> None:
+def finish(
+    deployment: Deployment, status: DeploymentStatus, reason: str, url: str | None = None
+) -> None:
     actions: list[Any] = [Deployment.reason.set(reason)]
     if url is not None:
         actions.append(Deployment.url.set(url))
-    if _transition(deployment, "rolling_out", status, actions):
+    if _transition(deployment, DeploymentStatus.ROLLING_OUT, status, actions):
         _note(deployment, status, reason)
         deployments.release_slot(deployment.app_name, deployment.deployment_id)
 
 
 def _transition(
-    deployment: Deployment, source: str, target: str, actions: list[Any] | None = None
+    deployment: Deployment,
+    source: DeploymentStatus,
+    target: DeploymentStatus,
+    actions: list[Any] | None = None,
 ) -> bool:
     """``source → target`` if the record is still in ``source``; False if someone else moved it."""
     try:

@@ -6,8 +6,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from chalicelib.contract import DEFAULT_PLATFORM, MAX_PRESIGNED_URL_SECONDS, PLATFORMS
+
 GIB = 1024**3
-MAX_UPLOAD_URL_TTL_SECONDS = 900
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class Settings:
     connect_timeout_seconds: int
     fetcher_image: str
     progress_deadline_seconds: int
+    # What the cluster's nodes run ("os/arch"); an artifact for another platform is refused.
+    cluster_platforms: tuple[str, ...]
 
     @property
     def cluster_configured(self) -> bool:
@@ -51,12 +54,12 @@ class Settings:
             dynamodb_endpoint_url=env.get("AETHER_DYNAMODB_ENDPOINT_URL") or endpoint,
             max_artifact_bytes=_positive_int(env, "AETHER_MAX_ARTIFACT_BYTES", GIB),
             upload_url_ttl_seconds=min(
-                _positive_int(env, "AETHER_UPLOAD_URL_TTL_SECONDS", MAX_UPLOAD_URL_TTL_SECONDS),
-                MAX_UPLOAD_URL_TTL_SECONDS,
+                _positive_int(env, "AETHER_UPLOAD_URL_TTL_SECONDS", MAX_PRESIGNED_URL_SECONDS),
+                MAX_PRESIGNED_URL_SECONDS,
             ),
             download_url_ttl_seconds=min(
                 _positive_int(env, "AETHER_DOWNLOAD_URL_TTL_SECONDS", 300),
-                MAX_UPLOAD_URL_TTL_SECONDS,
+                MAX_PRESIGNED_URL_SECONDS,
             ),
             env_tokens=tuple(t.strip() for t in tokens.split(",") if t.strip()),
             namespace=env.get("AETHER_DEFAULT_NAMESPACE", "aether-apps"),
@@ -65,6 +68,7 @@ class Settings:
             connect_timeout_seconds=_positive_int(env, "AETHER_CONNECT_TIMEOUT_SECONDS", 3),
             fetcher_image=env.get("AETHER_FETCHER_IMAGE", "aether-fetcher:1"),
             progress_deadline_seconds=_positive_int(env, "AETHER_PROGRESS_DEADLINE_SECONDS", 120),
+            cluster_platforms=_platforms(env, "AETHER_CLUSTER_PLATFORMS", DEFAULT_PLATFORM),
         )
 
 
@@ -76,3 +80,11 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {raw!r}")
     return value
+
+
+def _platforms(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
+    listed = tuple(p.strip() for p in (env.get(name) or default).split(",") if p.strip())
+    unknown = [p for p in listed if p not in PLATFORMS]
+    if unknown or not listed:
+        raise ValueError(f"{name} must list platforms among {', '.join(PLATFORMS)}, got {unknown}")
+    return listed

@@ -11,24 +11,39 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.metrics import single_metric
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from chalicelib import apps
+from chalicelib import apps, contract
+from chalicelib.contract import ArtifactStatus, RejectionReason, SignatureState
 from chalicelib.observability import MetricUnit, logger, metrics
 from chalicelib.records import Application, Artifact, is_condition_failure, utcnow
 from chalicelib.storage import ARTIFACT_PREFIX, ArtifactStore
 
-_KEY = re.compile(r"artifacts/(?P<app>[a-z0-9-]{1,63})/(?P<digest>[0-9a-f]{64})/app\.tar\.gz")
+_KEY = re.compile(
+    rf"artifacts/(?P<app>{contract.APP_NAME_PATTERN})/(?P<digest>{contract.DIGEST_PATTERN})"
+    r"/app\.tar\.gz"
+)
+
+
+class Verdict(StrEnum):
+    """What one delivery did to the object it names."""
+
+    VERIFIED = "verified"
+    REJECTED = "rejected"
+    QUARANTINED = "quarantined"  # a stray object no upload was requested for
+    UNCHANGED = "unchanged"  # the record had already left pending
+    MISSING = "missing"  # nothing stored yet under the key
 
 
 @dataclass(frozen=True)
 class Outcome:
     key: str
-    status: str  # verified | rejected | quarantined | unchanged | missing
+    status: Verdict
     reason: str | None = None
 
 
@@ -49,7 +64,7 @@ def verify_key(store: ArtifactStore, key: str) -> Outcome:
     """Verify the object at ``key`` against the record that asked for it."""
     match = _KEY.fullmatch(key)
     if not key.startswith(ARTIFACT_PREFIX):
-        return Outcome(key, "unchanged", "outside artifacts/")
+        return Outcome(key, Verdict.UNCHANGED, "outside artifacts/")
     if match is None:
         return _quarantine_stray(store, key, "key does not name an app and digest")
     try:
@@ -62,16 +77,16 @@ def verify_key(store: ArtifactStore, key: str) -> Outcome:
 def verify_artifact(store: ArtifactStore, artifact: Artifact) -> Outcome:
     """Hash the stored object and move the record out of ``pending`` exactly once."""
     logger.append_keys(app=artifact.app_name, digest=artifact.digest)
-    if artifact.status == "verified":
-        return Outcome(artifact.key, "unchanged")
-    if artifact.status == "rejected":
+    if artifact.status == ArtifactStatus.VERIFIED:
+        return Outcome(artifact.key, Verdict.UNCHANGED)
+    if artifact.status == ArtifactStatus.REJECTED:
         # A second upload of rejected bytes without a new request: keep it out.
         if store.stat(artifact.key) is not None:
             store.quarantine(artifact.key)
-        return Outcome(artifact.key, "unchanged", artifact.reason)
+        return Outcome(artifact.key, Verdict.UNCHANGED, artifact.reason)
     stored = store.stat(artifact.key)
     if stored is None:
-        return Outcome(artifact.key, "missing")
+        return Outcome(artifact.key, Verdict.MISSING)
 
     started = time.monotonic()
     digest, size = _hash(store.read_chunks(artifact.key))
@@ -101,18 +116,21 @@ def _hash(chunks: Iterable[bytes]) -> tuple[str, int]:
     return sha256.hexdigest(), size
 
 
-def _problem(artifact: Artifact, digest: str, size: int) -> tuple[str | None, str]:
+def _problem(
+    artifact: Artifact, digest: str, size: int
+) -> tuple[RejectionReason | None, SignatureState]:
     """Why the bytes may not run (``None`` when they may), and the signature state."""
     if digest != artifact.digest:
-        return "digest_mismatch", artifact.signature_state
+        return RejectionReason.DIGEST_MISMATCH, artifact.signature_state
     if size != artifact.size_bytes:
-        return "size_mismatch", artifact.signature_state
+        return RejectionReason.SIZE_MISMATCH, artifact.signature_state
     if artifact.signature_hex is None:
         app = Application.get(artifact.app_name)
-        return ("unsigned" if app.require_signature else None), "absent"
+        unsigned = RejectionReason.UNSIGNED if app.require_signature else None
+        return unsigned, SignatureState.ABSENT
     if _signed_by_active_key(artifact.app_name, artifact.digest, artifact.signature_hex):
-        return None, "valid"
-    return "bad_signature", "invalid"
+        return None, SignatureState.VALID
+    return RejectionReason.BAD_SIGNATURE, SignatureState.INVALID
 
 
 def _signed_by_active_key(app_name: str, digest: str, signature_hex: str) -> bool:
@@ -129,21 +147,21 @@ def _signed_by_active_key(app_name: str, digest: str, signature_hex: str) -> boo
     return False
 
 
-def _mark_verified(artifact: Artifact, signature_state: str, size: int) -> Outcome:
+def _mark_verified(artifact: Artifact, signature_state: SignatureState, size: int) -> Outcome:
     now = utcnow()
     try:
         artifact.update(
             actions=[
-                Artifact.status.set("verified"),
+                Artifact.status.set(ArtifactStatus.VERIFIED),
                 Artifact.signature_state.set(signature_state),
                 Artifact.verified_at.set(now),
                 Artifact.reason.remove(),
             ],
-            condition=Artifact.status == "pending",
+            condition=Artifact.status == ArtifactStatus.PENDING,
         )
     except UpdateError as exc:
         if is_condition_failure(exc):
-            return Outcome(artifact.key, "unchanged")  # another delivery got there first
+            return Outcome(artifact.key, Verdict.UNCHANGED)  # another delivery got there first
         raise
     metrics.add_metric("artifacts_total", MetricUnit.Count, 1)
     metrics.add_metric("artifact_upload_bytes_total", MetricUnit.Bytes, size)
@@ -152,31 +170,34 @@ def _mark_verified(artifact: Artifact, signature_state: str, size: int) -> Outco
         MetricUnit.Seconds,
         (now - artifact.created_at).total_seconds(),
     )
-    _count_outcome("verified")
-    return Outcome(artifact.key, "verified")
+    _count_outcome(Verdict.VERIFIED)
+    return Outcome(artifact.key, Verdict.VERIFIED)
 
 
 def _mark_rejected(
-    store: ArtifactStore, artifact: Artifact, reason: str, signature_state: str
+    store: ArtifactStore,
+    artifact: Artifact,
+    reason: RejectionReason,
+    signature_state: SignatureState,
 ) -> Outcome:
     try:
         artifact.update(
             actions=[
-                Artifact.status.set("rejected"),
+                Artifact.status.set(ArtifactStatus.REJECTED),
                 Artifact.reason.set(reason),
                 Artifact.signature_state.set(signature_state),
             ],
-            condition=Artifact.status == "pending",
+            condition=Artifact.status == ArtifactStatus.PENDING,
         )
     except UpdateError as exc:
         if not is_condition_failure(exc):
             raise
-        return Outcome(artifact.key, "unchanged")
+        return Outcome(artifact.key, Verdict.UNCHANGED)
     # The record already says rejected, so nothing deploys it even if this fails.
     store.quarantine(artifact.key)
     logger.warning("artifact rejected", extra={"reason": reason})
     _count_outcome(reason)
-    return Outcome(artifact.key, "rejected", reason)
+    return Outcome(artifact.key, Verdict.REJECTED, reason)
 
 
 def _quarantine_stray(store: ArtifactStore, key: str, why: str) -> Outcome:
@@ -184,7 +205,7 @@ def _quarantine_stray(store: ArtifactStore, key: str, why: str) -> Outcome:
         store.quarantine(key)
     logger.warning("unexpected upload quarantined", extra={"key": key, "why": why})
     _count_outcome("unexpected")
-    return Outcome(key, "quarantined", why)
+    return Outcome(key, Verdict.QUARANTINED, why)
 
 
 def _count_outcome(outcome: str) -> None:

@@ -9,6 +9,7 @@ from typing import Any, BinaryIO
 import requests
 from nacl.signing import SigningKey
 
+from chalicelib.contract import default_runtime
 from tests.conftest import Api, Reply
 
 
@@ -32,7 +33,7 @@ def request_upload(
     if signature:
         headers["x-aether-signature"] = signature
     body = {"app_name": app_name, "size_bytes": len(data) if size is None else size}
-    return api.post("/artifacts", {**body, "runtime": "node20"}, headers=headers)
+    return api.post("/artifacts", {**body, "runtime": default_runtime()}, headers=headers)
 
 
 def put(upload: dict[str, Any], data: bytes | BinaryIO) -> requests.Response:

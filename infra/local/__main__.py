@@ -157,6 +157,7 @@ def _running_pid(name: str) -> int | None:
 def _admin_token(reuse: bool) -> str:
     """Keep the admin token while moto keeps its data; issue a new one otherwise."""
     from chalicelib import auth
+    from chalicelib.contract import Role
     from chalicelib.errors import Unauthorized
 
     current = read_env_file(LOCAL_ENV).get("AETHER_TOKEN")
@@ -166,7 +167,7 @@ def _admin_token(reuse: bool) -> str:
             return current
         except Unauthorized:
             pass
-    return auth.issue_token("local-admin", "admin").secret
+    return auth.issue_token("local-admin", Role.ADMIN).secret
 
 
 def _secret_file(path: Path) -> Path:

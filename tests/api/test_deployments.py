@@ -1,5 +1,6 @@
 import pytest
 
+from chalicelib.contract import default_runtime
 from tests.conftest import Api
 from tests.uploads import random_bytes, upload
 from tests.verification.delivery import deliver_pending_events
@@ -32,7 +33,7 @@ def test_a_deployment_is_recorded_and_applied(api: Api, verified: tuple[str, str
     assert [e["phase"] for e in body["events"]] == ["rolling_out"]
     assert body["artifact_digest"] == digest
     assert body["start_command"] == "npm start"
-    assert body["runtime"] == "node20"
+    assert body["runtime"] == default_runtime()
     assert body["env_names"] == ["GREETING"]
     assert "hi" not in reply.body.decode()
     shown = api.get(f"/deployments/{body['deployment_id']}").json

@@ -93,12 +93,12 @@ def test_no_lockfile_is_allowed(tmp_path: Path) -> None:
 
 def test_the_example_app_is_a_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     example = Path(__file__).resolve().parents[2] / "examples" / "hello-express"
-    monkeypatch.setenv("PATH", str(_fake_node(tmp_path, "v20.20.2")))
+    monkeypatch.setenv("PATH", str(_fake_node(tmp_path, "v22.12.0")))
     project = detect_project(example)
     assert (project.name, project.start_command, project.node_major) == (
         "hello-express",
         "npm start",
-        20,
+        22,
     )
     assert project.lockfile == example / "package-lock.json"
 

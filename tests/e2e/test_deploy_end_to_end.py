@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import requests
 
+from chalicelib.contract import default_runtime
 from infra.local.private import PrivateStack, private_stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,7 +119,7 @@ def _deploy_tampered_bytes(stack: PrivateStack, app: str) -> requests.Response:
     digest = hashlib.sha256(honest).hexdigest()
     ticket = requests.post(
         f"{api}/artifacts",
-        json={"app_name": app, "size_bytes": len(honest), "runtime": "node20"},
+        json={"app_name": app, "size_bytes": len(honest), "runtime": default_runtime()},
         headers={**headers, "X-Aether-Artifact-Digest": digest},
         timeout=10,
     ).json()

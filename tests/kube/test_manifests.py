@@ -1,4 +1,4 @@
-"""Workload synthesis: record in, dicts out, no cluster (DESIGN.md §6)."""
+"""Workload synthesis: record in, dicts out, no cluster."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ SPEC = WorkloadSpec(
     app_name="web",
     deployment_id="0b6f1c8e-4a52-4f0e-9a43-5d2e7c1b9f00",
     digest=DIGEST,
-    node_major=20,
+    node_major=24,
     start_command="npm start",
     env={"NODE_OPTIONS": "--max-old-space-size=256", "GREETING": "hi"},
     replicas=2,
@@ -244,7 +244,7 @@ def test_the_app_gets_a_writable_tmp_since_its_root_is_read_only() -> None:
 
 
 def test_the_app_runs_the_node_image_for_its_major() -> None:
-    assert _app()["image"] == "aether-nodejs:20-slim"
+    assert _app()["image"] == "aether-nodejs:24-slim"
     assert _pod(replace(SPEC, node_major=22))["containers"][0]["image"] == "aether-nodejs:22-slim"
     assert {c["imagePullPolicy"] for c in _containers()} == {"IfNotPresent"}
 
@@ -292,6 +292,12 @@ def test_rollout_settings() -> None:
     assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 
 
+def test_pods_run_only_on_nodes_of_the_artifacts_platform() -> None:
+    assert _pod()["nodeSelector"] == {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}
+    arm = _pod(replace(SPEC, platform="linux/arm64"))
+    assert arm["nodeSelector"] == {"kubernetes.io/os": "linux", "kubernetes.io/arch": "arm64"}
+
+
 # -- refusals --------------------------------------------------------------------------------
 
 
@@ -310,3 +316,9 @@ def test_a_malformed_digest_is_refused(digest: str) -> None:
 def test_an_empty_pull_token_is_refused() -> None:
     with pytest.raises(ValueError, match="pull token"):
         workload_manifests(SPEC, "")
+
+
+@pytest.mark.parametrize("platform", ["linux/386", "darwin/arm64", "amd64", ""])
+def test_an_unknown_platform_is_refused(platform: str) -> None:
+    with pytest.raises(ValueError, match="platform"):
+        replace(SPEC, platform=platform)

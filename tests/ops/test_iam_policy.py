@@ -22,6 +22,7 @@ from urllib.parse import quote_plus
 import pytest
 import requests
 
+from chalicelib.contract import default_runtime
 from tests.conftest import ADMIN_TOKEN, Api
 from tests.ops.iam import (
     ROOT,
@@ -184,7 +185,7 @@ def _upload(
     digest = hashlib.sha256(data).hexdigest()
     reply = api.post(
         "/artifacts",
-        {"app_name": app_name, "size_bytes": len(data), "runtime": "node20"},
+        {"app_name": app_name, "size_bytes": len(data), "runtime": default_runtime()},
         headers={
             "x-aether-artifact-digest": digest,
             "x-aether-signature": signer.sign(digest.encode()).signature.hex(),

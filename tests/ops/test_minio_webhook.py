@@ -20,6 +20,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
+from chalicelib.contract import default_runtime
 from infra.local.relay import MAX_WEBHOOK_BYTES, webhook_server
 from tests.conftest import Api
 
@@ -214,7 +215,7 @@ def test_a_minio_event_verifies_the_upload_through_the_real_handler(
     digest = hashlib.sha256(data).hexdigest()
     reply = api.post(
         "/artifacts",
-        {"app_name": unique_name, "size_bytes": len(data), "runtime": "node20"},
+        {"app_name": unique_name, "size_bytes": len(data), "runtime": default_runtime()},
         headers={"x-aether-artifact-digest": digest},
     )
     assert reply.status == 201, reply.body

@@ -22,6 +22,9 @@ class ResourceKind:
     tracks_generation: bool = False
     # DELETE answers with the object for these; with a Status for the others.
     delete_returns_object: bool = False
+    # Status fields the API server always writes (Go fields without omitempty): a new
+    # ReplicaSet reads ``replicas: 0`` before its controller syncs it, and clients require it.
+    initial_status: tuple[tuple[str, Any], ...] = ()
 
     @property
     def api_version(self) -> str:
@@ -85,7 +88,12 @@ DEPLOYMENTS = ResourceKind(
     "deployments", "Deployment", group="apps", status_subresource=True, tracks_generation=True
 )
 REPLICA_SETS = ResourceKind(
-    "replicasets", "ReplicaSet", group="apps", status_subresource=True, tracks_generation=True
+    "replicasets",
+    "ReplicaSet",
+    group="apps",
+    status_subresource=True,
+    tracks_generation=True,
+    initial_status=(("replicas", 0),),
 )
 
 ALL_KINDS = (NAMESPACES, PODS, SERVICES, SECRETS, CONFIG_MAPS, EVENTS, DEPLOYMENTS, REPLICA_SETS)

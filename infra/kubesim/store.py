@@ -125,7 +125,7 @@ class Store:
                 raise kind.already_exists(name)
             obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
             if kind.status_subresource:
-                obj["status"] = {}
+                obj["status"] = dict(kind.initial_status)
             for field in ("resourceVersion", "deletionTimestamp", "managedFields"):
                 metadata.pop(field, None)
             metadata["uid"] = str(uuid.uuid4())

@@ -11,6 +11,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from infra.kubesim import Simulator
+from infra.kubesim.resources import REPLICA_SETS
+from infra.kubesim.store import Store
 from tests.kubesim.workloads import deployment, update_with_retry
 
 
@@ -298,3 +300,20 @@ def test_dynamic_client_discovers_and_applies(api_client: client.ApiClient, sim:
     assert applied.to_dict()["data"] == {"a": "b"}
     deployments = resources.get(api_version="apps/v1", kind="Deployment")
     assert deployments.get(namespace="default").items == []
+
+
+def test_a_new_replica_set_reports_zero_replicas_before_its_controller_syncs() -> None:
+    """The official client refuses a ReplicaSet status without ``replicas``."""
+    store = Store()
+    try:
+        template = {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": "node"}]},
+        }
+        spec = {"selector": {"matchLabels": {"app": "web"}}, "template": template}
+        store.create(REPLICA_SETS, "default", {"metadata": {"name": "web-1"}, "spec": spec})
+        created = store.get(REPLICA_SETS, "default", "web-1")
+    finally:
+        store.close()
+    assert created["status"] == {"replicas": 0}
+    assert client.V1ReplicaSetStatus.from_dict(created["status"]).replicas == 0

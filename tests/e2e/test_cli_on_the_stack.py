@@ -59,7 +59,8 @@ def test_ctrl_c_while_following_a_rollout_says_it_goes_on(
     stack: PrivateStack, tmp_path: Path
 ) -> None:
     # Never listens on PORT, so the readiness probe never passes.
-    project = write_project(tmp_path / "sleeper", name="sleeper")
+    supported = {"engines": {"node": ">=22"}}  # the platform refuses end-of-life Node lines
+    project = write_project(tmp_path / "sleeper", name="sleeper", extra=supported)
     (project / "server.js").write_text("setInterval(() => {}, 1000);\n")
     started = aether(stack, "deploy", "--path", str(project), "--no-sbom", "--no-wait")
     deployment_id = started["deployment_id"]

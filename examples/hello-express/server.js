@@ -1,6 +1,7 @@
 'use strict';
 
-// The smallest useful Aether app: the platform injects PORT and probes /healthz.
+// The smallest useful Aether app: the platform injects PORT and sends traffic once the
+// port accepts connections (a TCP probe).
 const express = require('express');
 
 const VERSION = '1.0.0';
@@ -10,6 +11,7 @@ app.get('/', (_req, res) => {
   res.type('text/plain').send(`hello from aether (hello-express ${VERSION})\n`);
 });
 
+// For your own monitors; the platform does not call it.
 app.get('/healthz', (_req, res) => {
   res.status(200).type('text/plain').send('ok\n');
 });

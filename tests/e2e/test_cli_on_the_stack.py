@@ -103,3 +103,17 @@ def test_a_release_that_crashes_leaves_the_previous_one_serving_and_says_so(
     assert app["serving"]["url"] == first["url"]
     answer = requests.get(first["url"], timeout=10)
     assert answer.text == "hello from aether (hello-express 1.0.0)\n"
+
+
+def test_make_demo_runs_on_a_stack_in_another_state_directory(stack: PrivateStack) -> None:
+    demo = subprocess.run(
+        ["bash", str(ROOT / "infra" / "local" / "demo.sh")],
+        env=stack.env,  # AETHER_STATE_DIR and the ports of the private stack
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "hello from aether (hello-express 1.0.0)" in demo.stdout
+    assert "==> aether list" in demo.stdout and "\x1b[" not in demo.stdout
+    assert (stack.state / "demo" / "cache" / "aether" / "session.json").exists()

@@ -12,7 +12,8 @@ Start one::
 
 or ``python -m infra.kubesim --port 6443 --kubeconfig .aether/kubeconfig``.
 
-Test hooks, as methods and over HTTP (no token needed; the real API never uses ``/_sim/``):
+Test hooks, as methods and over HTTP (no token needed; the real API never uses ``/_sim/``;
+``Simulator(http_hooks=False)`` answers them as unknown API paths):
 
 =============================  =====================================================
 ``sim.set_api_down(True)``     ``POST /_sim/api-down`` (and ``/_sim/api-up``): every API

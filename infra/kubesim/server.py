@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import logging
 import socket
@@ -207,12 +208,12 @@ class RequestHandler(BaseHTTPRequestHandler):
         }
         body = self._read_body()
         try:
-            if url.path.startswith("/_sim/"):
+            if url.path.startswith("/_sim/") and self.simulator.http_hooks:
                 self._control(method, url.path, body)
                 return
             if self.simulator.api_down:
                 raise ApiError(503, "ServiceUnavailable", "the API server is down (simulated)")
-            if self.headers.get("Authorization") != f"Bearer {self.simulator.token}":
+            if not self._authorized():
                 raise ApiError(401, "Unauthorized", "Unauthorized")
             self._serve_api(method, url.path, query, body)
         except ApiError as error:
@@ -223,6 +224,12 @@ class RequestHandler(BaseHTTPRequestHandler):
             LOG.exception("kubesim: %s %s failed", method, self.path)
             failure = ApiError(500, "InternalError", "internal error in the API simulator")
             self._send_json(500, failure.to_status())
+
+    def _authorized(self) -> bool:
+        sent = self.headers.get("Authorization") or ""
+        expected = f"Bearer {self.simulator.token}"
+        # Constant time: how much of a guess matched must not show in the answer's timing.
+        return hmac.compare_digest(sent.encode("utf-8", "replace"), expected.encode())
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)

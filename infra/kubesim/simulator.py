@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -18,14 +20,16 @@ from infra.kubesim.server import ApiServer
 from infra.kubesim.store import Store
 
 CONTEXT_NAME = "aether-sim"
-DEFAULT_TOKEN = "aether-sim-token"  # noqa: S105 - a dummy credential for a loopback simulator
 
 
 class Simulator:
     """A Kubernetes API simulator listening on 127.0.0.1, serving from a background thread.
 
     ``runtime`` decides how pods run; the default ``SimulatedRuntime`` makes them ready after a
-    few tens of milliseconds and is the one the fault hooks script.
+    few tens of milliseconds and is the one the fault hooks script. ``token`` is the bearer
+    token every API request must carry (a random one by default, written to the kubeconfig).
+    ``http_hooks=False`` keeps the test hooks off HTTP (a stack other users share: anyone on
+    the machine could reach them); the methods stay.
     """
 
     def __init__(
@@ -33,10 +37,12 @@ class Simulator:
         port: int = 0,
         *,
         runtime: PodRuntime | None = None,
-        token: str = DEFAULT_TOKEN,
+        token: str | None = None,
         resync_interval: float = 0.1,
+        http_hooks: bool = True,
     ) -> None:
-        self.token = token
+        self.token = token or secrets.token_urlsafe(32)
+        self.http_hooks = http_hooks
         self.api_down = False
         self.store = Store()
         self.logs = LogBook()
@@ -82,11 +88,14 @@ class Simulator:
         self.stop()
 
     def write_kubeconfig(self, path: str | Path, *, namespace: str = "default") -> Path:
-        """Write a kubeconfig (context ``aether-sim``, plain http, a bearer token) and return it."""
+        """Write a kubeconfig (context ``aether-sim``, plain http, a bearer token) and return it.
+
+        It holds the token, so it is readable by its owner only, from its creation (written
+        under a temporary name with mode 0600, then renamed over any previous one).
+        """
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(
-            f"""apiVersion: v1
+        text = f"""apiVersion: v1
 kind: Config
 clusters:
 - name: {CONTEXT_NAME}
@@ -105,7 +114,15 @@ contexts:
 current-context: {CONTEXT_NAME}
 preferences: {{}}
 """
-        )
+        temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(text)
+            temporary.replace(target)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
         return target
 
     # -- hooks -------------------------------------------------------------------------------

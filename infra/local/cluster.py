@@ -2,12 +2,16 @@
 
 The API simulator (``infra/kubesim``) with a ``ProcessRuntime`` (pods are local processes under
 ``--state-dir``) and ``ServiceProxies`` (each Service answers on a stable loopback port,
-published in its ``status.loadBalancer``). It writes a kubeconfig, creates the apps namespace
-from ``infra/k8s/namespace.yaml`` as an operator would, and runs until SIGTERM or SIGINT, then
-stops every pod.
+published in its ``status.loadBalancer``). It writes a kubeconfig (mode 0600, a random token),
+creates the apps namespace from ``infra/k8s/namespace.yaml`` as an operator would, and runs
+until SIGTERM or SIGINT, then stops every pod. The simulator's test hooks are off: every
+request needs the kubeconfig's token.
 
     python -m infra.local.cluster --port 6443 --kubeconfig .aether/kubeconfig \\
-        --state-dir .aether/pods [--app-port-base 9100]
+        --state-dir .aether/pods [--node-dir .aether/node] [--app-port-base 9100]
+
+``--node-dir`` (default: ``node`` beside the state directory) keeps the Node.js installs the
+pods' images ask for (``aether-nodejs:24-slim``), made once.
 """
 
 from __future__ import annotations
@@ -90,13 +94,15 @@ def start_cluster(
     port_base: int = DEFAULT_PORT_BASE,
     timing: Timing | None = None,
     namespaces: bool = True,
+    node_dir: str | Path | None = None,
 ) -> LocalCluster:
     """A simulator on 127.0.0.1:``port`` whose pods run under ``state_dir``.
 
     ``namespaces``: create the apps namespace from ``infra/k8s/namespace.yaml``.
+    ``node_dir``: where Node.js installs go (``aether_cli.nodejs``'s default cache if None).
     """
-    runtime = ProcessRuntime(state_dir, timing=timing)
-    simulator = Simulator(port, runtime=runtime)
+    runtime = ProcessRuntime(state_dir, timing=timing, node_dir=node_dir)
+    simulator = Simulator(port, runtime=runtime, http_hooks=False)
     # The runtime exists before the store that holds the Secrets; no pod can start before this.
     runtime.secrets = secrets_in(simulator.store)
     try:
@@ -117,6 +123,9 @@ def main() -> None:
     parser.add_argument("--kubeconfig", required=True, help="where to write the kubeconfig")
     parser.add_argument("--state-dir", required=True, help="where pods keep their files")
     parser.add_argument(
+        "--node-dir", help="where Node.js installs go (default: node beside --state-dir)"
+    )
+    parser.add_argument(
         "--app-port-base",
         type=int,
         default=int(os.environ.get("AETHER_APP_PORT_BASE", str(DEFAULT_PORT_BASE))),
@@ -128,7 +137,10 @@ def main() -> None:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    cluster = start_cluster(args.state_dir, port=args.port, port_base=args.app_port_base)
+    node_dir = args.node_dir or Path(args.state_dir).absolute().parent / "node"
+    cluster = start_cluster(
+        args.state_dir, port=args.port, port_base=args.app_port_base, node_dir=node_dir
+    )
     try:
         path = cluster.write_kubeconfig(args.kubeconfig)
         print(f"cluster listening on {cluster.url}; kubeconfig written to {path}", flush=True)

@@ -7,14 +7,25 @@ volume's directory. Init containers run in order, then the main containers, each
 process group, with the kubelet's restart and back-off rules. Every pod gets one free loopback
 port, handed to its containers as ``PORT`` and probed as the readinessProbe says.
 
-A container's program: its ``command`` (and ``args``), or the entrypoint of a known image
-(``aether-fetcher`` is ``infra/images/fetcher/fetch.py`` under this Python). The environment is
-the container's own plus ``PATH`` and locale of this process, never the rest of it: the
-stack's AWS credentials stay out of app processes. ``secretKeyRef`` values come from
-``secrets`` and go only into the child's environment.
+A container's image is what ``infra/local/images.py`` makes of it (``aether-nodejs:24-slim``
+is a real Node.js 24, installed once); its program is its ``command`` (and ``args``), or the
+image's entrypoint. The environment is the image's, the container's own, and ``PATH`` and
+locale of this process, never the rest of it: the stack's AWS credentials stay out of app
+processes. ``secretKeyRef`` values come from ``secrets`` and go only into the child's
+environment.
 
-Not modelled: resource limits, users and the read-only root filesystem, volumes other than
-emptyDir, several ports per pod, liveness and startup probes, exec probes.
+Users: when the stack runs as root, every container runs as its ``runAsUser``/``runAsGroup``
+(``infra/local/users.py``) and the pod's directories are that user's, so an app cannot read
+the stack's private files. Pods' directories must then be reachable by other users: when
+``state_dir`` is not (a private directory above it), they live in a directory of their own
+under the system's temporary directory instead, and so does the node directory.
+
+An app that never listens on the port it was given but listens on another one is stopped
+with the reason ``WrongPort`` and a message naming both ports (``procfs``); waiting would not
+make it ready.
+
+Not modelled: resource limits, the read-only root filesystem, volumes other than emptyDir,
+several ports per pod, liveness and startup probes, exec probes.
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,17 +48,20 @@ from pathlib import Path
 from typing import IO, Any
 
 from infra.kubesim import PodStatusSink, PodView, Running, Terminated, Waiting
+from infra.local import procfs, users
+from infra.local.images import Image, Images, PullError
 from infra.local.processes import LOOPBACK, free_port
+from infra.local.users import User
 
-FETCHER = Path(__file__).resolve().parents[1] / "images" / "fetcher" / "fetch.py"
-# Image name (without tag) → its entrypoint, for containers that do not set ``command``.
-ENTRYPOINTS: Mapping[str, tuple[str, ...]] = {"aether-fetcher": (sys.executable, str(FETCHER))}
-# What a child inherits from this process; everything else comes from the manifest.
+# What a child inherits from this process; everything else comes from the image and manifest.
 INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 # The kubelet's FallbackToLogsOnError: the end of the log becomes the termination message.
 TERMINATION_MESSAGE_LINES = 80
 TERMINATION_MESSAGE_BYTES = 2048
 OWNER_FILE = ".pod-uid"  # in a pod's directory: which pod made it
+WRONG_PORT = "WrongPort"  # the termination reason of an app listening elsewhere
+# Traversable, not listable: other users reach their own pod's directory by name only.
+PASSAGE_MODE = 0o711
 
 # (namespace, secret name, key) → value; raises LookupError with the kubelet's message.
 SecretResolver = Callable[[str, str, str], str]
@@ -69,10 +83,20 @@ class Timing:
     probe_timeout_max: float = 2.0
     grace_period_max: float = 3.0
     poll_interval: float = 0.05
+    # How long an unready app may listen on other ports only before it is stopped.
+    wrong_port_grace: float = 3.0
 
 
 class ContainerConfigError(Exception):
     """The container cannot be started as configured (the kubelet's CreateContainerConfigError)."""
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """Why the runtime stopped a container that would never become ready."""
+
+    reason: str
+    message: str
 
 
 @dataclass
@@ -81,6 +105,7 @@ class _Pod:
     sink: PodStatusSink
     directory: Path
     port: int
+    owner: User | None  # whose its directories are; None: the stack's own user
     stopping: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     processes: set[subprocess.Popen[bytes]] = field(default_factory=set)
@@ -106,6 +131,7 @@ class ProcessRuntime:
 
     ``secrets`` resolves ``secretKeyRef``; it may be set after construction (the simulator that
     holds the Secrets is built around the runtime) but before the first pod starts.
+    ``node_dir`` is where Node.js installs go (``aether_cli.nodejs``'s default cache if None).
     """
 
     def __init__(
@@ -114,6 +140,7 @@ class ProcessRuntime:
         *,
         secrets: SecretResolver | None = None,
         timing: Timing | None = None,
+        node_dir: str | Path | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.secrets = secrets
@@ -122,6 +149,35 @@ class ProcessRuntime:
         self._pods: dict[str, _Pod] = {}
         self._workers: list[threading.Thread] = []
         self._closed = False
+        self._spare: Path | None = None  # pods' directories when others cannot reach state_dir
+        self.pods_root = self.state_dir
+        nodes = Path(node_dir).absolute() if node_dir is not None else None
+        if users.can_switch_users():
+            self.pods_root = self._open_directory(self.state_dir, "pods' files")
+            if nodes is not None:
+                nodes = self._open_directory(nodes, "Node.js installs", mode=0o755)
+        self.images = Images(nodes)
+
+    def _open_directory(self, wanted: Path, what: str, mode: int = PASSAGE_MODE) -> Path:
+        """``wanted`` if other users (the pods') can reach it, else a spare directory."""
+        wanted.mkdir(parents=True, exist_ok=True)
+        wanted.chmod(mode)
+        if users.others_can_reach(wanted):
+            return wanted
+        if self._spare is None:
+            self._spare = Path(tempfile.mkdtemp(prefix="aether-pods-"))
+            self._spare.chmod(PASSAGE_MODE)
+        fallback = self._spare / ".node" if mode != PASSAGE_MODE else self._spare
+        fallback.mkdir(exist_ok=True)
+        fallback.chmod(mode)
+        log.warning(
+            "pods run as their own users, who cannot reach %s (a directory above it is "
+            "private): %s go to %s instead",
+            wanted,
+            what,
+            fallback,
+        )
+        return fallback
 
     # -- what the service proxies and tests ask ----------------------------------------------
 
@@ -142,7 +198,7 @@ class ProcessRuntime:
         return result
 
     def pod_directory(self, namespace: str, name: str) -> Path:
-        return self.state_dir / namespace / name
+        return self.pods_root / namespace / name
 
     # -- PodRuntime --------------------------------------------------------------------------
 
@@ -155,7 +211,7 @@ class ProcessRuntime:
             # The kernel may hand out a port again once it is free: a pod that has not bound
             # its port yet must not share it.
             port = next(p for p in iter(free_port, None) if p not in taken)
-            record = _Pod(pod, sink, directory, port)
+            record = _Pod(pod, sink, directory, port, users.pod_user(pod.manifest))
             worker = threading.Thread(
                 target=self._run_pod, args=(record,), name=f"aether-pod-{pod.name}", daemon=True
             )
@@ -189,6 +245,8 @@ class ProcessRuntime:
                 _kill_group(process, signal.SIGKILL)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(timeout=1.0)
+        if self._spare is not None:
+            shutil.rmtree(self._spare, ignore_errors=True)
 
     # -- the life of a pod -------------------------------------------------------------------
 
@@ -200,7 +258,7 @@ class ProcessRuntime:
                     return
             mains = [
                 threading.Thread(
-                    target=self._run_main,
+                    target=self._run_main_reporting,
                     args=(pod, container),
                     name=f"aether-pod-{pod.view.name}-{container['name']}",
                     daemon=True,
@@ -211,8 +269,10 @@ class ProcessRuntime:
                 thread.start()
             for thread in mains:
                 thread.join()
-        except Exception:
+        except Exception as error:
             log.exception("pod %s/%s: runtime failure", pod.view.namespace, pod.view.name)
+            for container in _container_specs(pod.view.manifest, "containers"):
+                _report_failure(pod, container["name"], error)
         finally:
             # A pod whose containers have finished keeps its directory until it is deleted.
             while pod.sink.active and not pod.stopping.wait(0.2):
@@ -225,19 +285,32 @@ class ProcessRuntime:
 
     def _prepare(self, pod: _Pod) -> None:
         shutil.rmtree(pod.directory, ignore_errors=True)  # a namesake from an earlier run
-        for sub in ("home", "tmp"):
-            (pod.directory / sub).mkdir(parents=True, exist_ok=True)
+        pod.directory.mkdir(parents=True)
         (pod.directory / OWNER_FILE).write_text(pod.view.uid)
+        if pod.owner is not None:
+            for passage in (pod.directory.parent, pod.directory):
+                passage.chmod(PASSAGE_MODE)
+        owned = [pod.directory / "home", pod.directory / "tmp", pod.directory / "volumes"]
         for volume in pod.view.manifest.get("spec", {}).get("volumes") or []:
             if "emptyDir" in volume:
-                (pod.directory / "volumes" / volume["name"]).mkdir(parents=True, exist_ok=True)
+                owned.append(pod.directory / "volumes" / volume["name"])
             else:
                 log.warning(
                     "pod %s: volume %s is not an emptyDir; not provided",
                     pod.view.name,
                     volume["name"],
                 )
-        log.info("pod %s/%s: starting on port %d", pod.view.namespace, pod.view.name, pod.port)
+        for directory in owned:
+            directory.mkdir()
+            if pod.owner is not None:
+                users.hand_over(directory, pod.owner)
+        log.info(
+            "pod %s/%s: starting on port %d%s",
+            pod.view.namespace,
+            pod.view.name,
+            pod.port,
+            f" as uid {pod.owner.uid}" if pod.owner else "",
+        )
 
     def _run_init(self, pod: _Pod, container: Mapping[str, Any]) -> bool:
         """Run an init container until it succeeds; False if the pod stops or gives up first."""
@@ -255,6 +328,13 @@ class ProcessRuntime:
             failures += 1
             self._back_off(pod, name, failures)
         return False
+
+    def _run_main_reporting(self, pod: _Pod, container: Mapping[str, Any]) -> None:
+        try:
+            self._run_main(pod, container)
+        except Exception as error:
+            log.exception("pod %s: container %s: runtime failure", pod.view.name, container["name"])
+            _report_failure(pod, container["name"], error)
 
     def _run_main(self, pod: _Pod, container: Mapping[str, Any]) -> None:
         name = container["name"]
@@ -292,10 +372,14 @@ class ProcessRuntime:
         ``probe`` is given for main containers: their readiness is reported as it changes.
         """
         name = container["name"]
+        image = self._pull(pod, container)
+        if image is None:
+            return None
         while True:  # the kubelet retries a container it cannot configure (a Secret may come)
             try:
-                command = self._command(container)
-                env = self._environment(pod, container)
+                user = self._user(pod, container)
+                command, switch = self._command(container, image, user)
+                env = self._environment(pod, container, image)
                 break
             except ContainerConfigError as error:
                 pod.sink.report(name, Waiting("CreateContainerConfigError", str(error)))
@@ -316,8 +400,9 @@ class ProcessRuntime:
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    **_as_user(switch),
                 )
-            except OSError as error:
+            except (OSError, ValueError, subprocess.SubprocessError) as error:
                 pod.sink.report(name, Running())
                 pod.sink.report(name, Terminated(128, "StartError", f"{command[0]}: {error}"))
                 return 128, 0.0
@@ -333,7 +418,7 @@ class ProcessRuntime:
         reader.start()
         pod.sink.report(name, Running(ready=probe is not None and probe.kind == "none"))
         try:
-            exit_code = self._supervise(pod, name, process, probe, started)
+            outcome = self._supervise(pod, name, process, probe, started)
         finally:
             # Also after a natural exit: a child left behind would hold the port and the log.
             if process.poll() is None or _group_alive(process.pid):
@@ -341,9 +426,15 @@ class ProcessRuntime:
             reader.join(timeout=2.0)
             with pod.lock:
                 pod.processes.discard(process)
-        if exit_code is None:
+        if outcome is None:
             return None
         ran_for = time.monotonic() - started
+        if isinstance(outcome, _Verdict):
+            exit_code = _exit_code(process.returncode) if process.returncode is not None else 137
+            log.info("pod %s: container %s stopped: %s", pod.view.name, name, outcome.message)
+            pod.sink.report(name, Terminated(exit_code, outcome.reason, outcome.message))
+            return exit_code, ran_for
+        exit_code = outcome
         log.info("pod %s: container %s exited with %d", pod.view.name, name, exit_code)
         if exit_code == 0:
             pod.sink.report(name, Terminated(0, "Completed"))
@@ -359,11 +450,14 @@ class ProcessRuntime:
         process: subprocess.Popen[bytes],
         probe: _Probe | None,
         started: float,
-    ) -> int | None:
-        """Wait for the process to exit, probing readiness meanwhile; None if the pod stops."""
+    ) -> int | _Verdict | None:
+        """Wait for the process to exit, probing readiness meanwhile: its exit code, a verdict
+        when it can never become ready, None if the pod stops."""
         ready = probe is not None and probe.kind == "none"
+        ever_ready = ready
         streak = 0  # consecutive results that disagree with ``ready``
         next_probe = started + (probe.initial_delay if probe else 0.0)
+        elsewhere_since: float | None = None  # listening, but never on its own port
         while True:
             if pod.stopping.wait(self.timing.poll_interval) or not pod.sink.active:
                 return None
@@ -373,12 +467,24 @@ class ProcessRuntime:
             if probe is None or probe.kind == "none" or time.monotonic() < next_probe:
                 continue
             passed = _probe_once(probe, pod.port)
-            next_probe = time.monotonic() + probe.period
+            now = next_probe = time.monotonic()
+            next_probe += probe.period
             streak = streak + 1 if passed != ready else 0
             threshold = probe.failure_threshold if ready else probe.success_threshold
             if streak >= threshold and process.poll() is None:
                 ready, streak = passed, 0
+                ever_ready |= ready
                 pod.sink.report(name, Running(ready=ready))
+            if passed or ever_ready:
+                elsewhere_since = None
+                continue
+            ports = procfs.listening_ports(process.pid)
+            if not ports or pod.port in ports:
+                elsewhere_since = None
+                continue
+            elsewhere_since = elsewhere_since or now
+            if now - elsewhere_since >= self.timing.wrong_port_grace:
+                return _Verdict(WRONG_PORT, wrong_port_message(pod.port, ports))
 
     def _terminate(self, pod: _Pod, process: subprocess.Popen[bytes]) -> None:
         """SIGTERM the container's process group; SIGKILL it after the grace period."""
@@ -399,25 +505,77 @@ class ProcessRuntime:
 
     # -- what a container runs with ----------------------------------------------------------
 
-    @staticmethod
-    def _command(container: Mapping[str, Any]) -> list[str]:
-        command = list(container.get("command") or ())
-        args = list(container.get("args") or ())
-        if command:
-            return command + args
-        image = str(container.get("image", ""))
-        # registry/path/name:tag@digest → name
-        repository = image.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
-        entrypoint = ENTRYPOINTS.get(repository)
-        if entrypoint is None:
-            raise ContainerConfigError(
-                f"container {container['name']}: no command and no local entrypoint for image "
-                f"{image!r}"
-            )
-        return [*entrypoint, *args]
+    def _pull(self, pod: _Pod, container: Mapping[str, Any]) -> Image | None:
+        """The container's image, once it can be had; None if the pod stops first.
 
-    def _environment(self, pod: _Pod, container: Mapping[str, Any]) -> dict[str, str]:
+        A failed pull is retried with the kubelet's back-off (``ImagePullBackOff``).
+        """
+        name = container["name"]
+        reference = str(container.get("image", ""))
+        try:
+            user = self._user(pod, container)
+        except ContainerConfigError:
+            user = None  # reported once the image is here
+        failures = 0
+        while pod.alive():
+            try:
+                return self.images.pull(
+                    reference,
+                    user=user,
+                    announce=lambda message: pod.sink.report(
+                        name, Waiting("ContainerCreating", message)
+                    ),
+                )
+            except PullError as error:
+                log.warning("pod %s: container %s: %s", pod.view.name, name, error.message)
+                pod.sink.report(name, Waiting(error.reason, error.message))
+                failures += 1
+                delay = min(
+                    self.timing.backoff_initial * 2 ** (failures - 1), self.timing.backoff_max
+                )
+                if error.reason == "ErrImagePull":
+                    if pod.stopping.wait(min(delay / 2, 1.0)) or not pod.alive():
+                        return None
+                    back_off = f'Back-off pulling image "{reference}": {error.message}'
+                    pod.sink.report(name, Waiting("ImagePullBackOff", back_off))
+                pod.stopping.wait(delay)
+        return None
+
+    @staticmethod
+    def _user(pod: _Pod, container: Mapping[str, Any]) -> User | None:
+        try:
+            return users.container_user(pod.view.manifest, container)
+        except ValueError as error:
+            raise ContainerConfigError(str(error)) from None
+
+    @staticmethod
+    def _command(
+        container: Mapping[str, Any], image: Image, user: User | None
+    ) -> tuple[list[str], User | None]:
+        """The program to start and the user the process must switch to (None: none, or the
+        image's entrypoint switches by itself)."""
+        command = [str(word) for word in container.get("command") or ()]
+        args = [str(word) for word in container.get("args") or ()]
+        if command:
+            argv, switch = command + args, user
+        else:
+            entrypoint = image.entrypoint(user)
+            if entrypoint is None:
+                raise ContainerConfigError(
+                    f"container {container['name']}: no command and no local entrypoint for "
+                    f"image {image.reference!r}"
+                )
+            argv, switch = [*entrypoint, *args], None
+        if any("\0" in word for word in argv):
+            raise ContainerConfigError(
+                f"container {container['name']}: its command holds a NUL byte"
+            )
+        return argv, switch
+
+    def _environment(self, pod: _Pod, container: Mapping[str, Any], image: Image) -> dict[str, str]:
         env = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
+        for name, value in image.env.items():
+            env[name] = str(self._path_in_pod(pod, container, value) or value)
         for entry in container.get("env") or []:
             env[entry["name"]] = self._env_value(pod, container, entry)
         tmp = self._path_in_pod(pod, container, "/tmp") or pod.directory / "tmp"  # noqa: S108
@@ -427,6 +585,12 @@ class ProcessRuntime:
             PORT=str(pod.port),  # every pod needs its own; the manifest's value is per-cluster
             HOSTNAME=pod.view.name,
         )
+        for name, value in env.items():
+            if "\0" in name or "\0" in value or "=" in name or not name:
+                raise ContainerConfigError(
+                    f"env {one_line(name)}: a variable's name and value cannot hold a NUL byte "
+                    "(nor its name a '=')"
+                )
         return env
 
     def _env_value(self, pod: _Pod, container: Mapping[str, Any], entry: Mapping[str, Any]) -> str:
@@ -463,6 +627,35 @@ class ProcessRuntime:
         return None
 
 
+def wrong_port_message(given: int, ports: set[int]) -> str:
+    listened = ", ".join(str(port) for port in sorted(ports))
+    which = "port" if len(ports) == 1 else "ports"
+    return (
+        f"the app listens on {which} {listened} but not on port {given}, the one it was "
+        "given: Aether passes the port to listen on in the PORT environment variable "
+        "(in Node.js, process.env.PORT)"
+    )
+
+
+def one_line(text: str, limit: int = 80) -> str:
+    """``text`` made printable and short, for a message."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def _report_failure(pod: _Pod, container: str, error: Exception) -> None:
+    """A runtime bug must not leave a pod waiting forever: say so in the container's status."""
+    message = f"the embedded runtime failed: {type(error).__name__}: {one_line(str(error), 300)}"
+    pod.sink.report(container, Waiting("CreateContainerError", message))
+
+
+def _as_user(user: User | None) -> dict[str, Any]:
+    """Popen's arguments that start the process as ``user`` with no supplementary groups."""
+    if user is None:
+        return {}
+    return {"user": user.uid, "group": user.gid, "extra_groups": []}
+
+
 def _owner(directory: Path) -> str | None:
     try:
         return (directory / OWNER_FILE).read_text()
@@ -495,25 +688,13 @@ def _kill_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> Non
 def _group_alive(pgid: int) -> bool:
     """Whether a process of the group still runs. Zombies do not count: an orphan waits for
     init to reap it, and some inits (in containers, sandboxes) never do."""
-    proc = Path("/proc")
-    if not proc.is_dir():
+    if not procfs.PROC.is_dir():
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
             return False
         return True
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False
+    return bool(procfs.group_members(pgid))
 
 
 # -- readiness -------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ Every test deploys its own app name into ``aether-apps``; nothing needs a reset 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,11 +34,22 @@ FAST = Timing(
     probe_timeout_max=1.0,
     grace_period_max=2.0,
     poll_interval=0.02,
+    wrong_port_grace=0.5,
 )
 
 
-def start_fast_cluster(state_dir: Path) -> LocalCluster:
-    return start_cluster(state_dir, timing=FAST, port_base=free_port())
+def start_fast_cluster(state_dir: Path, node_dir: Path) -> LocalCluster:
+    return start_cluster(state_dir, timing=FAST, port_base=free_port(), node_dir=node_dir)
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A fresh directory other users can reach (pods run as uid 1000 when tests run as root):
+    pytest's own temporary directories are private to the user running the tests."""
+    directory = Path(tempfile.mkdtemp(prefix="aether-test-"))
+    directory.chmod(0o711)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +60,13 @@ def artifacts() -> Iterator[ArtifactServer]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    cluster = start_fast_cluster(tmp_path_factory.mktemp("pods"))
+def cluster(node_cache: Path) -> Iterator[LocalCluster]:
+    state = Path(tempfile.mkdtemp(prefix="aether-test-pods-"))
+    state.chmod(0o711)
+    cluster = start_fast_cluster(state, node_cache)
     yield cluster
     cluster.close()
+    shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -289,11 +289,13 @@ def test_a_wrong_digest_stops_the_pod_at_init_error(
     assert list(app_volume.iterdir()) == []  # nothing of the refused archive was extracted
 
 
-def test_close_leaves_no_process_behind(tmp_path: Path, artifacts: ArtifactServer) -> None:
+def test_close_leaves_no_process_behind(
+    open_dir: Path, tmp_path: Path, artifacts: ArtifactServer, node_cache: Path
+) -> None:
     from chalicelib.kube import api_client
 
     threads_before = set(threading.enumerate())
-    local = start_fast_cluster(tmp_path / "pods")
+    local = start_fast_cluster(open_dir / "pods", node_cache)
     try:
         api = api_client(str(local.write_kubeconfig(tmp_path / "kubeconfig")))
         deployment_id = deploy(api, artifacts, "leaver", artifacts.add(node_app("leaver v1")))
@@ -306,7 +308,7 @@ def test_close_leaves_no_process_behind(tmp_path: Path, artifacts: ArtifactServe
 
     assert not running(node_pid)
     assert not any(running(pid) for pid in leaders)
-    assert list((tmp_path / "pods").glob("*/*")) == []  # no pod directory is left
+    assert list((open_dir / "pods").glob("*/*")) == []  # no pod directory is left
     leaked = [
         t.name
         for t in set(threading.enumerate()) - threads_before
@@ -319,7 +321,7 @@ def test_close_leaves_no_process_behind(tmp_path: Path, artifacts: ArtifactServe
 
 
 def test_the_cluster_command_runs_pods_and_stops_them_on_sigterm(
-    tmp_path: Path, artifacts: ArtifactServer
+    open_dir: Path, tmp_path: Path, artifacts: ArtifactServer, node_cache: Path
 ) -> None:
     from chalicelib.kube import api_client
 
@@ -334,7 +336,9 @@ def test_the_cluster_command_runs_pods_and_stops_them_on_sigterm(
         "--kubeconfig",
         str(kubeconfig),
         "--state-dir",
-        str(tmp_path / "pods"),
+        str(open_dir / "pods"),
+        "--node-dir",
+        str(node_cache),
         "--app-port-base",
         str(free_port()),
     ]
@@ -355,4 +359,4 @@ def test_the_cluster_command_runs_pods_and_stops_them_on_sigterm(
         service.stop()
 
     assert not running(node_pid)
-    assert list((tmp_path / "pods").glob("*/*")) == []
+    assert list((open_dir / "pods").glob("*/*")) == []

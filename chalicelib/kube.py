@@ -52,6 +52,15 @@ _APPLY = "application/apply-patch+yaml"
 _FATAL_WAITING = frozenset(
     {"InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError", "CreateContainerError"}
 )
+# Termination reasons that say the app can never become ready as it is (the embedded runtime
+# stops an app that listens on other ports than the one it was given with "WrongPort").
+_FATAL_TERMINATED = frozenset({"WrongPort"})
+# The line a crash loop is summed up by: a JavaScript error ("TypeError: ...",
+# "Error [ERR_MODULE_NOT_FOUND]: ..."), else any line that says error.
+_JS_ERROR = re.compile(
+    r"\s*(?:Uncaught\s+)?[A-Za-z_$][\w$.]*(?:Error|Exception)(?:\s*\[[^\]]*\])?:\s"
+)
+_ANY_ERROR = re.compile(r"\b(?:error|fatal)\b|ERR!", re.IGNORECASE)
 
 
 # -- manifests -------------------------------------------------------------------------------
@@ -653,6 +662,9 @@ class Cluster:
             for container in statuses or []:
                 waiting = container.state.waiting if container.state else None
                 what = f"{'init container' if init else 'container'} {container.name}"
+                stopped = _fatal_termination(container)
+                if stopped is not None:
+                    return f"pod {name}: {what}: {stopped}"
                 if waiting is not None and waiting.reason in _FATAL_WAITING:
                     return f"pod {name}: {what}: {waiting.reason}: {waiting.message or ''}".rstrip(
                         ": "
@@ -705,10 +717,30 @@ def _pod_waiting(pod: Any) -> str | None:
     for container in [*(status.init_container_statuses or []), *(status.container_statuses or [])]:
         waiting = container.state.waiting if container.state else None
         if waiting is not None and waiting.reason not in ("PodInitializing", None):
-            return f"pod {name}: container {container.name} waiting: {waiting.reason}"
+            detail = f": {waiting.message}" if waiting.message else ""
+            return f"pod {name}: container {container.name} waiting: {waiting.reason}{detail}"
+    ports = {
+        c.name: [p.container_port for p in c.ports or [] if p.container_port]
+        for c in (pod.spec.containers if pod.spec else None) or []
+    }
     for container in status.container_statuses or []:
         if not container.ready:
+            given = ports.get(container.name)
+            if container.name == APP_CONTAINER and given:
+                return (
+                    f"pod {name}: container {container.name} not ready: it never accepted "
+                    f"connections on port {given[0]}, which Aether passes in the PORT "
+                    "environment variable"
+                )
             return f"pod {name}: container {container.name} not ready"
+    return None
+
+
+def _fatal_termination(container: Any) -> str | None:
+    for state in (container.state, container.last_state):
+        terminated = state.terminated if state else None
+        if terminated is not None and terminated.reason in _FATAL_TERMINATED:
+            return f"{terminated.reason}: {terminated.message or ''}".rstrip(": ")
     return None
 
 
@@ -716,10 +748,21 @@ def _last_exit(container: Any) -> str:
     for state in (container.state, container.last_state):
         terminated = state.terminated if state else None
         if terminated is not None:
-            detail = (terminated.message or terminated.reason or "").strip().splitlines()
+            detail = first_error_line(terminated.message or terminated.reason or "")
             text = f", last exit code {terminated.exit_code}"
-            return f"{text}: {detail[-1]}" if detail else text
+            return f"{text}: {detail}" if detail else text
     return ""
+
+
+def first_error_line(output: str) -> str:
+    """The line of a process's output that says what went wrong: the first JavaScript error,
+    else the first line that says error, else the last line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    javascript = next((line for line in lines if _JS_ERROR.match(line)), None)
+    said = javascript or next((line for line in lines if _ANY_ERROR.search(line)), None)
+    if said is not None:
+        return said
+    return lines[-1] if lines else ""
 
 
 def _utc(moment: datetime) -> datetime:

@@ -63,6 +63,8 @@ def string(body: Mapping[str, Any], field: str, default: str | None = None) -> s
     value = body.get(field, default)
     if value is not None and (not isinstance(value, str) or not value.strip()):
         raise BadRequest(f"{field} must be a non-empty string")
+    if value is not None and "\x00" in value:
+        raise BadRequest(f"{field} must not contain a NUL character")
     return value
 
 
@@ -93,6 +95,8 @@ def environment(value: Any) -> dict[str, str]:
             )
         if name in contract.RESERVED_ENV_NAMES:
             raise BadRequest(f"env entry {name} is set by the platform")
+        if "\x00" in item:  # no process environment can carry one
+            raise BadRequest(f"env entry {name} must not contain a NUL character")
     return dict(value)
 
 

@@ -527,7 +527,8 @@ class ProcessRuntime:
                     ),
                 )
             except PullError as error:
-                log.warning("pod %s: container %s: %s", pod.view.name, name, error.message)
+                if not failures:
+                    log.warning("pod %s: container %s: %s", pod.view.name, name, error.message)
                 pod.sink.report(name, Waiting(error.reason, error.message))
                 failures += 1
                 delay = min(
@@ -574,6 +575,8 @@ class ProcessRuntime:
 
     def _environment(self, pod: _Pod, container: Mapping[str, Any], image: Image) -> dict[str, str]:
         env = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
+        if image.path is not None:
+            env["PATH"] = image.path
         for name, value in image.env.items():
             env[name] = str(self._path_in_pod(pod, container, value) or value)
         for entry in container.get("env") or []:

@@ -53,7 +53,8 @@ class Image:
     reference: str
     # A Python entrypoint run by this interpreter, for containers that give no command.
     script: Path | None = None
-    env: Mapping[str, str] = field(default_factory=dict)  # the image's ENV, PATH included
+    env: Mapping[str, str] = field(default_factory=dict)  # the image's ENV (container paths)
+    path: str | None = None  # the container's PATH on this machine; None: this process's
 
     def entrypoint(self, user: User | None) -> list[str] | None:
         """The image's own command, for a container without one; None if it has none.
@@ -114,9 +115,8 @@ class Images:
                 f"({NODE_IMAGE}:24-slim), not {tag!r}",
             )
         node = self._node(int(match.group(1)), reference, user, announce)
-        env = dockerfile_env(NODE_DOCKERFILE)
-        env["PATH"] = os.pathsep.join(filter(None, (str(node.bin_dir), os.environ.get("PATH"))))
-        return Image(reference, env=env)
+        path = os.pathsep.join(filter(None, (str(node.bin_dir), os.environ.get("PATH"))))
+        return Image(reference, env=dockerfile_env(NODE_DOCKERFILE), path=path)
 
     def _node(
         self, major: int, reference: str, user: User | None, announce: Callable[[str], None]

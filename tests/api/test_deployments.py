@@ -135,7 +135,9 @@ def test_deploying_another_apps_artifact_is_not_found(api: Api, verified: tuple[
         {"env": {"PORT": "3000"}},
         {"env": {"OK": 5}},
         {"env": ["A=B"]},
+        {"env": {"OK": "a\x00b"}},
         {"start_command": ""},
+        {"start_command": "node\x00server.js"},
         {"runtime": "node16"},
     ],
 )

@@ -46,7 +46,7 @@ def test_fetcher_image_is_a_pinned_slim_python_running_fetch_py_as_uid_1000() ->
 def test_nodejs_image_is_official_slim_node_by_major_as_uid_1000() -> None:
     dockerfile = IMAGES / "nodejs" / "Dockerfile"
     steps = instructions(dockerfile)
-    assert steps[0] == ("ARG", "NODE_MAJOR=20")
+    assert steps[0] == ("ARG", "NODE_MAJOR=24")
     assert values(dockerfile, "FROM") == ["node:${NODE_MAJOR}-bookworm-slim"]
     assert values(dockerfile, "USER") == ["1000:1000"]
     assert steps[-1] == ("CMD", '["npm", "start"]')

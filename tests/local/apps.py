@@ -13,7 +13,9 @@ from pathlib import Path
 PULL_TOKEN = "pull-token-for-tests"
 
 # MODE=serve (default) listens at once; MODE=late only once $TMPDIR/gate exists; MODE=crash
-# exits with 3. GET /ready answers 503 until the gate exists (for an httpGet probe).
+# exits with 3; MODE=fixed listens on $FIXED_PORT, not $PORT; MODE=missing requires a file the
+# artifact lacks. GET /ready answers 503 until the gate exists (for an httpGet probe); GET
+# /about says which Node, user and PATH run the app; GET /read?path=P whether it can read P.
 SERVER_JS = """\
 const http = require("node:http");
 const fs = require("node:fs");
@@ -25,7 +27,36 @@ if (mode === "crash") {
   console.error(`${message}: crashing on purpose`);
   process.exit(3);
 }
+if (mode === "missing") {
+  require(path.join(__dirname, "dist", "index.js"));
+}
 const server = http.createServer((req, res) => {
+  const url = new URL(req.url, "http://app");
+  if (url.pathname === "/about") {
+    const about = {
+      version: process.version,
+      uid: process.getuid(),
+      gid: process.getgid(),
+      groups: process.getgroups(),
+      path: process.env.PATH,
+      nodeEnv: process.env.NODE_ENV,
+    };
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(JSON.stringify(about));
+    return;
+  }
+  if (url.pathname === "/read") {
+    let outcome;
+    try {
+      fs.readFileSync(url.searchParams.get("path"));
+      outcome = "read";
+    } catch (error) {
+      outcome = error.code;
+    }
+    res.writeHead(200, { "content-type": "text/plain" });
+    res.end(outcome);
+    return;
+  }
   if (req.url === "/ready") {
     const open = fs.existsSync(gate);
     console.log(`readiness ${open ? 200 : 503}`);
@@ -36,10 +67,9 @@ const server = http.createServer((req, res) => {
   res.writeHead(200, { "content-type": "text/plain" });
   res.end(`${message} pid=${process.pid}\\n`);
 });
+const port = mode === "fixed" ? process.env.FIXED_PORT : process.env.PORT;
 const listen = () =>
-  server.listen(Number(process.env.PORT), "127.0.0.1", () =>
-    console.log(`${message} listening on ${process.env.PORT}`),
-  );
+  server.listen(Number(port), "127.0.0.1", () => console.log(`${message} listening on ${port}`));
 if (mode === "late") {
   console.log("waiting for the gate");
   const timer = setInterval(() => {

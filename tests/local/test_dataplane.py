@@ -38,6 +38,7 @@ def deploy(
     replicas: int = 1,
     deadline: int = 30,
     probe: dict[str, Any] | None = None,
+    node_major: int = 20,
 ) -> str:
     """Apply the app's manifests as the control plane does; return the deployment id."""
     deployment_id = str(uuid.uuid4())
@@ -45,7 +46,7 @@ def deploy(
         app_name=app,
         deployment_id=deployment_id,
         digest=digest,
-        node_major=20,
+        node_major=node_major,
         start_command="npm start",
         env=env or {},
         replicas=replicas,
@@ -60,14 +61,16 @@ def deploy(
     return deployment_id
 
 
-def finished_rollout(api: ApiClient, app: str, deployment_id: str) -> Rollout:
+def finished_rollout(
+    api: ApiClient, app: str, deployment_id: str, *, timeout: float = 10.0
+) -> Rollout:
     cluster = Cluster(api, NAMESPACE)
 
     def finished() -> Rollout | None:
         rollout = cluster.rollout(app, deployment_id)
         return rollout if rollout.finished else None
 
-    return wait_for(finished, what=f"the rollout of {app} to finish")
+    return wait_for(finished, timeout=timeout, what=f"the rollout of {app} to finish")
 
 
 def pods_of(api: ApiClient, app: str, deployment_id: str | None = None) -> list[Any]:

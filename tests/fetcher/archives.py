@@ -91,3 +91,25 @@ def tar_gz(*members: Member) -> bytes:
         for member in members:
             tar.addfile(member.info, member.content)
     return raw.getvalue()
+
+
+def extended_header_bomb(kind: bytes, size: int) -> bytes:
+    """A tar.gz whose first header is a GNU long name (``tarfile.GNUTYPE_LONGNAME``) or a pax
+    header (``tarfile.XHDTYPE``) announcing ``size`` bytes of data, which follow ('a' after
+    'a': a few hundred KB compressed), then one honest file. Written in chunks: the bomb
+    never exists in memory here."""
+    raw = io.BytesIO()
+    header = tarfile.TarInfo("././@LongLink" if kind == tarfile.GNUTYPE_LONGNAME else "pax")
+    header.type, header.size, header.mtime = kind, size, MTIME
+    honest = _info("package.json", tarfile.REGTYPE, 0o644)
+    honest.size = 3
+    with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=6) as compressed:
+        compressed.write(header.tobuf(format=tarfile.GNU_FORMAT))
+        chunk = b"a" * (1024 * 1024)
+        for start in range(0, size, len(chunk)):
+            compressed.write(chunk[: size - start])
+        compressed.write(bytes(-size % tarfile.BLOCKSIZE))
+        compressed.write(honest.tobuf(format=tarfile.GNU_FORMAT))
+        compressed.write(b"{}\n".ljust(tarfile.BLOCKSIZE, b"\0"))
+        compressed.write(bytes(2 * tarfile.BLOCKSIZE))
+    return raw.getvalue()

@@ -15,9 +15,27 @@ from pathlib import Path
 
 import pytest
 
-from .archives import Member, directory, file, hardlink, special, symlink, tar_gz, zeros
+from .archives import (
+    Member,
+    directory,
+    extended_header_bomb,
+    file,
+    hardlink,
+    special,
+    symlink,
+    tar_gz,
+    zeros,
+)
 from .sites import Site, body, sha256
-from .workspace import FETCH, Result, Workspace, assert_refused, run_fetch, snapshot
+from .workspace import (
+    FETCH,
+    Result,
+    Workspace,
+    assert_refused,
+    run_fetch,
+    run_fetch_measured,
+    snapshot,
+)
 
 MiB = 1024 * 1024
 
@@ -54,6 +72,12 @@ def publish(site: Site, *members: Member) -> tuple[str, str]:
 def fetch(workspace: Workspace, url: str, digest: str, *extra: str) -> Result:
     workspace.freeze()
     return run_fetch("--url", url, "--digest", digest, "--dest", str(workspace.dest), *extra)
+
+
+def fetch_measured(workspace: Workspace, url: str, digest: str) -> tuple[Result, int]:
+    """The fetch and the fetcher's peak resident memory in bytes."""
+    workspace.freeze()
+    return run_fetch_measured("--url", url, "--digest", digest, "--dest", str(workspace.dest))
 
 
 def expected_tree() -> dict[str, str]:
@@ -219,14 +243,89 @@ def test_many_files_adding_up_past_the_size_limit_are_refused(
 
 
 def test_bomb_hidden_in_a_pax_header_is_refused(storage: Site, workspace: Workspace) -> None:
-    # tarfile reads a pax header whole into memory: the decompressed stream itself is bounded.
+    # tarfile reads a pax header whole into memory: its size is checked before that.
     member = file("package.json", b"{}\n")
     member.info.pax_headers = {"comment": "x" * (2 * MiB)}
     url, digest = publish(storage, member)
 
-    result = fetch(workspace, url, digest, "--max-bytes", str(MiB))
+    result = fetch(workspace, url, digest)
 
-    assert_refused(result, 8, "archive too large", workspace)
+    assert_refused(result, 8, "a pax header of 2097169 bytes (more than 81920)", workspace)
+
+
+@pytest.mark.parametrize(
+    ("kind", "phrase"),
+    [(tarfile.GNUTYPE_LONGNAME, "long-name"), (tarfile.XHDTYPE, "pax")],
+    ids=["long name", "pax"],
+)
+def test_a_huge_extended_header_is_refused_before_it_is_read(
+    kind: bytes, phrase: str, storage: Site, workspace: Workspace
+) -> None:
+    size = 512 * MiB
+    archive = extended_header_bomb(kind, size)
+    assert len(archive) < 2 * MiB  # a small download...
+    url, digest = serve(storage, archive)
+
+    result, peak = fetch_measured(workspace, url, digest)
+
+    # ... refused at its header: its data is neither read whole nor echoed.
+    assert_refused(result, 8, f"a {phrase} header of {size} bytes (more than", workspace)
+    assert len(result.error_lines[0]) < 200
+    assert peak < 128 * MiB, f"the fetcher grew to {peak // MiB} MiB"
+
+
+def test_paths_deeper_than_the_limit_are_refused_without_growing(
+    storage: Site, workspace: Workspace
+) -> None:
+    members = [file("/".join(["d"] * 899) + f"/f{i}.js") for i in range(300)]
+    url, digest = publish(storage, file("first.js"), *members)
+
+    result, peak = fetch_measured(workspace, url, digest)
+
+    assert_refused(result, 8, "deeper than 128 directories", workspace)
+    assert peak < 128 * MiB, f"the fetcher grew to {peak // MiB} MiB"
+    assert "(1803 characters)" in result.error_lines[0]  # the name is cut, not echoed whole
+
+
+def test_many_deep_paths_within_the_limit_keep_memory_small(
+    storage: Site, workspace: Workspace
+) -> None:
+    # Every directory a path implies is remembered once, not once per path below it.
+    members = [file("/".join(["d"] * 100) + f"/e{i}/f.js") for i in range(300)]
+    url, digest = publish(storage, *members)
+
+    result, peak = fetch_measured(workspace, url, digest)
+
+    assert result.code == 0, result.stderr
+    assert peak < 128 * MiB, f"the fetcher grew to {peak // MiB} MiB"
+
+
+def test_a_path_too_deep_for_the_extractor_is_refused_not_a_traceback(
+    storage: Site, workspace: Workspace
+) -> None:
+    url, digest = publish(storage, file("/".join(["d"] * 1999) + "/x.js"))
+
+    result = fetch(workspace, url, digest, "--max-depth", "5000")
+
+    assert_refused(result, 8, "unsafe archive", workspace)
+
+
+def test_depth_limit_can_be_lowered(storage: Site, workspace: Workspace) -> None:
+    url, digest = publish(storage, file("node_modules/a/node_modules/b/index.js"))
+
+    result = fetch(workspace, url, digest, "--max-depth", "4")
+
+    assert_refused(result, 8, "deeper than 4 directories", workspace)
+
+
+def test_a_long_name_in_a_refusal_is_cut(storage: Site, workspace: Workspace) -> None:
+    url, digest = publish(storage, file("/".join(["n" * 200] * 15) + "/../../x.js"))
+
+    result = fetch(workspace, url, digest)
+
+    assert_refused(result, 8, "'..' in path", workspace)
+    assert "... (3025 characters)" in result.error_lines[0]
+    assert len(result.error_lines[0]) < 250
 
 
 def test_too_many_entries_are_refused(storage: Site, workspace: Workspace) -> None:

@@ -36,6 +36,31 @@ def run_fetch(*args: str, env: dict[str, str] | None = None) -> Result:
     return Result(done.returncode, done.stderr)
 
 
+# Runs the fetcher as its child and reports the child's peak RSS (KiB on Linux) on its last
+# line: this process's own children (servers, earlier fetches) do not count.
+_MEASURED = """\
+import resource, subprocess, sys
+code = subprocess.run(sys.argv[1:]).returncode
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def run_fetch_measured(*args: str) -> tuple[Result, int]:
+    """``run_fetch`` and the fetcher's peak resident memory in bytes."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("AETHER_")}
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURED, sys.executable, str(FETCH), *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=120,
+        check=False,
+    )
+    *lines, peak = done.stderr.splitlines()
+    return Result(done.returncode, "\n".join(lines) + "\n"), int(peak) * 1024
+
+
 def snapshot(root: Path) -> dict[str, str]:
     """Every path under root with what it is: file content hash, link target, or dir."""
     tree: dict[str, str] = {}

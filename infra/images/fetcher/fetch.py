@@ -16,6 +16,7 @@ Each flag may come from the environment instead; a flag wins over its variable.
     --max-bytes    AETHER_FETCH_MAX_BYTES    download size and uncompressed tar size (2 GiB)
     --max-entries  AETHER_FETCH_MAX_ENTRIES  number of archive entries (200000)
     --max-path     AETHER_FETCH_MAX_PATH     characters in an entry's path or link target (4096)
+    --max-depth    AETHER_FETCH_MAX_DEPTH    directories in an entry's path (128)
     --retries      AETHER_FETCH_RETRIES      retries after connection errors, timeouts,
                                              5xx, 429 and truncated bodies (4)
     --retry-delay  AETHER_FETCH_RETRY_DELAY  first backoff in seconds, doubled per retry (1.0)
@@ -41,16 +42,22 @@ Archive rules, checked per entry before tarfile's `data` filter sees it:
     The last two keep every write inside the tree even where the filter's own realpath
     checks can be fooled (CVE-2025-4517, Pythons before 3.11.13); the filter stays as the
     second line (it also drops setuid bits and ownership).
+    Memory stays bounded whatever the archive says: a long-name or pax header (which
+    tarfile reads whole) larger than 64 KiB plus four bytes per --max-path character is
+    refused before it is read, and paths deeper than --max-depth are refused. Names in
+    messages are cut to 100 characters.
 
 Exit codes (stderr's last line is one `fetch: error: ...` line on any failure)
     0    DEST holds exactly the archive's contents
+    1    internal error: a bug in the fetcher (still one line, no traceback)
     2    usage: a missing or malformed argument
     3    the server refused: HTTP 4xx (401/403 token, 404 digest), or a bad redirect
     4    the server is unreachable or failing (connection error, timeout, 5xx) after retries
     5    truncated download: fewer bytes than Content-Length announced, after retries
     6    digest mismatch: the bytes are not the artifact that was asked for
     7    not a valid gzip-compressed tar archive
-    8    unsafe archive: an entry refused by the rules above, or a size/count/path limit
+    8    unsafe archive: an entry refused by the rules above, or a size/count/path/depth/
+         header limit
     9    local error: DEST unusable, disk full, permissions
     130, 143  interrupted by SIGINT, SIGTERM
 """
@@ -85,6 +92,7 @@ if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
 EXIT_OK = 0
+EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_HTTP = 3
 EXIT_UNAVAILABLE = 4
@@ -97,7 +105,19 @@ EXIT_LOCAL = 9
 DEFAULT_MAX_BYTES = 2 * 1024**3
 DEFAULT_MAX_ENTRIES = 200_000
 DEFAULT_MAX_PATH = 4096
+DEFAULT_MAX_DEPTH = 128
 NAME_MAX = 255  # longest single path component on Linux filesystems
+SHOWN_NAME = 100  # characters of an entry's name a message quotes
+# tarfile reads these headers' data whole into memory (a long name, a set of pax records).
+EXTENDED_HEADERS = frozenset(
+    {
+        tarfile.GNUTYPE_LONGNAME,
+        tarfile.GNUTYPE_LONGLINK,
+        tarfile.XHDTYPE,
+        tarfile.XGLTYPE,
+        tarfile.SOLARIS_XHDTYPE,
+    }
+)
 CHUNK = 1024 * 1024
 
 
@@ -123,6 +143,13 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def shown(name: str) -> str:
+    """An entry's name for a message: quoted, one line, at most SHOWN_NAME characters."""
+    if len(name) <= SHOWN_NAME:
+        return repr(name)
+    return f"{name[:SHOWN_NAME]!r}... ({len(name)} characters)"
+
+
 def redact(url: str) -> str:
     """scheme://host/path only: presigned URLs carry credentials in the query string."""
     parts = urllib.parse.urlsplit(url)
@@ -142,6 +169,7 @@ class Config:
     max_bytes: int
     max_entries: int
     max_path: int
+    max_depth: int
     retries: int
     retry_delay: float
     timeout: float
@@ -161,6 +189,7 @@ def parse_args(argv: Sequence[str]) -> Config:
     parser.add_argument("--max-bytes")
     parser.add_argument("--max-entries")
     parser.add_argument("--max-path")
+    parser.add_argument("--max-depth")
     parser.add_argument("--retries")
     parser.add_argument("--retry-delay")
     parser.add_argument("--timeout")
@@ -202,6 +231,7 @@ def parse_args(argv: Sequence[str]) -> Config:
             number("max-entries", "AETHER_FETCH_MAX_ENTRIES", DEFAULT_MAX_ENTRIES, int)
         ),
         max_path=int(number("max-path", "AETHER_FETCH_MAX_PATH", DEFAULT_MAX_PATH, int)),
+        max_depth=int(number("max-depth", "AETHER_FETCH_MAX_DEPTH", DEFAULT_MAX_DEPTH, int)),
         retries=int(number("retries", "AETHER_FETCH_RETRIES", 4, int)),
         retry_delay=number("retry-delay", "AETHER_FETCH_RETRY_DELAY", 1.0, float),
         timeout=number("timeout", "AETHER_FETCH_TIMEOUT", 30.0, float),
@@ -354,7 +384,32 @@ class _Seen:
 
 
 def _refuse(member: tarfile.TarInfo, why: str) -> NoReturn:
-    raise FetchError(EXIT_UNSAFE, f"unsafe archive entry {member.name!r}: {why}")
+    raise FetchError(EXIT_UNSAFE, f"unsafe archive entry {shown(member.name)}: {why}")
+
+
+def header_limit(config: Config) -> int:
+    """Bytes of a long-name or pax header: room for a path and a link target of max_path
+    characters (four bytes each in UTF-8) and the other records."""
+    return 64 * 1024 + 4 * config.max_path
+
+
+def bounded_headers(limit: int) -> type[tarfile.TarInfo]:
+    """A TarInfo that refuses an extended header larger than ``limit`` before tarfile reads
+    its data (whole, into memory); every header of the archive is read through it."""
+
+    class BoundedTarInfo(tarfile.TarInfo):
+        def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
+            if self.type in EXTENDED_HEADERS and self.size > limit:
+                long_name = self.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+                kind = "long-name" if long_name else "pax"
+                raise FetchError(
+                    EXIT_UNSAFE,
+                    f"unsafe archive: a {kind} header of {self.size} bytes (more than {limit})",
+                )
+            member: tarfile.TarInfo = super()._proc_member(tar)  # type: ignore[misc]
+            return member
+
+    return BoundedTarInfo
 
 
 def check(member: tarfile.TarInfo, seen: _Seen, config: Config) -> None:
@@ -367,6 +422,8 @@ def check(member: tarfile.TarInfo, seen: _Seen, config: Config) -> None:
     if member.name.startswith("/"):
         _refuse(member, "absolute path")
     parts = [p for p in member.name.split("/") if p not in ("", ".")]
+    if len(parts) > config.max_depth or member.linkname.count("/") >= config.max_depth:
+        _refuse(member, f"deeper than {config.max_depth} directories")
     if ".." in parts:
         _refuse(member, "'..' in path")
     if any(len(p.encode("utf-8", "surrogateescape")) > NAME_MAX for p in parts):
@@ -378,9 +435,10 @@ def check(member: tarfile.TarInfo, seen: _Seen, config: Config) -> None:
         _refuse(member, "the archive root must be a directory")
     if name in seen.names or (name in seen.parents and not member.isdir()):
         _refuse(member, "duplicate entry")
-    for depth in range(1, len(parts)):
-        if "/".join(parts[:depth]) in seen.symlinks:
-            _refuse(member, "path goes through a symlink")
+    if seen.symlinks:
+        for depth in range(1, len(parts)):
+            if "/".join(parts[:depth]) in seen.symlinks:
+                _refuse(member, "path goes through a symlink")
 
     if member.issym():
         if member.linkname.startswith("/"):
@@ -401,7 +459,13 @@ def check(member: tarfile.TarInfo, seen: _Seen, config: Config) -> None:
             )
         seen.files.add(name)
     seen.names.add(name)
-    seen.parents.update("/".join(parts[:depth]) for depth in range(1, len(parts)))
+    # Deepest first: once a parent is known, so are all of its own (memory grows with the
+    # directories, not with the square of each path's depth).
+    for depth in range(len(parts) - 1, 0, -1):
+        parent = "/".join(parts[:depth])
+        if parent in seen.parents:
+            break
+        seen.parents.add(parent)
 
 
 def extract(archive: Path, tree: Path, config: Config) -> None:
@@ -412,7 +476,12 @@ def extract(archive: Path, tree: Path, config: Config) -> None:
         with gzip.open(archive, "rb") as compressed:
             stream = _Bounded(compressed, config.max_bytes)
             # Stream mode ("r|"): one forward pass, so every byte goes through _Bounded.
-            with tarfile.open(fileobj=stream, mode="r|", errorlevel=2) as tar:
+            with tarfile.open(
+                fileobj=stream,
+                mode="r|",
+                errorlevel=2,
+                tarinfo=bounded_headers(header_limit(config)),
+            ) as tar:
 
                 def checked() -> Iterator[tarfile.TarInfo]:
                     for member in tar:
@@ -423,11 +492,13 @@ def extract(archive: Path, tree: Path, config: Config) -> None:
     except FetchError:
         raise
     except tarfile.FilterError as error:
-        raise FetchError(EXIT_UNSAFE, f"unsafe archive: {one_line(str(error))}") from None
+        raise FetchError(EXIT_UNSAFE, f"unsafe archive: {one_line(str(error))[:300]}") from None
+    except (RecursionError, MemoryError):
+        raise FetchError(EXIT_UNSAFE, "unsafe archive: too deep or too large to extract") from None
     except (tarfile.ReadError, tarfile.CompressionError, gzip.BadGzipFile, EOFError, zlib.error):
         raise FetchError(EXIT_BAD_ARCHIVE, "not a valid gzip-compressed tar archive") from None
     except (tarfile.TarError, OSError) as error:
-        raise FetchError(EXIT_LOCAL, f"extraction failed: {one_line(str(error))}") from None
+        raise FetchError(EXIT_LOCAL, f"extraction failed: {one_line(str(error))[:300]}") from None
     elapsed = time.monotonic() - started
     log(f"extracted {seen.entries} entries ({seen.size} bytes) in {elapsed:.2f} s")
 
@@ -516,8 +587,12 @@ def main(argv: Sequence[str]) -> int:
         print(f"fetch: error: {one_line(error.message)}", file=sys.stderr, flush=True)
         return error.code
     except OSError as error:
-        print(f"fetch: error: {one_line(str(error))}", file=sys.stderr, flush=True)
+        print(f"fetch: error: {one_line(str(error))[:300]}", file=sys.stderr, flush=True)
         return EXIT_LOCAL
+    except Exception as error:  # a bug: still one line, never a traceback
+        what = f"{type(error).__name__}: {one_line(str(error))[:300]}"
+        print(f"fetch: error: internal error: {what}", file=sys.stderr, flush=True)
+        return EXIT_INTERNAL
     return EXIT_OK
 
 

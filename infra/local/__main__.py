@@ -56,8 +56,12 @@ def stack_environment(ports: Ports) -> dict[str, str]:
 
 
 def up(ports: Ports) -> None:
+    # Whatever the stack and its services write is theirs alone; the state directory is
+    # traversable so that pods (another user when run as root) reach their own directories.
+    os.umask(0o077)
     for directory in (LOGS, PIDS):
         directory.mkdir(parents=True, exist_ok=True)
+    STATE.chmod(0o711)
     env = stack_environment(ports)
     os.environ.update(env)
 

@@ -278,6 +278,7 @@ def show_deployment(deployment_id: str) -> Response:
 def reconcile_deployments(event: CloudWatchEvent) -> None:
     get_settings()
     rollouts.advance_all_in_flight(get_data_plane())
+    rollouts.restore_lost_workloads(get_data_plane())
     flush_metrics()
 
 

@@ -472,6 +472,18 @@ class Cluster:
                 return f"http://{host}:{ports[0]}" if ports else f"http://{host}"
         return f"http://{app_name}.{self.namespace}.svc.cluster.local"
 
+    def has_workload(self, app_name: str) -> bool:
+        """Whether the app's Deployment exists (a restarted or new cluster has none)."""
+        try:
+            self._apps.read_namespaced_deployment(
+                app_name, self.namespace, _request_timeout=self._timeout
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
     def rollout(self, app_name: str, deployment_id: str) -> Rollout:
         """This deployment's rollout, from the Deployment's status and its own pods."""
         try:

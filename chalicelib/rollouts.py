@@ -12,13 +12,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from pynamodb.exceptions import UpdateError
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from chalicelib import auth, deployments, kube
 from chalicelib.contract import FINISHED, IN_FLIGHT, DeploymentStatus
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.observability import logger
-from chalicelib.records import Deployment, is_condition_failure, utcnow
+from chalicelib.records import Application, Deployment, is_condition_failure, utcnow
 from chalicelib.settings import Settings
 
 
@@ -83,27 +83,62 @@ def advance_all_in_flight(plane: DataPlane) -> int:
     return advanced
 
 
+def restore_lost_workloads(plane: DataPlane) -> int:
+    """Give the cluster back each app's current deployment if it has lost its workload.
+
+    The cluster is disposable; the records are not. When the cluster comes back empty (it
+    restarted, or a new one was pointed at the same tables and bucket), every app whose
+    current deployment (its last successful one) has no workload gets it applied again from
+    the deployment's record: same artifact, configuration and deployment id, a new pull token.
+    Apps with a rollout in flight are left to it, and a workload that exists is never touched.
+    """
+    cluster = plane.cluster
+    if cluster is None:
+        return 0
+    restored = 0
+    for app in Application.scan():
+        current = _restorable(app)
+        if current is None:
+            continue
+        try:
+            if cluster.has_workload(app.name):
+                continue
+            _apply(plane, cluster, current)
+        except Exception as exc:
+            if kube.is_unavailable(exc):
+                break  # the cluster is down for everyone; the next run retries
+            logger.exception("restoring a workload failed", extra={"app": app.name})
+            continue
+        _note(current, "restored", "the cluster had lost this workload; applied it again")
+        restored += 1
+    return restored
+
+
+def _restorable(app: Application) -> Deployment | None:
+    """The app's last successful deployment, unless a newer one is still in flight."""
+    if app.latest_deployment_id is None:
+        return None
+    try:
+        latest = Deployment.get(app.latest_deployment_id, consistent_read=True)
+    except DoesNotExist:
+        return None
+    if latest.status in IN_FLIGHT:
+        return None
+    if latest.status == DeploymentStatus.SUCCEEDED:
+        return latest
+    earlier: Deployment
+    for earlier in Deployment.by_app.query(app.name, scan_index_forward=False):
+        if earlier.status == DeploymentStatus.SUCCEEDED:
+            return earlier
+    return None
+
+
 def _start(plane: DataPlane, cluster: kube.Cluster, deployment: Deployment) -> None:
     """Claim the apply (only one caller wins ``pending → rolling_out``), then apply."""
     if not _transition(deployment, DeploymentStatus.PENDING, DeploymentStatus.ROLLING_OUT):
         return
-    pull = auth.issue_pull_token(deployment.app_name)
     try:
-        spec = kube.WorkloadSpec(
-            app_name=deployment.app_name,
-            deployment_id=deployment.deployment_id,
-            digest=deployment.artifact_digest,
-            node_major=int(deployment.runtime.removeprefix("node")),
-            platform=deployment.platform,
-            start_command=deployment.start_command,
-            env=deployment.env_dict(),
-            replicas=int(deployment.replicas),
-            namespace=cluster.namespace,
-            artifact_url=plane.artifact_url(deployment.artifact_digest),
-            fetcher_image=plane.settings.fetcher_image,
-            progress_deadline_seconds=plane.settings.progress_deadline_seconds,
-        )
-        cluster.apply(kube.workload_manifests(spec, pull.secret))
+        spec = _apply(plane, cluster, deployment)
     except Exception as exc:
         if kube.is_unavailable(exc):
             # Hand the claim back so the next attempt applies again.
@@ -117,12 +152,33 @@ def _start(plane: DataPlane, cluster: kube.Cluster, deployment: Deployment) -> N
             f"the cluster refused the workload: {_refusal(exc)}",
         )
         return
-    auth.retire_pull_tokens(deployment.app_name, keep=pull.record.token_id)
     _note(
         deployment,
         DeploymentStatus.ROLLING_OUT,
         f"applied Deployment {spec.app_name} ({spec.app_image})",
     )
+
+
+def _apply(plane: DataPlane, cluster: kube.Cluster, deployment: Deployment) -> kube.WorkloadSpec:
+    """Apply the deployment's workload with a new pull token, which then replaces the app's."""
+    pull = auth.issue_pull_token(deployment.app_name)
+    spec = kube.WorkloadSpec(
+        app_name=deployment.app_name,
+        deployment_id=deployment.deployment_id,
+        digest=deployment.artifact_digest,
+        node_major=int(deployment.runtime.removeprefix("node")),
+        platform=deployment.platform,
+        start_command=deployment.start_command,
+        env=deployment.env_dict(),
+        replicas=int(deployment.replicas),
+        namespace=cluster.namespace,
+        artifact_url=plane.artifact_url(deployment.artifact_digest),
+        fetcher_image=plane.settings.fetcher_image,
+        progress_deadline_seconds=plane.settings.progress_deadline_seconds,
+    )
+    cluster.apply(kube.workload_manifests(spec, pull.secret))
+    auth.retire_pull_tokens(deployment.app_name, keep=pull.record.token_id)
+    return spec
 
 
 def _refusal(exc: Exception) -> str:

@@ -2,7 +2,10 @@
 
 Everything binds to 127.0.0.1. State lives in ``.aether/`` at the repository
 root (or ``AETHER_STATE_DIR``): ``local.env`` (mode 0600), ``logs/``, ``pids/``,
-``kubeconfig``, and ``pods/`` (the files of the apps the local cluster runs).
+``kubeconfig``, ``pods/`` (the files of the apps the local cluster runs), and the
+durable state: ``records/`` (DynamoDB's snapshot and journal), ``seaweedfs/``
+(objects, the S3 identity), ``relay-cursor.json`` (how far upload events were
+delivered) and ``service-ports.json`` (each app's loopback port).
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ import argparse
 import os
 import secrets
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.local import processes
+from infra.local import processes, seaweedfs
 from infra.local.private import read_env_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,27 +28,40 @@ PIDS = STATE / "pids"
 LOCAL_ENV = STATE / "local.env"
 KUBECONFIG = STATE / "kubeconfig"
 PODS = STATE / "pods"
+RECORDS = STATE / "records"
+SEAWEEDFS = STATE / "seaweedfs"
+RELAY_CURSOR = STATE / "relay-cursor.json"
+SERVICE_PORTS = STATE / "service-ports.json"
 APPS_NAMESPACE = "aether-apps"
 # The cluster stops its pods on SIGTERM, each with a grace period of its own: wait for that.
 CLUSTER_STOP_TIMEOUT = 20.0
+# The records server compacts its journal into a snapshot on SIGTERM; SeaweedFS flushes.
+STOP_TIMEOUTS = {"cluster": CLUSTER_STOP_TIMEOUT, "records": 30.0, "seaweedfs": 15.0}
 
 
 @dataclass(frozen=True)
 class Ports:
-    moto: int = int(os.environ.get("AETHER_MOTO_PORT", "4566"))
+    records: int = int(os.environ.get("AETHER_RECORDS_PORT", "4566"))
+    s3: int = int(os.environ.get("AETHER_S3_PORT", "8333"))  # and the nine ports above it
     api: int = int(os.environ.get("AETHER_API_PORT", "8000"))
     webhook: int = int(os.environ.get("AETHER_WEBHOOK_PORT", "8001"))
     kube: int = int(os.environ.get("AETHER_KUBE_PORT", "6443"))
 
+    @property
+    def seaweedfs(self) -> dict[str, int]:
+        return seaweedfs.port_block(self.s3)
 
-def stack_environment(ports: Ports) -> dict[str, str]:
+
+def stack_environment(ports: Ports, identity: seaweedfs.Identity) -> dict[str, str]:
     """What every process of the stack (and a shell that sources local.env) needs."""
     return {
-        "AWS_ACCESS_KEY_ID": "aether-local",
-        "AWS_SECRET_ACCESS_KEY": "aether-local",
+        # SeaweedFS checks these; the records server accepts any.
+        "AWS_ACCESS_KEY_ID": identity.access_key,
+        "AWS_SECRET_ACCESS_KEY": identity.secret_key,
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{ports.moto}",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{ports.records}",
+        "AETHER_S3_ENDPOINT_URL": f"http://127.0.0.1:{ports.s3}",
         "AETHER_STAGE": "local",
         "AETHER_BUCKET": "aether-local-artifacts",
         "AETHER_API_URL": f"http://127.0.0.1:{ports.api}",
@@ -62,16 +79,31 @@ def up(ports: Ports) -> None:
     for directory in (LOGS, PIDS):
         directory.mkdir(parents=True, exist_ok=True)
     STATE.chmod(0o711)
-    env = stack_environment(ports)
+    identity = seaweedfs.stored_identity(SEAWEEDFS / "s3.json") or seaweedfs.Identity.new()
+    env = stack_environment(ports, identity)
     os.environ.update(env)
 
-    fresh_moto = _ensure("moto", processes.moto_command(ports.moto), ports.moto, env)
+    _ensure(
+        "records",
+        [
+            sys.executable,
+            "-m",
+            "infra.local.records",
+            "--port",
+            str(ports.records),
+            "--state-dir",
+            str(RECORDS),
+        ],
+        ports.records,
+        env,
+    )
+    _start_seaweedfs(ports, identity)
     from chalicelib.settings import Settings
-    from infra.local.provision import provision
+    from infra.local.provision import provision_storage
 
     settings = Settings.from_env()
-    queue_url = provision(settings)
-    token = _admin_token(reuse=not fresh_moto)
+    provision_storage(settings)
+    token = _admin_token()
     webhook_token = _secret_file(STATE / "webhook-token")
 
     _ensure(
@@ -86,6 +118,8 @@ def up(ports: Ports) -> None:
             str(KUBECONFIG),
             "--state-dir",
             str(PODS),
+            "--service-ports",
+            str(SERVICE_PORTS),
         ],
         ports.kube,
         env,
@@ -112,8 +146,14 @@ def up(ports: Ports) -> None:
             sys.executable,
             "-m",
             "infra.local.relay",
-            "--queue-url",
-            queue_url,
+            "--filer",
+            seaweedfs.filer_address(ports.seaweedfs),
+            "--bucket",
+            settings.bucket,
+            "--cursor-file",
+            str(RELAY_CURSOR),
+            "--weed-home",
+            str(SEAWEEDFS),
             "--webhook-port",
             str(ports.webhook),
             "--webhook-token-file",
@@ -122,27 +162,61 @@ def up(ports: Ports) -> None:
         ports.webhook,
         env,
     )
-    _write_env({**env, "AETHER_TOKEN": token, "AETHER_UPLOAD_QUEUE_URL": queue_url})
+    _write_env({**env, "AETHER_TOKEN": token})
     print(f"aether local stack is up: API {env['AETHER_API_URL']}")
     print(f"  kubernetes: KUBECONFIG={_shown(KUBECONFIG)} namespace {APPS_NAMESPACE}")
     print(f"  environment: source {_shown(LOCAL_ENV)}   logs: {_shown(LOGS)}/")
+
+
+def _start_seaweedfs(ports: Ports, identity: seaweedfs.Identity) -> None:
+    """``weed mini`` with its data under the state directory, ready to store."""
+    config = seaweedfs.prepare(SEAWEEDFS, identity)
+    block = ports.seaweedfs
+    log = LOGS / "seaweedfs.log"
+    if _ensure(
+        "seaweedfs",
+        seaweedfs.command(SEAWEEDFS, block, config),
+        ports.s3,
+        seaweedfs.environment(SEAWEEDFS),
+        inherit=False,
+        cwd=SEAWEEDFS,
+        before=lambda: seaweedfs.remove_stray_sockets(block),
+    ):
+        seaweedfs.wait_until_ready(None, block, log)
 
 
 def _shown(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def _ensure(name: str, command: list[str], port: int, env: dict[str, str]) -> bool:
-    """Start ``name`` unless our own copy already answers; True when started now."""
+def _ensure(
+    name: str,
+    command: list[str],
+    port: int,
+    env: dict[str, str],
+    *,
+    inherit: bool = True,
+    cwd: Path = ROOT,
+    before: Callable[[], None] | None = None,
+) -> bool:
+    """Start ``name`` unless our own copy already answers; True when started now.
+
+    ``inherit``: the process gets this environment on top of ours (else ``env`` alone);
+    ``before``: what to clean up before a start.
+    """
     pid = _running_pid(name)
     if pid is not None and processes.port_answers(port):
         print(f"  {name}: already running (pid {pid}, port {port})")
         return False
     if pid is not None:
-        processes.stop_group(pid)
+        processes.stop_group(pid, STOP_TIMEOUTS.get(name, 5.0))
     if processes.port_answers(port):
         raise SystemExit(f"port {port} is taken by another program; stop it or set the port")
-    service = processes.start(name, command, port, LOGS / f"{name}.log", env=env, cwd=ROOT)
+    if before is not None:
+        before()
+    service = processes.start(
+        name, command, port, LOGS / f"{name}.log", env=env, cwd=cwd, inherit=inherit
+    )
     (PIDS / f"{name}.pid").write_text(str(service.process.pid))
     print(f"  {name}: started (pid {service.process.pid}, port {port})")
     return True
@@ -158,14 +232,15 @@ def _running_pid(name: str) -> int | None:
     return pid
 
 
-def _admin_token(reuse: bool) -> str:
-    """Keep the admin token while moto keeps its data; issue a new one otherwise."""
+def _admin_token() -> str:
+    """Keep the admin token while the records hold it; issue a new one otherwise (a fresh
+    state directory, or one whose token was revoked or expired)."""
     from chalicelib import auth
     from chalicelib.contract import Role
     from chalicelib.errors import Unauthorized
 
     current = read_env_file(LOCAL_ENV).get("AETHER_TOKEN")
-    if reuse and current:
+    if current:
         try:
             auth.authenticate(f"Bearer {current}", ())
             return current
@@ -193,20 +268,28 @@ def _write_env(values: dict[str, str]) -> None:
     temporary.replace(LOCAL_ENV)
 
 
+# Consumers before what they consume: the records go last.
+STOP_ORDER = ("relay", "api", "cluster", "seaweedfs", "records")
+
+
 def down() -> None:
-    for pidfile in sorted(PIDS.glob("*.pid")) if PIDS.exists() else []:
+    pidfiles = sorted(PIDS.glob("*.pid")) if PIDS.exists() else []
+    pidfiles.sort(key=lambda p: STOP_ORDER.index(p.stem) if p.stem in STOP_ORDER else -1)
+    for pidfile in pidfiles:
         name = pidfile.stem
         pid = _running_pid(name)
-        timeout = CLUSTER_STOP_TIMEOUT if name == "cluster" else 5.0
+        timeout = STOP_TIMEOUTS.get(name, 5.0)
         if pid is not None and processes.stop_group(pid, timeout):
             print(f"  {name}: stopped (pid {pid})")
         pidfile.unlink(missing_ok=True)
+    seaweedfs.remove_stray_sockets(Ports().seaweedfs)
     print("aether local stack is down")
 
 
 def status(ports: Ports) -> int:
     services = {
-        "moto": ports.moto,
+        "records": ports.records,
+        "seaweedfs": ports.s3,
         "cluster": ports.kube,
         "api": ports.api,
         "relay": ports.webhook,
@@ -217,7 +300,7 @@ def status(ports: Ports) -> int:
         answers = processes.port_answers(port)
         healthy &= pid is not None and answers
         state = "up" if pid and answers else "down"
-        print(f"  {name:7} {state:5} port {port}" + (f" pid {pid}" if pid else ""))
+        print(f"  {name:9} {state:5} port {port}" + (f" pid {pid}" if pid else ""))
     return 0 if healthy else 1
 
 

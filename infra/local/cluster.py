@@ -95,18 +95,22 @@ def start_cluster(
     timing: Timing | None = None,
     namespaces: bool = True,
     node_dir: str | Path | None = None,
+    service_ports: Path | None = None,
 ) -> LocalCluster:
     """A simulator on 127.0.0.1:``port`` whose pods run under ``state_dir``.
 
     ``namespaces``: create the apps namespace from ``infra/k8s/namespace.yaml``.
     ``node_dir``: where Node.js installs go (``aether_cli.nodejs``'s default cache if None).
+    ``service_ports``: where Services' loopback ports are kept across restarts.
     """
     runtime = ProcessRuntime(state_dir, timing=timing, node_dir=node_dir)
     simulator = Simulator(port, runtime=runtime, http_hooks=False)
     # The runtime exists before the store that holds the Secrets; no pod can start before this.
     runtime.secrets = secrets_in(simulator.store)
     try:
-        services = ServiceProxies(simulator.store, runtime.endpoint, port_base=port_base)
+        services = ServiceProxies(
+            simulator.store, runtime.endpoint, port_base=port_base, ports_file=service_ports
+        )
     except BaseException:
         simulator.stop()
         raise
@@ -131,6 +135,7 @@ def main() -> None:
         default=int(os.environ.get("AETHER_APP_PORT_BASE", str(DEFAULT_PORT_BASE))),
         help="first loopback port for Services (AETHER_APP_PORT_BASE, default 9100)",
     )
+    parser.add_argument("--service-ports", help="file keeping each Service's loopback port")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
@@ -139,7 +144,11 @@ def main() -> None:
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     node_dir = args.node_dir or Path(args.state_dir).absolute().parent / "node"
     cluster = start_cluster(
-        args.state_dir, port=args.port, port_base=args.app_port_base, node_dir=node_dir
+        args.state_dir,
+        port=args.port,
+        port_base=args.app_port_base,
+        node_dir=node_dir,
+        service_ports=Path(args.service_ports) if args.service_ports else None,
     )
     try:
         path = cluster.write_kubeconfig(args.kubeconfig)

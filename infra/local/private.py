@@ -2,12 +2,14 @@
 
 What tests and benchmarks use to run ``make up``'s stack beside (not instead
 of) the developer's own: nothing they start touches ``.aether/`` or the
-default ports.
+default ports. The stack keeps its ports for its whole life, so it can be
+brought down and up again (or have a component killed) and find its state.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,19 +17,56 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.local.processes import free_port
+from infra.local.processes import free_port, free_port_block
+from infra.local.seaweedfs import PORT_FLAGS
 
 ROOT = Path(__file__).resolve().parents[2]
+COMMAND = [sys.executable, "-m", "infra.local"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class PrivateStack:
     state: Path
     env: dict[str, str]  # what a client needs: AETHER_API_URL, AETHER_TOKEN, AWS_*, ...
+    launch_env: dict[str, str]  # what `python -m infra.local` runs with
 
     @property
     def api_url(self) -> str:
         return self.env["AETHER_API_URL"]
+
+    def up(self) -> str:
+        """``make up`` again; returns what it printed."""
+        started = subprocess.run(
+            [*COMMAND, "up"],
+            cwd=ROOT,
+            env=self.launch_env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        if started.returncode != 0:
+            raise RuntimeError(f"the stack did not start:\n{started.stdout}{started.stderr}")
+        self.env = {**self.launch_env, **read_env_file(self.state / "local.env")}
+        return started.stdout
+
+    def down(self) -> str:
+        stopped = subprocess.run(
+            [*COMMAND, "down"],
+            cwd=ROOT,
+            env=self.launch_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return stopped.stdout
+
+    def pid(self, name: str) -> int:
+        """The process group leader of one component (records, seaweedfs, cluster, api, relay)."""
+        return int((self.state / "pids" / f"{name}.pid").read_text())
+
+    def kill(self, name: str) -> None:
+        """``kill -9`` one component's whole process group, as a crash would end it."""
+        os.killpg(self.pid(name), signal.SIGKILL)
 
 
 @contextmanager
@@ -38,25 +77,22 @@ def private_stack(state: Path) -> Iterator[PrivateStack]:
         for name, value in os.environ.items()
         if not name.startswith(("AETHER_", "AWS_", "POWERTOOLS_")) and name != "KUBECONFIG"
     }
-    env = {
+    launch_env = {
         **inherited,
         "AETHER_STATE_DIR": str(state),
-        "AETHER_MOTO_PORT": str(free_port()),
+        "AETHER_RECORDS_PORT": str(free_port()),
+        "AETHER_S3_PORT": str(free_port_block(len(PORT_FLAGS))),
         "AETHER_API_PORT": str(free_port()),
         "AETHER_WEBHOOK_PORT": str(free_port()),
         "AETHER_KUBE_PORT": str(free_port()),
         "AETHER_APP_PORT_BASE": str(free_port()),
     }
-    command = [sys.executable, "-m", "infra.local"]
+    stack = PrivateStack(state, dict(launch_env), launch_env)
     try:
-        started = subprocess.run(
-            [*command, "up"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
-        )
-        if started.returncode != 0:
-            raise RuntimeError(f"the stack did not start:\n{started.stdout}{started.stderr}")
-        yield PrivateStack(state, {**env, **read_env_file(state / "local.env")})
+        stack.up()
+        yield stack
     finally:
-        subprocess.run([*command, "down"], cwd=ROOT, env=env, capture_output=True, timeout=120)
+        stack.down()
 
 
 def read_env_file(path: Path) -> dict[str, str]:

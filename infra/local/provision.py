@@ -24,18 +24,22 @@ def aws_client(service: str, settings: Settings, endpoint_url: str | None = None
     )
 
 
-def provision(settings: Settings, queue_name: str = UPLOAD_QUEUE) -> str:
-    """Bucket, tables and the bucket's ObjectCreated → SQS notification; returns the queue URL.
-
-    Safe to run again: everything that exists is left as it is.
-    """
+def provision_storage(settings: Settings) -> None:
+    """The tables and the artifact bucket. Safe to run again: what exists is left as it is."""
     bind_tables(settings)
     create_tables()
     s3 = aws_client("s3", settings)
-    sqs = aws_client("sqs", settings)
     existing = {bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])}
     if settings.bucket not in existing:
         s3.create_bucket(Bucket=settings.bucket)
+
+
+def provision(settings: Settings, queue_name: str = UPLOAD_QUEUE) -> str:
+    """Storage and the bucket's ObjectCreated → SQS notification (moto's S3, which notifies
+    like AWS); returns the queue URL. Safe to run again."""
+    provision_storage(settings)
+    s3 = aws_client("s3", settings)
+    sqs = aws_client("sqs", settings)
     queue_url: str = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
         "Attributes"

@@ -1,8 +1,9 @@
 """Deliver upload events to the Lambda handler when no Lambda runs them.
 
-Two sources, one destination: messages that moto's S3 notification puts on
-SQS, and MinIO webhook calls (MinIO sends the S3 ``Records`` format). Both
-end in the very handler Lambda would call, with the same event JSON.
+Three sources, one destination: SeaweedFS's metadata subscription (the embedded
+stack, ``infra/local/filer_events.py``), messages that moto's S3 notification
+puts on SQS, and MinIO webhook calls (MinIO sends the S3 ``Records`` format).
+All end in the very handler Lambda would call, with the same event JSON.
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ import argparse
 import hmac
 import json
 import logging
+import signal
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from infra.local.filer_events import FilerEvents
 
 Deliver = Callable[[dict[str, Any]], None]
 log = logging.getLogger("aether.relay")
@@ -152,7 +157,11 @@ def run_schedule(interval_seconds: float, stop: threading.Event) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--queue-url", required=True)
+    parser.add_argument("--queue-url", help="an SQS queue moto's S3 notifies (moto S3)")
+    parser.add_argument("--filer", help="SeaweedFS's filer as host:port.grpcPort")
+    parser.add_argument("--bucket", help="the artifact bucket on SeaweedFS (with --filer)")
+    parser.add_argument("--cursor-file", help="where the filer subscription's cursor is kept")
+    parser.add_argument("--weed-home", help="HOME and TMPDIR for `weed filer.meta.tail`")
     parser.add_argument("--webhook-port", type=int, default=0)
     parser.add_argument("--webhook-token-file", help="file holding the webhook bearer token")
     parser.add_argument(
@@ -162,12 +171,14 @@ def main() -> None:
         help="how often to run the app's scheduled reconciler (0: never)",
     )
     args = parser.parse_args()
+    if args.filer and not (args.bucket and args.cursor_file and args.weed_home):
+        parser.error("--filer needs --bucket, --cursor-file and --weed-home")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-
-    import boto3
 
     deliver = lambda_handler()
     stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    workers: list[threading.Thread] = []
     if args.webhook_port:
         with open(args.webhook_token_file) as handle:  # noqa: PTH123
             token = handle.read().strip()
@@ -178,8 +189,42 @@ def main() -> None:
         threading.Thread(
             target=run_schedule, args=(args.schedule_seconds, stop), daemon=True
         ).start()
-    log.info("polling %s", args.queue_url)
-    poll_forever(boto3.client("sqs"), args.queue_url, deliver, stop)
+    if args.filer:
+        workers.append(threading.Thread(target=_follow_filer(args, deliver).run, args=(stop,)))
+        log.info("following %s on %s", args.bucket, args.filer)
+    if args.queue_url:
+        import boto3
+
+        sqs = boto3.client("sqs")
+        workers.append(
+            threading.Thread(target=poll_forever, args=(sqs, args.queue_url, deliver, stop))
+        )
+        log.info("polling %s", args.queue_url)
+    for worker in workers:
+        worker.start()
+    while not stop.wait(1.0):
+        pass
+    for worker in workers:
+        worker.join(timeout=10)
+
+
+def _follow_filer(args: argparse.Namespace, deliver: Deliver) -> FilerEvents:
+    from pathlib import Path
+
+    from chalicelib.settings import Settings
+    from infra.local import seaweedfs
+    from infra.local.filer_events import Cursor, FilerEvents
+    from infra.local.provision import aws_client
+
+    return FilerEvents(
+        weed=seaweedfs.WEED,
+        filer=args.filer,
+        bucket=args.bucket,
+        cursor=Cursor(Path(args.cursor_file)),
+        s3=aws_client("s3", Settings.from_env()),
+        deliver=deliver,
+        environment=seaweedfs.environment(Path(args.weed_home)),
+    )
 
 
 if __name__ == "__main__":

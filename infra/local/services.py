@@ -8,8 +8,10 @@ the standard way, in the Service's ``status.loadBalancer.ingress``, so the contr
 an app's URL from the API like it would from a cloud load balancer.
 
 Ports are allocated from ``port_base`` upwards, skipping ports in use, and stay with the
-Service (namespace, name, port) while the proxies run: a rollout or even a delete and re-create
-keeps the URL. Every pod has one port, so a Service port's ``targetPort`` always means it.
+Service (namespace, name, port): a rollout or even a delete and re-create keeps the URL. With a
+``ports_file`` the allocations outlive the proxies too, so a cluster that restarts and is given
+its workloads again serves each app at its old address. Every pod has one port, so a Service
+port's ``targetPort`` always means it.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from infra.kubesim.api_errors import ApiError
@@ -64,11 +68,14 @@ class ServiceProxies:
         endpoint: Callable[[str], int | None],
         *,
         port_base: int = DEFAULT_PORT_BASE,
+        ports_file: Path | None = None,
     ) -> None:
         self._store = store
         self._endpoint = endpoint
         self._port_base = port_base
-        self._ports: dict[tuple[str, str, int], int] = {}  # allocations outlive the Service
+        self._ports_file = ports_file
+        # Allocations outlive the Service (and, kept in ports_file, the proxies).
+        self._ports: dict[tuple[str, str, int], int] = _load_ports(ports_file)
         self._services: dict[ServiceKey, _Service] = {}
         self._connections: set[asyncio.Task[None]] = set()
         self._reconciling = asyncio.Lock()  # one Service change at a time
@@ -181,7 +188,9 @@ class ServiceProxies:
                 )
             except OSError:
                 continue
-            self._ports[allocation] = candidate
+            if self._ports.get(allocation) != candidate:
+                self._ports[allocation] = candidate
+                _save_ports(self._ports_file, self._ports)
             log.info("service %s/%s: port %d on %s:%d", namespace, name, port, LOOPBACK, candidate)
             return _Listener(candidate, server)
         log.error("service %s/%s: no free port from %d", namespace, name, self._port_base)
@@ -275,6 +284,32 @@ async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> Non
             sink.write_eof()
     except (ConnectionError, OSError):
         sink.close()
+
+
+def _load_ports(path: Path | None) -> dict[tuple[str, str, int], int]:
+    if path is None or not path.exists():
+        return {}
+    try:
+        saved = json.loads(path.read_text())
+        return {
+            (entry["namespace"], entry["name"], int(entry["port"])): int(entry["host_port"])
+            for entry in saved
+        }
+    except (ValueError, KeyError, TypeError):
+        log.warning("%s is not a list of port allocations; starting afresh", path)
+        return {}
+
+
+def _save_ports(path: Path | None, ports: Mapping[tuple[str, str, int], int]) -> None:
+    if path is None:
+        return
+    entries = [
+        {"namespace": namespace, "name": name, "port": port, "host_port": host_port}
+        for (namespace, name, port), host_port in sorted(ports.items())
+    ]
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(entries, indent=1))
+    temporary.replace(path)
 
 
 def _key(service: KubeObject) -> ServiceKey:

@@ -111,8 +111,9 @@ def test_deploy_redeploy_change_rollback_and_refuse_tampering(
 
 
 def _deploy_tampered_bytes(stack: PrivateStack, app: str) -> requests.Response:
-    """Upload other bytes than the digest names (moto does not enforce the signed
-    checksum, so only the platform's re-hash can catch it), then try to deploy them."""
+    """Upload other bytes than the digest names, then try to deploy them. The stack's S3
+    refuses both ways of doing it: without the signed checksum header (the signature no
+    longer matches) and with it (the bytes do not match the checksum)."""
     api, token = stack.api_url, stack.env["AETHER_TOKEN"]
     headers = {"Authorization": f"Bearer {token}"}
     honest = b"an artifact that was never uploaded"
@@ -124,9 +125,13 @@ def _deploy_tampered_bytes(stack: PrivateStack, app: str) -> requests.Response:
         timeout=10,
     ).json()
     upload = ticket["upload"]
-    sent = {k: v for k, v in upload["headers"].items() if "checksum" not in k.lower()}
     tampered = b"X" * len(honest)
-    assert requests.put(upload["url"], data=tampered, headers=sent, timeout=10).ok
+    unsigned = {k: v for k, v in upload["headers"].items() if "checksum" not in k.lower()}
+    assert (
+        requests.put(upload["url"], data=tampered, headers=unsigned, timeout=10).status_code == 403
+    )
+    refused = requests.put(upload["url"], data=tampered, headers=upload["headers"], timeout=10)
+    assert 400 <= refused.status_code < 500
     return requests.post(
         f"{api}/deployments",
         json={"app_name": app, "artifact_digest": digest},

@@ -123,6 +123,7 @@ def up(ports: Ports) -> None:
         ],
         ports.kube,
         env,
+        before=_stop_stray_pods,
     )
     _ensure(
         "api",
@@ -183,6 +184,13 @@ def _start_seaweedfs(ports: Ports, identity: seaweedfs.Identity) -> None:
         before=lambda: seaweedfs.remove_stray_sockets(block),
     ):
         seaweedfs.wait_until_ready(None, block, log)
+
+
+def _stop_stray_pods() -> None:
+    """Apps a killed cluster left running: a new cluster runs them again from the records."""
+    stopped = processes.stop_strays(PODS)
+    if stopped:
+        print(f"  cluster: stopped {stopped} app processes a killed cluster had left running")
 
 
 def _shown(path: Path) -> str:
@@ -283,6 +291,7 @@ def down() -> None:
             print(f"  {name}: stopped (pid {pid})")
         pidfile.unlink(missing_ok=True)
     seaweedfs.remove_stray_sockets(Ports().seaweedfs)
+    _stop_stray_pods()
     print("aether local stack is down")
 
 

@@ -148,6 +148,38 @@ def stop_group(pid: int, timeout: float = 5.0) -> bool:
     return True
 
 
+def stop_strays(directory: Path) -> int:
+    """SIGKILL what a killed component left running in ``directory``; returns how many.
+
+    Pods are processes in sessions of their own, working under the cluster's state
+    directory: a cluster killed with SIGKILL leaves them running. Only session leaders
+    without a terminal match (never someone's shell that happens to be there). Linux only:
+    elsewhere there is no /proc to search, and nothing is stopped.
+    """
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return 0
+    strays: set[int] = set()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = (entry / "cwd").readlink()
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The fields after the command's ")": state ppid pgrp session tty_nr ...
+        _, _, pgrp, session, tty = stat[stat.rindex(")") + 2 :].split()[:5]
+        pid = int(entry.name)
+        if cwd.is_relative_to(directory) and int(session) == pid and int(tty) == 0:
+            strays.add(int(pgrp))
+    strays.discard(os.getpgrp())
+    for group in strays:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+    return len(strays)
+
+
 def moto_command(port: int) -> list[str]:
     return [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)]
 

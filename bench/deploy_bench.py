@@ -30,7 +30,7 @@ log record before it reports the new deployment) to the first successful GET.
 Baseline, what the incumbent pipeline does on every deploy, a server-side build:
 copy the source without node_modules to a fresh build directory, `npm ci
 --omit=dev` there (npm's cache warm: the fairest baseline), `tar --sort=name ...
-| gzip -6 -n` to a file, store it with one boto3 PUT to the stack's moto S3 (a
+| gzip -6 -n` to a file, store it with one boto3 PUT to the stack's S3 (SeaweedFS) (a
 bucket of its own, without event notifications). Its time per repetition is that
 build plus the median of our measured rollout for the same app: for cold, our
 cold rollouts (a new app); for unchanged and source-only, our source-only
@@ -326,7 +326,7 @@ def main() -> int:
     with embedded_stack() as stack:
         s3 = boto3.client(
             "s3",
-            endpoint_url=stack.env["AWS_ENDPOINT_URL"],
+            endpoint_url=stack.env["AETHER_S3_ENDPOINT_URL"],
             aws_access_key_id=stack.env["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=stack.env["AWS_SECRET_ACCESS_KEY"],
             region_name="us-east-1",
@@ -347,7 +347,7 @@ def main() -> int:
     )
     print(
         "baseline: copy without node_modules + `npm ci --omit=dev` (npm cache warm) + "
-        "tar | gzip -6 -n + boto3 PUT to moto, plus our median rollout for that app "
+        "tar | gzip -6 -n + boto3 PUT to SeaweedFS, plus our median rollout for that app "
         "(cold: our cold rollouts; unchanged, source-only: our source-only rollouts)"
     )
     print(

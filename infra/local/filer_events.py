@@ -142,8 +142,8 @@ class FilerEvents:
                 if swept:
                     log.info("swept %d objects changed since the cursor", swept)
                 self.follow(stop)
-            except Exception:
-                log.exception("following the filer failed; retrying")
+            except Exception as exc:  # SeaweedFS restarting, most likely: said in one line
+                log.warning("following the filer failed (%s); retrying", exc)
             stop.wait(RETRY_SECONDS)
 
     def sweep(self, stop: threading.Event) -> int:
@@ -204,8 +204,8 @@ class FilerEvents:
             try:
                 self.deliver(event)
                 return True
-            except Exception:
-                log.exception("delivery failed; retrying")
+            except Exception as exc:  # the records or the storage restarting, most likely
+                log.warning("delivery failed (%s); retrying", exc)
                 stop.wait(RETRY_SECONDS)
         return False
 

@@ -30,7 +30,7 @@ log record before it reports the new deployment) to the first successful GET.
 Baseline, what the incumbent pipeline does on every deploy, a server-side build:
 copy the source without node_modules to a fresh build directory, `npm ci
 --omit=dev` there (npm's cache warm: the fairest baseline), `tar --sort=name ...
-| gzip -6 -n` to a file, store it with one boto3 PUT to the stack's S3 (SeaweedFS) (a
+| gzip -6 -n` to a file, store it with one boto3 PUT to the stack's SeaweedFS (a
 bucket of its own, without event notifications). Its time per repetition is that
 build plus the median of our measured rollout for the same app: for cold, our
 cold rollouts (a new app); for unchanged and source-only, our source-only

@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 
 help:
 	@echo "make demo     start the stack and deploy examples/hello-express with the CLI"
-	@echo "make up       start the embedded stack (moto, cluster, chalice local, relay) on 127.0.0.1"
+	@echo "make up       start the embedded stack (records, SeaweedFS, cluster, chalice local, relay) on 127.0.0.1"
 	@echo "make down     stop everything 'make up' started"
 	@echo "make status   show what is running"
 	@echo "make test     run the whole test suite"
@@ -57,6 +57,7 @@ bench: venv fixtures
 	$(BIN)/python bench/verify_bench.py
 	$(BIN)/python bench/pack_bench.py
 	$(BIN)/python bench/cli_startup_bench.py
+	$(BIN)/python bench/records_bench.py
 	$(BIN)/python bench/deploy_bench.py
 
 clean: down

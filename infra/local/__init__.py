@@ -1,1 +1,2 @@
-"""The embedded local stack: moto, the Chalice app and their helpers, no Docker."""
+"""The embedded local stack: records, SeaweedFS, the cluster, the Chalice app and their helpers,
+no Docker."""

@@ -36,6 +36,8 @@ APPS_NAMESPACE = "aether-apps"
 # The cluster stops its pods on SIGTERM, each with a grace period of its own: wait for that.
 CLUSTER_STOP_TIMEOUT = 20.0
 # The records server compacts its journal into a snapshot on SIGTERM; SeaweedFS flushes.
+# After a SIGKILL, weed takes seconds longer to accept writes; a loaded machine more.
+SEAWEEDFS_START_TIMEOUT = 90.0
 STOP_TIMEOUTS = {"cluster": CLUSTER_STOP_TIMEOUT, "records": 30.0, "seaweedfs": 15.0}
 
 
@@ -183,7 +185,7 @@ def _start_seaweedfs(ports: Ports, identity: seaweedfs.Identity) -> None:
         cwd=SEAWEEDFS,
         before=lambda: seaweedfs.remove_stray_sockets(block),
     ):
-        seaweedfs.wait_until_ready(None, block, log)
+        seaweedfs.wait_until_ready(None, block, log, timeout=SEAWEEDFS_START_TIMEOUT)
 
 
 def _stop_stray_pods() -> None:

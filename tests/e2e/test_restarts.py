@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from chalicelib.contract import default_runtime
 from infra.local.private import PrivateStack, private_stack, read_env_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,8 +33,8 @@ AETHER = str(Path(sys.executable).with_name("aether"))
 APP = "hello-express"
 COMPONENTS = ("records", "seaweedfs", "relay", "api", "cluster")
 # Polls are bounded by count, never asserted on time: the reconciler runs every 10 s.
-ANSWER_TRIES = 300
-VERIFY_TRIES = 300
+ANSWER_TRIES = 600
+VERIFY_TRIES = 600
 POLL_SECONDS = 0.2
 
 pytestmark = pytest.mark.skipif(
@@ -126,7 +127,7 @@ def request_upload(stack: PrivateStack, body: bytes) -> tuple[str, dict[str, Any
         stack,
         "POST",
         "/artifacts",
-        json={"app_name": APP, "size_bytes": len(body), "runtime": "node20"},
+        json={"app_name": APP, "size_bytes": len(body), "runtime": default_runtime()},
         headers={"X-Aether-Artifact-Digest": digest},
     )
     assert ticket.status_code == 201, ticket.text

@@ -96,15 +96,17 @@ def start_cluster(
     namespaces: bool = True,
     node_dir: str | Path | None = None,
     service_ports: Path | None = None,
+    token: str | None = None,
 ) -> LocalCluster:
     """A simulator on 127.0.0.1:``port`` whose pods run under ``state_dir``.
 
     ``namespaces``: create the apps namespace from ``infra/k8s/namespace.yaml``.
     ``node_dir``: where Node.js installs go (``aether_cli.nodejs``'s default cache if None).
     ``service_ports``: where Services' loopback ports are kept across restarts.
+    ``token``: the bearer token to require (a new random one if None).
     """
     runtime = ProcessRuntime(state_dir, timing=timing, node_dir=node_dir)
-    simulator = Simulator(port, runtime=runtime, http_hooks=False)
+    simulator = Simulator(port, runtime=runtime, http_hooks=False, token=token)
     # The runtime exists before the store that holds the Secrets; no pod can start before this.
     runtime.secrets = secrets_in(simulator.store)
     try:
@@ -119,6 +121,17 @@ def start_cluster(
         if simulator.store.find(NAMESPACES, "", manifest["metadata"]["name"]) is None:
             simulator.store.create(NAMESPACES, "", manifest)
     return LocalCluster(simulator, runtime, services)
+
+
+def kubeconfig_token(path: Path) -> str | None:
+    """The token an earlier run wrote, so clients that read the kubeconfig then (the API, the
+    relay) keep working when the cluster restarts."""
+    try:
+        config = yaml.safe_load(path.read_text())
+        token = config["users"][0]["user"]["token"]
+    except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError):
+        return None
+    return token if isinstance(token, str) and token else None
 
 
 def main() -> None:
@@ -149,6 +162,7 @@ def main() -> None:
         port_base=args.app_port_base,
         node_dir=node_dir,
         service_ports=Path(args.service_ports) if args.service_ports else None,
+        token=kubeconfig_token(Path(args.kubeconfig)),
     )
     try:
         path = cluster.write_kubeconfig(args.kubeconfig)

@@ -12,6 +12,7 @@ from chalicelib import (
     artifacts,
     auth,
     contract,
+    dashboard,
     deployments,
     health,
     kube,
@@ -123,6 +124,19 @@ def readyz() -> Response:
 @app.route("/openapi.json")
 def openapi_document() -> dict[str, Any]:
     return openapi.document()
+
+
+# The dashboard: its page and files need no token; the data they show does.
+
+
+@app.route("/dashboard")
+def dashboard_page() -> Response:
+    return dashboard.page(request().headers.get("if-none-match"))
+
+
+@app.route("/dashboard/{name}")
+def dashboard_file(name: str) -> Response:
+    return dashboard.asset(name, request().headers.get("if-none-match"))
 
 
 @app.route("/whoami")

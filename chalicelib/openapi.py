@@ -7,7 +7,7 @@ from typing import Any
 
 from chalicelib import contract
 
-PUBLIC = {"/healthz", "/readyz", "/openapi.json"}
+PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/dashboard", "/dashboard/{name}"}
 
 _ERROR = {
     "type": "object",
@@ -23,6 +23,14 @@ _OPERATIONS: list[tuple[str, str, str, dict[str, Any] | None, int]] = [
     ("get", "/healthz", "Liveness", None, 200),
     ("get", "/readyz", "Readiness of DynamoDB, S3 and Kubernetes", None, 200),
     ("get", "/openapi.json", "This document", None, 200),
+    (
+        "get",
+        "/dashboard",
+        "The web dashboard (HTML; it calls this API with a pasted token)",
+        None,
+        200,
+    ),
+    ("get", "/dashboard/{name}", "A script, style sheet or icon of the dashboard", None, 200),
     ("get", "/whoami", "The token's subject and role", None, 200),
     (
         "post",

@@ -23,4 +23,4 @@ def test_openapi_applies_bearer_auth_globally_except_public_routes(api: Api) -> 
         for path, item in document["paths"].items()
         if any(operation.get("security") == [] for operation in item.values())
     }
-    assert public == {"/healthz", "/readyz", "/openapi.json"}
+    assert public == {"/healthz", "/readyz", "/openapi.json", "/dashboard", "/dashboard/{name}"}

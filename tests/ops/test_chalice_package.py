@@ -114,7 +114,13 @@ def test_the_package_holds_the_app_and_chalicelib(chalice_terraform: dict[str, A
     with zipfile.ZipFile(chalice_terraform["_zip"]) as package:
         names = set(package.namelist())
     assert {"app.py", "chalice/app.py", "chalicelib/records.py"} <= names
-    assert {f"chalicelib/{p.name}" for p in (ROOT / "chalicelib").glob("*.py")} <= names
+    shipped = {
+        f"chalicelib/{p.relative_to(ROOT / 'chalicelib')}"
+        for p in (ROOT / "chalicelib").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert shipped <= names  # the dashboard's static files too: the Lambda serves them
+    assert "chalicelib/dashboard/static/index.html" in shipped
 
 
 def test_cloudformation_cannot_carry_the_s3_trigger_so_terraform_is_the_format(

@@ -1,7 +1,6 @@
 // An app's page: what serves it, its releases, the latest deployment's events, its logs.
 
 import { api } from './api.js';
-import { servingDeployment } from './apps.js';
 import { logPanel } from './logs.js';
 import {
   announce, badge, confirmAction, duration, external, facts, h, route, shortDigest, shortId, sleep, svg, when,
@@ -36,10 +35,9 @@ export async function appPage([name], ctx) {
   const [app, history] = await Promise.all([api.app(name, signal), api.deployments(name, { limit: HISTORY }, signal)]);
   const releases = history.deployments.map(releaseOf);
   const latest = app.latest_deployment;
-  const [serving, latestFull] = await Promise.all([
-    servingDeployment(name, latest, signal),
-    latest ? api.deployment(latest.deployment_id, signal) : null,
-  ]);
+  // Newest first: the first that succeeded serves (a failed or running rollout leaves it up).
+  const serving = history.deployments.find((deployment) => deployment.status === 'succeeded') || null;
+  const latestFull = latest ? await api.deployment(latest.deployment_id, signal) : null;
   const actionError = h('p', { className: 'error', role: 'alert' });
   const rollBack = async (target) => {
     const label = target ? `deployment ${shortId(target.id)} (artifact ${shortDigest(target.digest)})` : 'its previous good artifact';

@@ -5,7 +5,7 @@ import { badge, external, h, route, shortDigest, table, when } from './view.js';
 
 // A rollout that fails or is still going leaves the previous release serving,
 // so what serves is the newest deployment that succeeded.
-export async function servingDeployment(name, latest, signal) {
+async function servingDeployment(name, latest, signal) {
   if (!latest || latest.status === 'succeeded') return latest || null;
   const page = await api.deployments(name, { limit: 50 }, signal);
   return page.deployments.find((deployment) => deployment.status === 'succeeded') || null;

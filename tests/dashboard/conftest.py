@@ -35,6 +35,7 @@ CONFIG_NAME = "GREETING"
 CONFIG_VALUE = "a-value-the-page-must-never-show"
 HOSTILE_COMMAND = 'node server.js # <b>bold</b><img src=x onerror="window.pwned=3">'
 DEVELOPER = "dev@example.com"
+SPARE = "spare@example.com"  # a developer whose token the page revokes
 
 
 def missing() -> str | None:
@@ -79,6 +80,19 @@ def aether(stack: PrivateStack, *args: str) -> Any:
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+def issue_token(stack: PrivateStack, subject: str) -> str:
+    """A stored developer token for ``subject``, issued by the stack's admin."""
+    issued = requests.post(
+        f"{stack.api_url}/tokens",
+        json={"subject": subject, "role": "developer"},
+        headers={"Authorization": f"Bearer {stack.env['AETHER_TOKEN']}"},
+        timeout=30,
+    )
+    assert issued.status_code == 201, issued.text
+    token: str = issued.json()["token"]
+    return token
 
 
 def chatty_project(root: Path, version: str) -> Path:
@@ -129,15 +143,8 @@ def platform(browser: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         )
         assert second["url"] == first["url"]
 
-        admin = {"Authorization": f"Bearer {stack.env['AETHER_TOKEN']}"}
-        issued = requests.post(
-            f"{stack.api_url}/tokens",
-            json={"subject": DEVELOPER, "role": "developer"},
-            headers=admin,
-            timeout=30,
-        )
-        assert issued.status_code == 201, issued.text
-        developer_token = issued.json()["token"]
+        developer_token = issue_token(stack, DEVELOPER)
+        spare_token = issue_token(stack, SPARE)
         registered = requests.post(
             f"{stack.api_url}/apps",
             json={"name": "dev-sandbox"},
@@ -164,6 +171,8 @@ def platform(browser: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 "rollback_to": first["deployment_id"],
                 "developer_token": developer_token,
                 "developer_app": "dev-sandbox",
+                "spare_subject": SPARE,
+                "spare_token": spare_token,
             },
         )
 

@@ -49,6 +49,15 @@ def test_a_developer_sees_only_its_own_apps(platform: Platform) -> None:
     run_scenario(platform, "a_developer_sees_only_its_own_apps")
 
 
+def test_tokens_are_listed_without_secrets_and_revoked_from_the_page(
+    platform: Platform,
+) -> None:
+    run_scenario(platform, "tokens_are_listed_without_secrets_and_revoked_after_a_confirmation")
+    spare = {"Authorization": f"Bearer {platform.context['spare_token']}"}
+    refused = requests.get(f"{platform.stack.api_url}/whoami", headers=spare, timeout=30)
+    assert refused.status_code == 401
+
+
 def test_the_app_page_fits_a_phone(platform: Platform) -> None:
     run_scenario(platform, "the_apps_page_fits_a_phone")
 

@@ -58,6 +58,7 @@ bench: venv fixtures
 	$(BIN)/python bench/pack_bench.py
 	$(BIN)/python bench/cli_startup_bench.py
 	$(BIN)/python bench/records_bench.py
+	$(BIN)/python bench/dashboard_bench.py
 	$(BIN)/python bench/deploy_bench.py
 
 clean: down

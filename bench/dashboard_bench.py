@@ -77,7 +77,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     rounds = parser.parse_args().rounds
     if not CHROMIUM.exists() or not (RUNNER.parent / "node_modules" / "playwright-core").is_dir():
-        print("dashboard bench skipped: needs chromium and `npm ci --prefix tests/dashboard/browser`")
+        print(
+            "dashboard bench skipped: needs chromium and `npm ci --prefix tests/dashboard/browser`"
+        )
         return
     with (
         tempfile.TemporaryDirectory(prefix="aether-dashboard-bench-") as work,

@@ -66,6 +66,7 @@ def ensure_uploaded(
     digest: str,
     size_bytes: int,
     runtime: str,
+    platform: str,
     signature_hex: str | None,
 ) -> bool:
     """Make the platform hold ``artifact``; True when bytes were uploaded."""
@@ -80,6 +81,7 @@ def ensure_uploaded(
             digest=digest,
             size_bytes=size_bytes,
             runtime=runtime,
+            platform=platform,
             signature_hex=signature_hex,
         )
 

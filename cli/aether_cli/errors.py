@@ -106,8 +106,16 @@ class ApiError(AetherError):
 # (module, exception class, exit code, machine code) of the packing engine.
 _ENGINE_ERRORS = (
     ("aether_cli.project", "ToolMissingError", EXIT_CONFIG, "tool_missing"),
+    ("aether_cli.build", "BuildError", EXIT_CONFIG, "build"),
     ("aether_cli.project", "ProjectError", EXIT_CONFIG, "project"),
+    ("aether_cli.project_file", "ProjectFileError", EXIT_CONFIG, "project"),
+    ("aether_cli.package_managers", "PackageManagerError", EXIT_CONFIG, "tool_missing"),
+    ("aether_cli.closure", "ClosureError", EXIT_CONFIG, "build"),
+    ("aether_cli.native", "NativeAddonError", EXIT_CONFIG, "native_addon"),
     ("aether_cli.pack", "PackError", EXIT_IO, "io"),
+    ("aether_cli.tree", "TreeError", EXIT_IO, "io"),
+    ("aether_cli.ignore", "IgnoreFileError", EXIT_IO, "io"),
+    ("aether_cli.staging", "StagingError", EXIT_IO, "io"),
 )
 
 
@@ -120,6 +128,9 @@ class Failure:
     message: str
     hint: str | None = None
     status: int | None = None
+    # Lines of a tool's own output that say why (a failed install or build), shown
+    # under the error line.
+    details: tuple[str, ...] = ()
 
     def human_line(self) -> str:
         """The single stderr line: message, where it came from, what to do."""
@@ -150,7 +161,8 @@ def classify(exc: BaseException) -> Failure:
     for module_name, class_name, exit_code, code in _ENGINE_ERRORS:
         cls = getattr(sys.modules.get(module_name), class_name, None)
         if isinstance(cls, type) and isinstance(exc, cls):
-            return Failure(exit_code, code, str(exc) or class_name)
+            details = tuple(getattr(exc, "details", ()))
+            return Failure(exit_code, code, str(exc) or class_name, details=details)
     if isinstance(exc, OSError):
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
         reason = exc.strerror or str(exc) or type(exc).__name__

@@ -91,8 +91,13 @@ class Output:
         line = failure.human_line()
         word, _, rest = line.partition(" ")
         terminal.write_err(f"{terminal.paint(word, 'bad', sys.stderr)} {rest}\n")
+        for detail in failure.details:
+            terminal.write_err(f"  | {detail}\n")
         if self.json and not self.emitted:
-            self._write_json({"error": {"code": failure.code, "message": failure.message}})
+            error: dict[str, Any] = {"code": failure.code, "message": failure.message}
+            if failure.details:
+                error["details"] = list(failure.details)
+            self._write_json({"error": error})
 
     # -- progress --------------------------------------------------------------
 

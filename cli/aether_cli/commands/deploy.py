@@ -1,10 +1,9 @@
-"""``aether deploy``: build here, upload once, deploy, follow the rollout.
+"""``aether deploy``: build here, upload what the platform lacks, release, follow the rollout.
 
-Steps (issue 4): detect the Node.js project; install production dependencies
-(skipped when unchanged); pack a deterministic app.tar.gz with digest, manifest
-and SBOM; sign the digest when AETHER_SIGNING_KEY is set; skip the upload when
-the platform already has the digest; otherwise upload through a presigned URL;
-create the deployment and follow its events.
+Three stages, each its own function: :func:`build_artifact` (detect the project,
+install, build, keep the production closure, pack, SBOM, sign), :func:`publish`
+(skip the upload when the platform has the digest, else stream it through a
+presigned URL) and :func:`release` (create the deployment, follow its events).
 """
 
 from __future__ import annotations
@@ -12,14 +11,23 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from aether_cli.commands.apps import app_option, wait_options
+from aether_cli.contract import DEFAULT_PLATFORM, ENV_NAME_PATTERN, PLATFORMS
 from aether_cli.output import Output, format_option
 
-_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+if TYPE_CHECKING:
+    from aether_cli.build import BuildResult, NodeRuntime
+    from aether_cli.client import ApiClient
+    from aether_cli.config import Settings
+    from aether_cli.pack import PackResult
+    from aether_cli.project import NodeProject
+
+_ENV_KEY = re.compile(ENV_NAME_PATTERN)
+BUILD_DIR = "build"  # under .aether/: the archive, its manifest, SBOM and signature
 
 
 def _parse_env(
@@ -28,7 +36,7 @@ def _parse_env(
     env: dict[str, str] = {}
     for item in values:
         key, sep, value = item.partition("=")
-        if not sep or not _ENV_KEY.match(key):
+        if not sep or not _ENV_KEY.fullmatch(key):
             raise click.BadParameter(
                 f"{item!r} is not KEY=VALUE with KEY like [A-Za-z_][A-Za-z0-9_]*"
             )
@@ -47,19 +55,22 @@ class DeployRequest:
     start_command: str | None
     wait: bool
     timeout: float
+    build: bool = True
+    build_command: str | None = None
+    platform: str = DEFAULT_PLATFORM
 
 
 @click.command()
-@app_option("App name. Default: config default_app, then package.json's name.")
+@app_option("App name. Default: aether.toml's app, config default_app, then package.json's name.")
 @click.option(
     "--path",
     "project_dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=".",
     show_default=True,
-    help="Project directory (holds package.json).",
+    help="Project directory (holds package.json); a workspace package works too.",
 )
-@click.option("--dry-run", is_flag=True, help="Install, pack and sign; send nothing.")
+@click.option("--dry-run", is_flag=True, help="Build, pack and sign; send nothing.")
 @click.option("--pack-only", is_flag=True, help="Stop after packing (no app or login needed).")
 @click.option("--no-sbom", is_flag=True, help="Skip the CycloneDX SBOM.")
 @click.option(
@@ -73,6 +84,17 @@ class DeployRequest:
 @click.option(
     "--start-command", metavar="CMD", help="Command that starts the service. Default: npm start."
 )
+@click.option(
+    "--build-command", metavar="CMD", help="Build command. Default: the build script, if any."
+)
+@click.option("--no-build", is_flag=True, help="Skip the build step.")
+@click.option(
+    "--platform",
+    type=click.Choice(PLATFORMS),
+    default=DEFAULT_PLATFORM,
+    show_default=True,
+    help="Where the artifact runs: dependencies and native addons are for it.",
+)
 @wait_options("deployment")
 @format_option()
 @click.pass_obj
@@ -85,14 +107,21 @@ def deploy(
     no_sbom: bool,
     env: dict[str, str],
     start_command: str | None,
+    build_command: str | None,
+    no_build: bool,
+    platform: str,
     no_wait: bool,
     timeout: float,
     fmt: str,
 ) -> None:
-    """Package this Node.js project and deploy it.
+    """Build this Node.js project on this machine and deploy it.
 
-    With --format json, stdout is one JSON object: artifact, digest,
-    size_bytes, manifest, sbom, signature, uploaded, deployment_id, status
+    Installs every dependency from the lockfile with the project's package manager
+    in .aether/staging (your own node_modules is never touched), runs the build,
+    packs the build output with the production dependencies, and deploys it.
+
+    With --format json, stdout is one JSON object: artifact, digest, size_bytes,
+    manifest, sbom, signature, platform, runtime, uploaded, deployment_id, status
     (and url when known); on failure {"error": {"code", "message"}}.
     """
     request = DeployRequest(
@@ -105,73 +134,68 @@ def deploy(
         start_command=start_command,
         wait=not no_wait,
         timeout=timeout,
+        build=not no_build,
+        build_command=build_command,
+        platform=platform,
     )
     summary = run_deploy(request)
     out.result(summary, lambda: _render(out, summary))
 
 
 def run_deploy(request: DeployRequest) -> dict[str, Any]:
-    """The eight steps; returns the result object (the JSON output)."""
+    """Build, publish and release; returns the result object (the JSON output)."""
     from aether_cli import config
     from aether_cli.log import get_logger
-    from aether_cli.signing import load_signing_key, sign_digest, write_signature
 
     log = get_logger()
     settings = config.load_settings()
-    root = request.project_dir.resolve()
     remote = not (request.pack_only or request.dry_run)
 
     # Everything that can be wrong in the configuration fails before the slow part.
     credentials = config.require_credentials(settings) if remote else None
-    signing_key = load_signing_key(settings.signing_key) if settings.signing_key else None
+    client = None
+    if credentials is not None:
+        from aether_cli.client import ApiClient
 
-    from aether_cli.pack import pack_project
-    from aether_cli.project import detect_project, install_production_dependencies
+        client = ApiClient(*credentials)
+        client.whoami()  # a refused token fails now, not after a two-minute build
 
-    project = detect_project(root, start_command=request.start_command)
-    app = None if request.pack_only else config.app_name_from(request.app, settings, project.name)
+    from aether_cli.project import detect_project
+
+    project = detect_project(
+        request.project_dir,
+        start_command=request.start_command,
+        build_command=request.build_command,
+        build=request.build,
+    )
+    app = None
+    if not request.pack_only:
+        app = config.app_name_from(request.app or project.settings.app, settings, project.name)
     log.info(
-        "Node.js %s project %s (%s)",
+        "Node.js %s project %s (%s, %s)",
         project.node_major,
-        project.name or root.name,
-        project.node_major_source,
+        project.name or project.root.name,
+        f"Node {project.node_major} from {project.node_major_source}",
+        project.manager.label,
     )
-    install_production_dependencies(project, log=engine_log)
-    packed = pack_project(project, root / ".aether" / "build", sbom=request.sbom, log=engine_log)
-    log.debug(
-        "packed %s files into %s (%s bytes), sha256 %s",
-        packed.file_count,
-        packed.artifact,
-        f"{packed.size_bytes:,}",
-        packed.digest,
-    )
-
-    signature_path = packed.artifact.with_name(packed.artifact.name + ".sig")
-    signature_hex = None
-    if signing_key is not None:
-        signature_hex = sign_digest(signing_key, packed.digest)
-        write_signature(signature_path, signature_hex)
-        log.info("signed the digest: %s", signature_path)
-    else:
-        # A signature left from an earlier pack would describe other bytes.
-        signature_path.unlink(missing_ok=True)
-
-    runtime = f"node{project.node_major}"
+    built, packed, sbom_path, signature = build_artifact(project, request, settings)
     summary: dict[str, Any] = {
         "artifact": str(packed.artifact),
         "digest": packed.digest,
         "size_bytes": packed.size_bytes,
         "manifest": str(packed.manifest),
-        "sbom": str(packed.sbom) if packed.sbom else None,
-        "signature": str(signature_path) if signature_hex else None,
+        "sbom": str(sbom_path) if sbom_path else None,
+        "signature": str(signature[0]) if signature else None,
         "file_count": packed.file_count,
         "app": app,
-        "runtime": runtime,
+        "platform": built.platform,
+        "runtime": f"node{project.node_major}",
+        "start_command": built.start_command,
         "uploaded": False,
         "deployment_id": None,
         "status": None,
     }
-    if credentials is None:
+    if client is None:
         if request.dry_run:
             summary["status"] = "dry_run"
             if settings.api_url is None or settings.token is None:
@@ -179,42 +203,15 @@ def run_deploy(request: DeployRequest) -> dict[str, Any]:
         else:
             summary["status"] = "packed"
         return summary
-
-    from aether_cli.artifacts import ensure_uploaded
-    from aether_cli.client import ApiClient
-    from aether_cli.errors import ApiError
-    from aether_cli.output import Output
-    from aether_cli.rollout import follow, log_event
-
     assert app is not None
-    api_url, token = credentials
-    client = ApiClient(api_url, token)
-    output = click.get_current_context().find_object(Output) or Output()
-    summary["uploaded"] = ensure_uploaded(
+    summary["uploaded"] = publish(
         client,
-        output,
         app=app,
-        artifact=packed.artifact,
-        digest=packed.digest,
-        size_bytes=packed.size_bytes,
-        runtime=runtime,
-        signature_hex=signature_hex,
+        packed=packed,
+        built=built,
+        signature_hex=signature[1] if signature else None,
     )
-    try:
-        deployment = client.create_deployment(
-            app=app,
-            digest=packed.digest,
-            runtime=runtime,
-            start_command=project.start_command,
-            env=request.env,
-        )
-    except ApiError as exc:
-        if exc.code == "artifact_not_verified":
-            exc.message = _rejection(client, packed.digest, exc.message)
-        raise
-    log.info("deployment %s: %s", deployment.get("deployment_id"), deployment.get("status"))
-    if request.wait:
-        deployment = follow(client, deployment, timeout=request.timeout, on_event=log_event)
+    deployment = release(client, request, project, built, app=app, digest=packed.digest)
     summary["deployment_id"] = deployment.get("deployment_id")
     summary["status"] = deployment.get("status")
     if deployment.get("url"):
@@ -222,8 +219,135 @@ def run_deploy(request: DeployRequest) -> dict[str, Any]:
     return summary
 
 
+def build_artifact(
+    project: NodeProject, request: DeployRequest, settings: Settings
+) -> tuple[BuildResult, PackResult, Path | None, tuple[Path, str] | None]:
+    """Build and pack; the SBOM path and (signature file, hex) when there is one."""
+    from aether_cli.build import build_project
+    from aether_cli.log import get_logger
+    from aether_cli.pack import pack_entries
+    from aether_cli.signing import load_signing_key, sign_digest, write_signature
+
+    log = get_logger()
+    signing_key = load_signing_key(settings.signing_key) if settings.signing_key else None
+    work_dir = project.root / ".aether"
+    built = build_project(
+        project,
+        work_dir=work_dir,
+        node=_node_runtime(project.node_major),
+        platform=request.platform,
+        cache_dir=_cache_dir(),
+        log=engine_log,
+    )
+    packed = pack_entries(
+        built.entries, work_dir / BUILD_DIR, describe=built.describe(), log=engine_log
+    )
+    log.debug(
+        "packed %s files into %s (%s bytes), sha256 %s",
+        packed.file_count,
+        packed.artifact,
+        f"{packed.size_bytes:,}",
+        packed.digest,
+    )
+    sbom_path = None
+    if request.sbom:
+        from aether_cli.sbom import write_sbom
+
+        sbom_path = write_sbom(built, packed, work_dir / BUILD_DIR / "sbom.json")
+    signature_path = packed.artifact.with_name(packed.artifact.name + ".sig")
+    if signing_key is None:
+        # A signature left from an earlier pack would describe other bytes.
+        signature_path.unlink(missing_ok=True)
+        return built, packed, sbom_path, None
+    signature_hex = sign_digest(signing_key, packed.digest)
+    write_signature(signature_path, signature_hex)
+    log.info("signed the digest: %s", signature_path)
+    return built, packed, sbom_path, (signature_path, signature_hex)
+
+
+def _node_runtime(major: int) -> NodeRuntime:
+    """A Node of the target major for the build: the one on PATH when it is that major,
+    else one installed once from the npm registry."""
+    from aether_cli.build import NodeRuntime
+    from aether_cli.nodejs import ensure_node
+
+    node = ensure_node(major, log=engine_log)
+    headers = node.include_dir.parent if node.include_dir is not None else None
+    return NodeRuntime(version=node.version, bin_dir=node.bin_dir, headers=headers)
+
+
+def _cache_dir() -> Path:
+    import os
+
+    from aether_cli.session import xdg_dir
+
+    return xdg_dir(os.environ, "XDG_CACHE_HOME", ".cache") / "aether"
+
+
+def publish(
+    client: ApiClient,
+    *,
+    app: str,
+    packed: PackResult,
+    built: BuildResult,
+    signature_hex: str | None,
+) -> bool:
+    """Make the platform hold the artifact; True when bytes were uploaded."""
+    from aether_cli.artifacts import ensure_uploaded
+    from aether_cli.output import Output
+
+    output = click.get_current_context().find_object(Output) or Output()
+    return ensure_uploaded(
+        client,
+        output,
+        app=app,
+        artifact=packed.artifact,
+        digest=packed.digest,
+        size_bytes=packed.size_bytes,
+        runtime=f"node{built.project.node_major}",
+        platform=built.platform,
+        signature_hex=signature_hex,
+    )
+
+
+def release(
+    client: ApiClient,
+    request: DeployRequest,
+    project: NodeProject,
+    built: BuildResult,
+    *,
+    app: str,
+    digest: str,
+) -> dict[str, Any]:
+    """Create the deployment and, unless --no-wait, follow it to its end."""
+    from aether_cli.errors import ApiError
+    from aether_cli.log import get_logger
+    from aether_cli.rollout import follow, log_event
+
+    settings = project.settings
+    try:
+        deployment = client.create_deployment(
+            app=app,
+            digest=digest,
+            runtime=f"node{project.node_major}",
+            start_command=built.start_command,
+            env={**settings.env, **request.env},
+            replicas=settings.replicas if settings.replicas is not None else 1,
+        )
+    except ApiError as exc:
+        if exc.code == "artifact_not_verified":
+            exc.message = _rejection(client, digest, exc.message)
+        raise
+    get_logger().info(
+        "deployment %s: %s", deployment.get("deployment_id"), deployment.get("status")
+    )
+    if request.wait:
+        deployment = follow(client, deployment, timeout=request.timeout, on_event=log_event)
+    return deployment
+
+
 def engine_log(message: str) -> None:
-    """The packing engine speaks in lines; its "warning: ..." ones are warnings."""
+    """The build speaks in lines; its "warning: ..." ones are warnings, tool output is debug."""
     from aether_cli.log import get_logger
 
     log = get_logger()
@@ -252,6 +376,8 @@ def _render(out: Output, summary: dict[str, Any]) -> None:
         out.line(f"{verb} {summary['artifact']}")
         out.line(f"  digest    {summary['digest']}")
         out.line(f"  size      {summary['size_bytes']:,} bytes, {summary['file_count']} files")
+        out.line(f"  target    {summary['platform']}, {summary['runtime']}")
+        out.line(f"  start     {summary['start_command']}")
         if summary.get("app"):
             out.line(f"  app       {summary['app']} (nothing was sent)")
         return

@@ -1,0 +1,460 @@
+"""The edge build: stage, install everything, build, keep the production closure.
+
+As Heroku's Node.js buildpack does it, but in ``.aether/`` on the developer's machine:
+
+1. The workspace is mirrored into ``.aether/staging/`` (:mod:`aether_cli.staging`).
+2. Every dependency, dev ones included, is installed there from the lockfile with the
+   project's package manager, frozen, under a Node of the target major, for the target
+   platform. Skipped when nothing that decides the install has changed.
+3. The build runs there (workspace packages the app depends on first), with
+   ``NODE_ENV=production``. Skipped when neither the sources nor the install changed
+   since the last successful build.
+4. What the artifact holds is the app's files and its production closure
+   (:mod:`aether_cli.closure`), checked: native addons for the target, a start command
+   that has what it runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import re
+import shlex
+import subprocess
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aether_cli.artifact_tree import artifact_entries
+from aether_cli.closure import Closure, production_closure
+from aether_cli.ignore import IgnoreRules
+from aether_cli.native import NativeAddon, check_addon
+from aether_cli.package_managers import (
+    INSTALL_CONFIG_FILES,
+    Tool,
+    find_tool,
+    tool_environment,
+)
+from aether_cli.project import NodeProject, ProjectError
+from aether_cli.staging import SyncResult, sync_tree
+from aether_cli.tree import Entry
+
+STAGING_DIR = "staging"
+_STAMPS_DIR = "stamps"
+_STAMP_VERSION = 1
+# Lines of a failed tool's output worth showing, and what is noise in them.
+_TAIL_LINES = 12
+_NOISE = re.compile(
+    r"(A complete log of this run can be found in|^npm (error|ERR!)\s*$|^Progress: resolved|"
+    r"Visit https://yarnpkg\.com|^info |^\s*$|YN0000: (┌|└|·) )"
+)
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_START_EXTENSIONS = ("", ".js", ".cjs", ".mjs", "/index.js")
+
+
+class BuildError(ProjectError):
+    """An install or build failed; ``details`` are the last meaningful lines of its output."""
+
+    def __init__(self, message: str, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or []
+
+
+@dataclass(frozen=True)
+class NodeRuntime:
+    """The Node the build runs under (see :mod:`aether_cli.nodejs`)."""
+
+    version: str
+    bin_dir: Path
+    headers: Path | None  # a directory with include/node, for native addon builds
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    project: NodeProject
+    staging: Path
+    closure: Closure
+    entries: list[Entry]
+    native_addons: list[NativeAddon]
+    platform: str
+    node_version: str
+    tool: str  # "pnpm 9.12.0"
+    start_command: str  # as the platform runs it, from the artifact's root
+    installed: bool  # False when the install was skipped
+    built: bool  # False when there was no build or it was skipped
+
+    def describe(self) -> dict[str, Any]:
+        """What the manifest says about how the artifact was made and where it runs."""
+        return {
+            "target": {"platform": self.platform, "libc": "glibc", "node": self.project.node_major},
+            "build": {
+                "node": self.node_version,
+                "package_manager": self.tool,
+                "command": self.project.build_command,
+                "workspace_package": self.project.package_path or None,
+            },
+            "start_command": self.start_command,
+            "native_addons": [addon.to_json() for addon in self.native_addons],
+        }
+
+
+Log = Callable[[str], None]
+
+
+def build_project(
+    project: NodeProject,
+    *,
+    work_dir: Path,
+    node: NodeRuntime,
+    platform: str,
+    cache_dir: Path,
+    log: Log,
+) -> BuildResult:
+    """Run steps 1-4 for ``project`` under ``work_dir`` (its ``.aether``)."""
+    stamps = work_dir / _STAMPS_DIR
+    stamps.mkdir(parents=True, exist_ok=True)
+    rules = IgnoreRules.for_workspace(project.workspace_root, project.package_path)
+    sync = sync_tree(
+        project.workspace_root,
+        work_dir / STAGING_DIR,
+        rules,
+        state_file=stamps / "staging.json",
+        log=log,
+    )
+    if sync.changed:
+        log(f"staged {sync.copied} changed and {sync.removed} removed file(s)")
+    env = _environment(node, work_dir)
+    tool = find_tool(project.manager, sync.root, env=env, cache_dir=cache_dir, log=log)
+    tool = _with_shim(tool, work_dir / "bin", env)
+    installed = _install(project, sync, tool, env, platform, node, stamps, log)
+
+    package_dir = project.package_path
+    closure = production_closure(sync.root, package_dir, platform=platform)
+    built = _build(project, sync, closure, tool, env, stamps, log)
+
+    entries = artifact_entries(closure, rules, log=log)
+    start = _checked_start_command(project, closure, sync.root, entries, log)
+    addons = _native_addons(closure, entries, platform, project)
+    if closure.left_out:
+        log(
+            f"left out {len(closure.left_out)} optional package(s) built for other platforms "
+            f"than {platform}"
+        )
+    return BuildResult(
+        project=project,
+        staging=sync.root,
+        closure=closure,
+        entries=entries,
+        native_addons=addons,
+        platform=platform,
+        node_version=node.version,
+        tool=f"{project.manager.name} {tool.version}",
+        start_command=start if not package_dir else f"cd {package_dir} && {start}",
+        installed=installed,
+        built=built,
+    )
+
+
+def _environment(node: NodeRuntime, work_dir: Path) -> dict[str, str]:
+    env = tool_environment(dict(os.environ))
+    shims = work_dir / "bin"
+    env["PATH"] = os.pathsep.join([str(node.bin_dir), str(shims), env.get("PATH", "")])
+    if node.headers is not None:
+        # node-gyp builds native addons against these headers instead of downloading them.
+        env["npm_config_nodedir"] = str(node.headers)
+    return env
+
+
+def _with_shim(tool: Tool, shims: Path, env: dict[str, str]) -> Tool:
+    """Put the chosen package manager on PATH under its own name, so that scripts
+    calling ``pnpm`` or ``yarn`` get the pinned version too."""
+    if len(tool.argv) == 1:
+        return tool
+    shims.mkdir(parents=True, exist_ok=True)
+    shim = shims / tool.manager.name
+    script = "#!/bin/sh\nexec " + " ".join(shlex.quote(a) for a in tool.argv) + ' "$@"\n'
+    if not shim.is_file() or shim.read_text() != script:
+        tmp = shim.with_name(shim.name + ".tmp")
+        tmp.write_text(script)
+        tmp.chmod(0o755)
+        tmp.replace(shim)
+    return Tool(tool.manager, (tool.manager.name,), tool.version)
+
+
+# ---------------------------------------------------------------------------
+# Install
+
+
+def _install(
+    project: NodeProject,
+    sync: SyncResult,
+    tool: Tool,
+    env: dict[str, str],
+    platform: str,
+    node: NodeRuntime,
+    stamps: Path,
+    log: Log,
+) -> bool:
+    stamp_path = stamps / "install.json"
+    inputs = {
+        "version": _STAMP_VERSION,
+        "tool": f"{project.manager.name}@{tool.version}",
+        "node": node.version,
+        "platform": platform,
+        "files": _install_inputs(sync.root),
+    }
+    previous = _read_json(stamp_path)
+    if previous == {**inputs, "node_modules": _node_modules_fingerprint(sync.root)}:
+        log("dependencies unchanged since the last install: nothing to install")
+        return False
+    stamp_path.unlink(missing_ok=True)
+    command = tool.install_all()
+    if project.lockfile is None:
+        log(
+            "warning: no lockfile: dependencies are resolved afresh on every install; "
+            "commit package-lock.json for reproducible deploys"
+        )
+    log(f"installing dependencies: {' '.join(command)} (Node {node.version})")
+    run_tool(command, sync.root, env, log, what=f"`{' '.join(command)}`")
+    _write_json(stamp_path, {**inputs, "node_modules": _node_modules_fingerprint(sync.root)})
+    return True
+
+
+def _install_inputs(root: Path) -> dict[str, str]:
+    """sha256 of every file that decides an install: manifests, lockfiles, configs."""
+    found: dict[str, str] = {}
+    stack = [root]
+    names = {"package.json", "binding.gyp", *INSTALL_CONFIG_FILES}
+    lockfiles = {"package-lock.json", "npm-shrinkwrap.json", "pnpm-lock.yaml", "yarn.lock"}
+    while stack:
+        directory = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if entry.name not in ("node_modules", ".git", ".aether"):
+                    stack.append(Path(entry.path))
+            elif entry.name in names or (directory == root and entry.name in lockfiles):
+                relative = os.path.relpath(entry.path, root)
+                found[relative] = hashlib.sha256(Path(entry.path).read_bytes()).hexdigest()
+    return dict(sorted(found.items()))
+
+
+def _node_modules_fingerprint(root: Path) -> str | None:
+    """Cheap evidence that node_modules is what the last install left: the stats of its
+    top-level entries and scoped packages (an added, removed or reinstalled package
+    changes a directory's mtime there)."""
+    modules = root / "node_modules"
+    if not modules.is_dir():
+        return None
+    digest = hashlib.sha256()
+    stack = [modules]
+    while stack:
+        directory = stack.pop()
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            st = entry.stat(follow_symlinks=False)
+            rel = os.path.relpath(entry.path, modules)
+            digest.update(f"{rel}\0{st.st_mode}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            if directory == modules and entry.name.startswith("@") and entry.is_dir():
+                stack.append(Path(entry.path))
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------
+# Build
+
+
+def _build(
+    project: NodeProject,
+    sync: SyncResult,
+    closure: Closure,
+    tool: Tool,
+    env: dict[str, str],
+    stamps: Path,
+    log: Log,
+) -> bool:
+    if project.build_command is None:
+        return False
+    steps: list[tuple[Path, str]] = [
+        (sync.root / package.directory, " ".join(tool.run_script("build")))
+        for package in closure.workspace_packages()
+        if isinstance((package.manifest.get("scripts") or {}).get("build"), str)
+    ]
+    steps.append((sync.root / project.package_path, project.build_command))
+    stamp_path = stamps / "build.json"
+    inputs = {
+        "version": _STAMP_VERSION,
+        "steps": [[os.path.relpath(cwd, sync.root), command] for cwd, command in steps],
+        "sources": _read_json(stamps / "staging.json"),
+        "install": _read_json(stamps / "install.json"),
+    }
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    if (_read_json(stamp_path) or {}).get("inputs") == digest:
+        log("sources unchanged since the last build: nothing to build")
+        return False
+    stamp_path.unlink(missing_ok=True)
+    build_env = {**env, "NODE_ENV": "production"}
+    for cwd, command in steps:
+        where = os.path.relpath(cwd, sync.root)
+        log(f"building: {command}" + (f" (in {where})" if where != "." else ""))
+        run_tool(["sh", "-c", command], cwd, build_env, log, what=f"the build `{command}`")
+    _write_json(stamp_path, {"inputs": digest})
+    return True
+
+
+def run_tool(command: list[str], cwd: Path, env: dict[str, str], log: Log, *, what: str) -> None:
+    """Run a package manager or build; its output goes to ``log`` line by line."""
+    tail: deque[str] = deque(maxlen=200)
+    try:
+        proc = subprocess.Popen(
+            command,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            text=True,
+            errors="replace",
+        )
+    except FileNotFoundError:
+        raise BuildError(f"could not run {command[0]}: not found on PATH") from None
+    assert proc.stdout is not None
+    name = Path(command[0]).name if command[0] != "sh" else "build"
+    for raw in proc.stdout:
+        line = _ANSI.sub("", raw.rstrip())
+        if line:
+            log(f"{name}: {line}")
+            tail.append(line)
+    if proc.wait() != 0:
+        details = meaningful_tail(list(tail))
+        raise BuildError(f"{what} failed with exit code {proc.returncode}", details)
+
+
+def meaningful_tail(lines: list[str], limit: int = _TAIL_LINES) -> list[str]:
+    """The last lines worth reading: without log-file pointers, progress and blanks."""
+    kept = [line for line in lines if not _NOISE.search(line)]
+    return kept[-limit:]
+
+
+# ---------------------------------------------------------------------------
+# Checks on what will be packed
+
+
+def _native_addons(
+    closure: Closure, entries: list[Entry], platform: str, project: NodeProject
+) -> list[NativeAddon]:
+    owners = sorted(closure.packages.values(), key=lambda p: len(p.directory), reverse=True)
+    addons = []
+    for entry in entries:
+        if entry.kind != "file" or not entry.path.endswith(".node"):
+            continue
+        owner = next(
+            (p for p in owners if not p.directory or entry.path.startswith(p.directory + "/")),
+            closure.app,
+        )
+        addons.append(
+            check_addon(
+                Path(entry.source),
+                shown=entry.path,
+                package=owner.name,
+                platform=platform,
+                node=project.node.line,
+            )
+        )
+    return addons
+
+
+def _checked_start_command(
+    project: NodeProject, closure: Closure, root: Path, entries: list[Entry], log: Log
+) -> str:
+    """The start command, once it is clear that the artifact has what it runs."""
+    paths = {entry.path for entry in entries}
+    scripts = project.package.get("scripts") or {}
+    command = project.start_command
+    script = scripts.get("start") if command == "npm start" else command
+    if not isinstance(script, str):
+        return command
+    try:
+        words = [
+            w for w in shlex.split(script) if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", w)
+        ]
+    except ValueError:
+        return command
+    if not words:
+        return command
+    base = project.package_path
+    program = words[0]
+    if program == "node":
+        target = next((w for w in words[1:] if not w.startswith("-")), None)
+        if (
+            target is not None
+            and not target.startswith("/")
+            and not _has_module(paths, base, target)
+        ):
+            raise BuildError(
+                f"the start command runs `{script}`, but the artifact has no {target}"
+                + (
+                    ": does the build write it? (check its output directory)"
+                    if project.build_command
+                    else ": add a build (scripts.build) or fix the start command"
+                )
+            )
+        return command
+    if "/" in program or program in _SHELL_WORDS:
+        return command
+    in_artifact = _bin_in(paths, base, program)
+    installed = (
+        root / (base + "/" if base else "") / "node_modules" / ".bin" / program
+    ).exists() or (root / "node_modules" / ".bin" / program).exists()
+    if in_artifact or not installed:
+        return command  # a command of the artifact, or of the system (sh, npm)
+    if command == "npm start" and isinstance(scripts.get("start:prod"), str):
+        log(
+            f"scripts.start runs `{program}`, which only a devDependency provides: "
+            "starting with `npm run start:prod` instead"
+        )
+        return "npm run start:prod"
+    raise BuildError(
+        f"the start command runs `{program}`, which only a devDependency provides and is not "
+        'in the artifact: make it start the built app (for example "start": "node dist/main.js") '
+        "or pass --start-command"
+    )
+
+
+_SHELL_WORDS = frozenset({"npm", "npx", "pnpm", "yarn", "sh", "bash", "exec", "cd", "env", "node"})
+
+
+def _has_module(paths: set[str], base: str, target: str) -> bool:
+    relative = posixpath.normpath(f"{base}/{target}" if base else target)
+    return any(relative + suffix in paths for suffix in _START_EXTENSIONS)
+
+
+def _bin_in(paths: set[str], base: str, program: str) -> bool:
+    here = f"{base}/node_modules/.bin/{program}" if base else f"node_modules/.bin/{program}"
+    return here in paths or f"node_modules/.bin/{program}" in paths
+
+
+# ---------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, sort_keys=True, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)

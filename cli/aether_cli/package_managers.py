@@ -1,0 +1,392 @@
+"""npm, pnpm and Yarn: which one a project uses, and the commands Aether runs with it.
+
+The lockfile picks the package manager, as the tools themselves agree:
+``npm-shrinkwrap.json`` / ``package-lock.json`` → npm, ``pnpm-lock.yaml`` → pnpm,
+``yarn.lock`` → Yarn (classic 1.x, or Berry when the lockfile has ``__metadata``).
+``packageManager`` in package.json (``pnpm@9.12.0``) pins the version and settles a
+tie between several lockfiles. Installs are frozen: a lockfile that does not match
+package.json fails with the tool's own reason, never a silent re-resolve.
+
+A pinned version that is not the one on PATH is installed once from the npm
+registry, by npm itself (so the user's registry, proxy and auth settings apply),
+into Aether's cache.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from aether_cli.contract import PLATFORMS
+
+Name = Literal["npm", "pnpm", "yarn"]
+LOCKFILES: tuple[tuple[str, Name], ...] = (
+    ("npm-shrinkwrap.json", "npm"),  # wins over package-lock.json, as in npm
+    ("package-lock.json", "npm"),
+    ("pnpm-lock.yaml", "pnpm"),
+    ("yarn.lock", "yarn"),
+)
+# Files besides lockfile and package.json that change what an install produces.
+INSTALL_CONFIG_FILES = (
+    ".npmrc",
+    ".yarnrc",
+    ".yarnrc.yml",
+    "pnpm-workspace.yaml",
+    ".pnpmfile.cjs",
+)
+_PACKAGE_MANAGER_FIELD = re.compile(r"(npm|pnpm|yarn)@(\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?)(\+.*)?")
+# Where a pinned tool comes from on the registry.
+_REGISTRY_PACKAGES = {"npm": "npm", "pnpm": "pnpm", "yarn": "yarn", "berry": "@yarnpkg/cli-dist"}
+_TOOL_TIMEOUT = 300
+
+
+class PackageManagerError(Exception):
+    """The project's package manager cannot be determined or obtained (the CLI exits 10)."""
+
+
+@dataclass(frozen=True)
+class PackageManager:
+    name: Name
+    lockfile: Path | None  # in the workspace root; None only for npm without one
+    pinned: str | None = None  # version from package.json's packageManager
+    berry: bool = False  # Yarn 2+ (lockfile with __metadata, or pinned >= 2)
+
+    @property
+    def label(self) -> str:
+        flavour = " (Berry)" if self.berry else " (classic)" if self.name == "yarn" else ""
+        return self.name + flavour + (f" {self.pinned}" if self.pinned else "")
+
+
+def detect_package_manager(workspace_root: Path, package: dict[str, Any]) -> PackageManager:
+    """The package manager of the workspace whose root package.json is ``package``."""
+    pinned_name, pinned_version = _parse_package_manager_field(package.get("packageManager"))
+    found = [
+        (workspace_root / name, tool)
+        for name, tool in LOCKFILES
+        if (workspace_root / name).is_file()
+    ]
+    if found and found[0][0].name == "npm-shrinkwrap.json":
+        found = [f for f in found if f[0].name != "package-lock.json"]
+    tools = {tool for _, tool in found}
+    if pinned_name is not None:
+        matching = [f for f in found if f[1] == pinned_name]
+        if found and not matching:
+            raise PackageManagerError(
+                f'package.json pins "packageManager": "{package["packageManager"]}" but the '
+                f"lockfile is {found[0][0].name}: make them agree"
+            )
+        lockfile = matching[0][0] if matching else None
+        name: Name = pinned_name
+    elif len(tools) > 1:
+        names = " and ".join(path.name for path, _ in found)
+        raise PackageManagerError(
+            f"{workspace_root} has {names}: remove the lockfile of the package manager you do "
+            'not use, or name yours in package.json ("packageManager": "pnpm@9.12.0")'
+        )
+    elif found:
+        lockfile, name = found[0]
+    else:
+        lockfile, name = None, "npm"
+    if lockfile is None and name != "npm":
+        raise PackageManagerError(
+            f"{workspace_root} has no {_lockfile_name(name)}: run `{name} install` and commit "
+            "the lockfile, so the deploy installs exactly what you tested"
+        )
+    berry = name == "yarn" and (
+        (pinned_version is not None and int(pinned_version.split(".")[0]) >= 2)
+        or (lockfile is not None and _is_berry_lockfile(lockfile))
+    )
+    return PackageManager(name, lockfile, pinned_version, berry)
+
+
+def _lockfile_name(name: Name) -> str:
+    return next(file for file, tool in LOCKFILES if tool == name and file != "npm-shrinkwrap.json")
+
+
+def _parse_package_manager_field(value: Any) -> tuple[Name | None, str | None]:
+    if value is None:
+        return None, None
+    match = _PACKAGE_MANAGER_FIELD.fullmatch(value) if isinstance(value, str) else None
+    if not match:
+        raise PackageManagerError(
+            f'package.json: "packageManager" is {json.dumps(value)}; expected name@x.y.z '
+            'with name npm, pnpm or yarn (for example "pnpm@9.12.0")'
+        )
+    name: Name = match.group(1)  # type: ignore[assignment]
+    return name, match.group(2)
+
+
+def _is_berry_lockfile(path: Path) -> bool:
+    with path.open("r", encoding="utf-8", errors="replace") as f:
+        head = f.read(4096)
+    return "__metadata:" in head
+
+
+def check_linker(workspace_root: Path, manager: PackageManager) -> None:
+    """Refuse Yarn Plug'n'Play: an artifact needs a node_modules that Node resolves alone."""
+    if not manager.berry:
+        return
+    linker = yaml_scalar(_read_text(workspace_root / ".yarnrc.yml"), "nodeLinker")
+    if linker not in ("node-modules", "pnpm"):
+        raise PackageManagerError(
+            f"{workspace_root} uses Yarn Plug'n'Play (nodeLinker: {linker or 'pnp'}), which "
+            "Aether does not deploy: add `nodeLinker: node-modules` to .yarnrc.yml and run "
+            "`yarn install`"
+        )
+
+
+# ---------------------------------------------------------------------------
+# Commands
+
+
+@dataclass(frozen=True)
+class Tool:
+    """How to run a package manager here: the argv prefix and its version."""
+
+    manager: PackageManager
+    argv: tuple[str, ...]
+    version: str
+
+    def install_all(self) -> list[str]:
+        """Install every dependency (dev included) from the lockfile, frozen."""
+        name = self.manager.name
+        if name == "npm":
+            if self.manager.lockfile is None:
+                return [*self.argv, "install", "--include=dev", "--no-package-lock", *_NPM_QUIET]
+            return [*self.argv, "ci", "--include=dev", *_NPM_QUIET]
+        if name == "pnpm":
+            return [*self.argv, "install", "--frozen-lockfile", "--reporter=append-only"]
+        if self.manager.berry:
+            return [*self.argv, "install", "--immutable"]
+        return [
+            *self.argv,
+            "install",
+            "--frozen-lockfile",
+            "--production=false",
+            "--non-interactive",
+            "--no-progress",
+        ]
+
+    def install_production_for(self, platform: str) -> list[str]:
+        """npm only: production dependencies for another platform (npm installs one)."""
+        os_name, arch = platform.split("/")
+        return [
+            *self.argv,
+            "ci",
+            "--omit=dev",
+            "--ignore-scripts",
+            f"--os={os_name}",
+            f"--cpu={_NODE_ARCH[arch]}",
+            "--libc=glibc",
+            *_NPM_QUIET,
+        ]
+
+    def run_script(self, script: str) -> list[str]:
+        return [*self.argv, "run", script]
+
+
+_NPM_QUIET = ("--no-audit", "--no-fund", "--loglevel=warn")
+# Docker's architecture names → Node's process.arch.
+_NODE_ARCH = {"amd64": "x64", "arm64": "arm64"}
+assert set(_NODE_ARCH) == {p.split("/")[1] for p in PLATFORMS}
+
+
+def node_arch(platform: str) -> str:
+    return _NODE_ARCH[platform.split("/")[1]]
+
+
+def find_tool(
+    manager: PackageManager,
+    workspace_root: Path,
+    *,
+    env: dict[str, str],
+    cache_dir: Path,
+    log: Any,
+) -> Tool:
+    """The package manager to run: the project's yarnPath, the one on PATH when it is the
+    pinned version (or nothing is pinned), else the pinned version from the registry."""
+    if manager.berry:
+        yarn_path = yaml_scalar(_read_text(workspace_root / ".yarnrc.yml"), "yarnPath")
+        if yarn_path:
+            script = (workspace_root / yarn_path).resolve()
+            if not script.is_file():
+                raise PackageManagerError(
+                    f".yarnrc.yml names yarnPath {yarn_path}, which is missing"
+                )
+            argv: tuple[str, ...] = ("node", str(script))
+            return Tool(manager, argv, _version_of(argv, env))
+    on_path = shutil.which(manager.name, path=env.get("PATH"))
+    if on_path is not None:
+        argv = (on_path,)
+        version = _version_of(argv, env)
+        wanted_berry = manager.berry == (int(version.split(".")[0]) >= 2) or manager.name != "yarn"
+        if (manager.pinned is None or manager.pinned == version) and wanted_berry:
+            return Tool(manager, argv, version)
+    if manager.pinned is None and manager.name == "npm":
+        raise PackageManagerError(
+            "npm was not found on PATH: install Node.js (which ships npm) from "
+            "https://nodejs.org or with nvm, then run this again"
+        )
+    package = _REGISTRY_PACKAGES["berry" if manager.berry else manager.name]
+    version = manager.pinned or (
+        "latest" if manager.name == "pnpm" else "4" if manager.berry else "1"
+    )
+    home = _install_from_registry(package, version, cache_dir=cache_dir, env=env, log=log)
+    script = _bin_script(home / "node_modules" / package)
+    argv = ("node", str(script))
+    return Tool(manager, argv, _version_of(argv, env))
+
+
+def _install_from_registry(
+    package: str, version: str, *, cache_dir: Path, env: dict[str, str], log: Any
+) -> Path:
+    """``package@version`` installed under ``cache_dir`` (once; later calls reuse it)."""
+    home = cache_dir / "tools" / f"{package.replace('/', '+')}@{version}"
+    if version != "latest" and (home / ".complete").is_file():
+        return home
+    npm = shutil.which("npm", path=env.get("PATH"))
+    if npm is None:
+        raise PackageManagerError(f"installing {package}@{version} needs npm, which is not on PATH")
+    log(f"fetching {package}@{version} from the npm registry (once)")
+    home.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{home.name}.", dir=home.parent))
+    try:
+        result = subprocess.run(
+            [
+                npm,
+                "install",
+                "--prefix",
+                str(staging),
+                "--no-save",
+                "--ignore-scripts",
+                *_NPM_QUIET,
+                f"{package}@{version}",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=_TOOL_TIMEOUT,
+            check=False,
+        )
+        if result.returncode != 0:
+            reason = (result.stderr or result.stdout).strip().splitlines()[-3:]
+            raise PackageManagerError(
+                f"could not install {package}@{version} from the npm registry: "
+                + " / ".join(reason)
+            )
+        (staging / ".complete").write_text(f"{package}@{version}\n")
+        if version == "latest":
+            shutil.rmtree(home, ignore_errors=True)
+        try:
+            staging.rename(home)
+        except OSError:
+            # Another process installed the same version meanwhile: use that one.
+            if not (home / ".complete").is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return home
+
+
+def _bin_script(package_dir: Path) -> Path:
+    manifest = json.loads((package_dir / "package.json").read_text(encoding="utf-8"))
+    bins = manifest.get("bin")
+    if isinstance(bins, str):
+        return package_dir / bins
+    if isinstance(bins, dict):
+        for key in ("pnpm", "yarn", "npm"):
+            if isinstance(bins.get(key), str):
+                return package_dir / str(bins[key])
+    raise PackageManagerError(f"{package_dir}: no command in its package.json")
+
+
+def _version_of(argv: tuple[str, ...], env: dict[str, str]) -> str:
+    try:
+        result = subprocess.run(
+            [*argv, "--version"], capture_output=True, text=True, env=env, timeout=60, check=True
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise PackageManagerError(f"could not run {' '.join(argv)} --version: {exc}") from None
+    version = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    if not re.fullmatch(r"\d+\.\d+\.\d+\S*", version):
+        raise PackageManagerError(f"{' '.join(argv)} --version printed {version!r}")
+    return version
+
+
+# ---------------------------------------------------------------------------
+# The little YAML these tools write: top-level scalars and one block list.
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+
+
+def _unquote(value: str) -> str:
+    value = value.split(" #", 1)[0].strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def yaml_scalar(text: str, key: str) -> str | None:
+    """A top-level ``key: value`` of a YAML document, or None."""
+    for line in text.splitlines():
+        if line.startswith(f"{key}:"):
+            value = _unquote(line[len(key) + 1 :])
+            return value or None
+    return None
+
+
+def yaml_list(text: str, key: str) -> list[str] | None:
+    """A top-level block or flow list of strings (``key:`` then ``  - item`` lines)."""
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if not line.startswith(f"{key}:"):
+            continue
+        rest = line[len(key) + 1 :].split(" #", 1)[0].strip()
+        if rest.startswith("["):
+            return [_unquote(item) for item in rest.strip("[]").split(",") if item.strip()]
+        items: list[str] = []
+        for item in lines[index + 1 :]:
+            stripped = item.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            if not item[:1].isspace() and not stripped.startswith("-"):
+                break
+            if stripped.startswith("- "):
+                items.append(_unquote(stripped[2:]))
+            elif stripped != "-":
+                break
+        return items
+    return None
+
+
+def tool_environment(base: dict[str, str]) -> dict[str, str]:
+    """What every package-manager run gets: no prompts, no update checks, no telemetry.
+
+    NODE_ENV is dropped: npm, pnpm and Yarn skip devDependencies under
+    NODE_ENV=production, and the build needs them.
+    """
+    env = {k: v for k, v in base.items() if k != "NODE_ENV"}
+    env.update(
+        NO_UPDATE_NOTIFIER="1",
+        npm_config_update_notifier="false",
+        npm_config_fund="false",
+        npm_config_audit="false",
+        YARN_ENABLE_TELEMETRY="0",
+        YARN_ENABLE_PROGRESS_BARS="false",
+        YARN_ENABLE_INLINE_BUILDS="false",
+        COREPACK_ENABLE_STRICT="0",
+        DISABLE_OPENCOLLECTIVE="1",
+        ADBLOCK="1",
+    )
+    return env

@@ -283,14 +283,17 @@ def _build(
     stamps: Path,
     log: Log,
 ) -> bool:
-    if project.build_command is None:
+    if not project.builds:
         return False
     steps: list[tuple[Path, str]] = [
         (sync.root / package.directory, " ".join(tool.run_script("build")))
         for package in closure.workspace_packages()
         if isinstance((package.manifest.get("scripts") or {}).get("build"), str)
     ]
-    steps.append((sync.root / project.package_path, project.build_command))
+    if project.build_command is not None:
+        steps.append((sync.root / project.package_path, project.build_command))
+    if not steps:
+        return False
     stamp_path = stamps / "build.json"
     inputs = {
         "version": _STAMP_VERSION,

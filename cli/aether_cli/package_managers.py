@@ -221,9 +221,8 @@ def find_tool(
                 )
             argv: tuple[str, ...] = ("node", str(script))
             return Tool(manager, argv, _version_of(argv, env))
-    on_path = shutil.which(manager.name, path=env.get("PATH"))
-    if on_path is not None:
-        argv = (on_path,)
+    if shutil.which(manager.name, path=env.get("PATH")) is not None:
+        argv = (manager.name,)  # run by name: the PATH it was found on is the one used
         version = _version_of(argv, env)
         wanted_berry = manager.berry == (int(version.split(".")[0]) >= 2) or manager.name != "yarn"
         if (manager.pinned is None or manager.pinned == version) and wanted_berry:

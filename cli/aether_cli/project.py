@@ -55,6 +55,7 @@ class NodeProject:
     workspace_root: Path  # holds the lockfile; the same as root outside a monorepo
     build_command: str | None = None  # a shell command; None: nothing to build
     build_source: str | None = None  # where build_command came from, for messages
+    builds: bool = True  # False with --no-build: neither the app nor its workspace packages
     package: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     settings: ProjectFile = field(default_factory=ProjectFile, compare=False)
 
@@ -133,6 +134,7 @@ def detect_project(
         workspace_root=workspace_root,
         build_command=build_command,
         build_source=build_from,
+        builds=build,
         package=package,
         settings=settings,
     )

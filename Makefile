@@ -37,13 +37,18 @@ down:
 status: venv
 	$(BIN)/python -m infra.local status
 
-# The example app's dependencies, installed once by the CLI itself (which leaves
-# its install stamp), so tests that copy the example need no registry.
+# Every project the tests build (the example and tests/fixtures/projects), built once
+# by the CLI itself so that its staging install (and npm, pnpm and Yarn caches) are warm:
+# tests copy a project with its .aether/ and install nothing.
 EXAMPLE := examples/hello-express
-fixtures: $(EXAMPLE)/node_modules/.aether-install.json
+FIXTURE_APPS := $(EXAMPLE) $(addprefix tests/fixtures/projects/,\
+	ts-express esbuild-bundle pnpm-app yarn-classic yarn-berry native-addon fixed-port \
+	npm-workspaces/apps/api pnpm-workspaces/apps/api)
+FIXTURE_STAMPS := $(addsuffix /.aether/stamps/install.json,$(FIXTURE_APPS))
+fixtures: $(FIXTURE_STAMPS)
 
-$(EXAMPLE)/node_modules/.aether-install.json: $(EXAMPLE)/package-lock.json $(EXAMPLE)/package.json $(STAMP)
-	$(BIN)/aether --log-format text deploy --pack-only --no-sbom --path $(EXAMPLE)
+%/.aether/stamps/install.json: %/package.json $(STAMP)
+	$(BIN)/aether --log-format text --log-level warn deploy --pack-only --no-sbom --path $*
 
 test: venv fixtures
 	$(BIN)/pytest -q

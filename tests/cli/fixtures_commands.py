@@ -159,6 +159,8 @@ class ScriptedServer:
 @pytest.fixture(name="fake_api")
 def fake_api_fixture() -> Iterator[ScriptedServer]:
     server = ScriptedServer().start()
+    # Every command that will call the API checks its token first.
+    server.on("GET", "/whoami", Reply(200, {"subject": "dev", "role": "admin"}))
     yield server
     server.stop()
 
@@ -222,7 +224,7 @@ def write_project(
         "version": "1.0.0",
         "private": True,
         "scripts": {"start": "node server.js"},
-        "engines": {"node": "20.x"},
+        "engines": {"node": "24.x"},
         **(extra or {}),
     }
     (root / "package.json").write_text(json.dumps(package, indent=2) + "\n")

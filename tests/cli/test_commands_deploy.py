@@ -139,12 +139,17 @@ def test_first_deploy_uploads_exactly_the_signed_headers_and_follows_the_rollout
     (post,) = fake_api.calls("POST", "/artifacts")
     assert post.headers["x-aether-artifact-digest"] == out["digest"]
     assert "x-aether-signature" not in post.headers
-    assert post.json == {"app_name": "demo-app", "size_bytes": len(body), "runtime": "node20"}
+    assert post.json == {
+        "app_name": "demo-app",
+        "size_bytes": len(body),
+        "runtime": "node24",
+        "platform": "linux/amd64",
+    }
     (created,) = fake_api.calls("POST", "/deployments")
     assert created.json == {
         "app_name": "demo-app",
         "artifact_digest": out["digest"],
-        "runtime": "node20",
+        "runtime": "node24",
         "start_command": "npm start",
         "env": {"GREETING": "hi there", "A": ""},
         "replicas": 1,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,22 +13,20 @@ import pytest
 
 from infra.local.processes import Service
 from tests.conftest import ADMIN_TOKEN
+from tests.projects import PROJECTS
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello-express"
 AETHER = str(Path(sys.executable).with_name("aether"))
 
 pytestmark = pytest.mark.skipif(
-    not (EXAMPLE / "node_modules" / ".aether-install.json").exists(),
+    not PROJECTS["example"].warm,
     reason="the example's dependencies are not installed: run `make fixtures` once",
 )
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A copy of the example with its installed node_modules (mtimes kept: npm is skipped)."""
-    target = tmp_path / "app"
-    shutil.copytree(EXAMPLE, target, symlinks=True, ignore=shutil.ignore_patterns(".aether"))
-    return target
+    """A copy of the example with its staging install (mtimes kept: nothing is installed)."""
+    return PROJECTS["example"].copy_to(tmp_path)
 
 
 def aether(

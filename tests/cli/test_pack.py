@@ -16,17 +16,11 @@ from pathlib import Path
 
 import pytest
 from aether_cli import pack as pack_module
-from aether_cli.pack import (
-    PACK_STAMP_NAME,
-    Entry,
-    IgnoreRules,
-    PackError,
-    pack_project,
-    pack_tree,
-    tar_header,
-)
+from aether_cli.ignore import IgnoreFileError, IgnoreRules
+from aether_cli.pack import PACK_STAMP_NAME, PackError, pack_tree
 from aether_cli.pgzip import BLOCK_SIZE, ParallelGzipWriter
-from aether_cli.project import INSTALL_STAMP_NAME, NodeProject
+from aether_cli.tar_format import tar_header
+from aether_cli.tree import Entry
 
 requires_gnu_tar = pytest.mark.skipif(
     shutil.which("tar") is None, reason="GNU tar is not installed"
@@ -293,7 +287,6 @@ def test_defaults_leave_out_git_aether_env_and_the_ignore_file(
     (sample_tree / "lib" / ".env.local").write_text("SECRET=3\n")
     (sample_tree / ".environment.md").write_text("not an env file\n")
     (sample_tree / ".aetherignore").write_text("# nothing else\n")
-    (sample_tree / "node_modules" / INSTALL_STAMP_NAME).write_text("{}")
 
     result, messages = _pack(sample_tree, tmp_path / "out")
     names = _names(result.artifact)
@@ -306,7 +299,6 @@ def test_defaults_leave_out_git_aether_env_and_the_ignore_file(
         ".env.production",
         "lib/.env.local",
         ".aetherignore",
-        f"node_modules/{INSTALL_STAMP_NAME}",
     ):
         assert left_out not in names
     assert ".environment.md" in names
@@ -504,50 +496,5 @@ def test_a_read_failure_leaves_no_partial_artifact(
 
 def test_unreadable_aetherignore_is_a_pack_error(sample_tree: Path, tmp_path: Path) -> None:
     (sample_tree / ".aetherignore").write_bytes(b"\xff\xfe not utf-8")
-    with pytest.raises(PackError, match=r"\.aetherignore"):
+    with pytest.raises(IgnoreFileError, match=r"\.aetherignore"):
         pack_tree(sample_tree, tmp_path / "out")
-
-
-# -- pack_project --------------------------------------------------------------
-
-
-def test_pack_project_writes_archive_manifest_and_sbom_side_by_side(
-    sample_tree: Path, path_without_npm: Path
-) -> None:
-    (sample_tree / "package-lock.json").write_text(
-        json.dumps(
-            {
-                "name": "sample",
-                "lockfileVersion": 3,
-                "packages": {
-                    "": {"name": "sample", "version": "1.0.0"},
-                    "node_modules/x": {"version": "1.0.0"},
-                },
-            }
-        )
-    )
-    project = NodeProject(
-        root=sample_tree,
-        name="sample",
-        node_major=20,
-        start_command="npm start",
-        lockfile=sample_tree / "package-lock.json",
-    )
-    out = sample_tree / ".aether" / "build"
-    messages: list[str] = []
-    result = pack_project(project, out, log=messages.append)
-
-    assert result.sbom == out / "sbom.json"
-    assert sorted(p.name for p in out.iterdir()) == [
-        "app.tar.gz",
-        "manifest.json",
-        PACK_STAMP_NAME,
-        "sbom.json",
-    ]
-    assert "sbom.json" not in " ".join(_names(result.artifact))
-    bom = json.loads(result.sbom.read_text())
-    assert [c["name"] for c in bom["components"]] == ["x"]
-
-    without = pack_project(project, tmp_out := sample_tree.parent / "nosbom", sbom=False)
-    assert without.sbom is None and without.digest == result.digest
-    assert not (tmp_out / "sbom.json").exists()

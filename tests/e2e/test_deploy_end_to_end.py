@@ -22,14 +22,13 @@ import requests
 
 from chalicelib.contract import default_runtime
 from infra.local.private import PrivateStack, private_stack
+from tests.projects import PROJECTS
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "hello-express"
 AETHER = str(Path(sys.executable).with_name("aether"))
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None
-    or not (EXAMPLE / "node_modules" / ".aether-install.json").exists(),
+    shutil.which("node") is None or not PROJECTS["example"].warm,
     reason="needs node and the example's dependencies (`make fixtures`)",
 )
 
@@ -42,9 +41,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateStack]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    target = tmp_path_factory.mktemp("project") / "hello-express"
-    shutil.copytree(EXAMPLE, target, symlinks=True, ignore=shutil.ignore_patterns(".aether"))
-    return target
+    return PROJECTS["example"].copy_to(tmp_path_factory.mktemp("project"))
 
 
 def aether(stack: PrivateStack, *args: str) -> Any:

@@ -151,14 +151,9 @@ def run_deploy(request: DeployRequest) -> dict[str, Any]:
     settings = config.load_settings()
     remote = not (request.pack_only or request.dry_run)
 
-    # Everything that can be wrong in the configuration fails before the slow part.
+    # Everything that can be wrong fails before the slow part: the configuration,
+    # the project, then the token (one cheap call, not after a two-minute build).
     credentials = config.require_credentials(settings) if remote else None
-    client = None
-    if credentials is not None:
-        from aether_cli.client import ApiClient
-
-        client = ApiClient(*credentials)
-        client.whoami()  # a refused token fails now, not after a two-minute build
 
     from aether_cli.project import detect_project
 
@@ -171,6 +166,12 @@ def run_deploy(request: DeployRequest) -> dict[str, Any]:
     app = None
     if not request.pack_only:
         app = config.app_name_from(request.app or project.settings.app, settings, project.name)
+    client = None
+    if credentials is not None:
+        from aether_cli.client import ApiClient
+
+        client = ApiClient(*credentials)
+        client.whoami()
     log.info(
         "Node.js %s project %s (%s, %s)",
         project.node_major,

@@ -344,9 +344,22 @@ def run_tool(command: list[str], cwd: Path, env: dict[str, str], log: Log, *, wh
 
 
 def meaningful_tail(lines: list[str], limit: int = _TAIL_LINES) -> list[str]:
-    """The last lines worth reading: without log-file pointers, progress and blanks."""
+    """The last lines worth reading: without log-file pointers, progress and blanks, and
+    without the usage text npm prints after the reason of a refused command."""
+    for index, line in enumerate(lines):
+        if line.strip() in _NPM_USAGE:
+            # The command's one-line description sits between npm's blank line and "Usage:".
+            cut = index
+            while cut > 0 and lines[cut - 1].strip() not in _NPM_BLANK:
+                cut -= 1
+            lines = lines[:cut]
+            break
     kept = [line for line in lines if not _NOISE.search(line)]
     return kept[-limit:]
+
+
+_NPM_USAGE = frozenset({"npm error Usage:", "npm ERR! Usage:"})
+_NPM_BLANK = frozenset({"npm error", "npm ERR!"})
 
 
 # ---------------------------------------------------------------------------

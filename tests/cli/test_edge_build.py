@@ -1,0 +1,264 @@
+"""The edge build with real package managers: every kind of project builds, its artifact
+runs, and the developer's own tree is never touched.
+
+Each project is a copy of one under tests/fixtures/projects, warm from ``make fixtures``
+(its staging install is copied too), so no test installs from the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.projects import PROJECTS, Project
+
+AETHER = str(Path(sys.executable).with_name("aether"))
+KINDS = [kind for kind in PROJECTS if kind != "fixed-port"]
+
+pytestmark = pytest.mark.skipif(
+    not all(project.warm for project in PROJECTS.values()),
+    reason="the fixture projects are not built: run `make fixtures` once",
+)
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "AETHER_API_URL": "",
+        "AETHER_TOKEN": "",
+    }
+
+
+def build(app_dir: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            AETHER,
+            "--log-format",
+            "text",
+            "deploy",
+            "--pack-only",
+            "--format",
+            "json",
+            "--path",
+            str(app_dir),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+        timeout=600,
+        check=False,
+    )
+
+
+def built(app_dir: Path, tmp_path: Path, *args: str) -> dict[str, Any]:
+    done = build(app_dir, tmp_path, *args)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    result["log"] = done.stderr
+    return result
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every path of the project outside .aether, with its content's or link's hash."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if rel == ".aether" or rel.startswith(".aether/") or "/.aether" in f"/{rel}":
+            continue
+        if path.is_symlink():
+            found[rel] = "link:" + str(path.readlink())
+        elif path.is_file():
+            found[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            found[rel] = "dir"
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_artifact(artifact: Path, start_command: str, tmp_path: Path) -> requests.Response:
+    """Extract the artifact as the fetcher does and start it as the platform would."""
+    from aether_cli.nodejs import ensure_node
+
+    app = tmp_path / "extracted"
+    with tarfile.open(artifact) as archive:
+        archive.extractall(app, filter="data")
+    node = ensure_node(24)
+    port = _free_port()
+    env = {"PATH": f"{node.bin_dir}:{os.environ['PATH']}", "PORT": str(port), "HOME": str(tmp_path)}
+    process = subprocess.Popen(
+        ["sh", "-c", start_command],
+        cwd=app,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/", timeout=2)
+            except requests.ConnectionError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    output = process.stdout.read().decode() if process.stdout else ""
+                    raise AssertionError(f"the app never answered:\n{output}") from None
+                time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_kind_of_project_builds_an_artifact_that_runs(kind: str, tmp_path: Path) -> None:
+    project = PROJECTS[kind]
+    app_dir = project.copy_to(tmp_path / "work")
+    # The developer's own node_modules, with a dev tool in it: the build must not touch it.
+    own = app_dir / "node_modules" / "typescript"
+    own.mkdir(parents=True, exist_ok=True)
+    (own / "package.json").write_text('{"name": "typescript", "version": "0.0.0-mine"}')
+    before = tree_digest(project_root(app_dir, project))
+
+    result = built(app_dir, tmp_path)
+
+    assert tree_digest(project_root(app_dir, project)) == before
+    answer = run_artifact(Path(result["artifact"]), result["start_command"], tmp_path)
+    assert answer.status_code == 200
+    if kind != "example":  # the example answers in plain text
+        assert answer.json()["node"].startswith("v24.")
+    names = _names(Path(result["artifact"]))
+    assert not any("/typescript/" in n or n.startswith("node_modules/typescript/") for n in names)
+    assert not any(n.startswith(("apps/web", "node_modules/is-number")) for n in names)
+
+
+def project_root(app_dir: Path, project: Project) -> Path:
+    return app_dir.parents[len(Path(project.app).parts) - 1] if project.app else app_dir
+
+
+def _names(artifact: Path) -> list[str]:
+    with tarfile.open(artifact) as archive:
+        return archive.getnames()
+
+
+def test_an_unchanged_project_installs_builds_and_packs_nothing(tmp_path: Path) -> None:
+    app_dir = PROJECTS["typescript"].copy_to(tmp_path)
+    first = built(app_dir, tmp_path)
+    again = built(app_dir, tmp_path)
+    assert again["digest"] == first["digest"]
+    assert "nothing to install" in again["log"]
+    assert "nothing to build" in again["log"]
+    assert "reusing app.tar.gz" in again["log"]
+
+
+def test_a_source_change_rebuilds_without_installing(tmp_path: Path) -> None:
+    app_dir = PROJECTS["typescript"].copy_to(tmp_path)
+    first = built(app_dir, tmp_path)
+    greeting = app_dir / "src" / "greeting.ts"
+    greeting.write_text(greeting.read_text().replace("compiled by tsc", "changed at the edge"))
+    changed = built(app_dir, tmp_path)
+    assert "nothing to install" in changed["log"]
+    assert "building: npm run build" in changed["log"]
+    assert changed["digest"] != first["digest"]
+    answer = run_artifact(Path(changed["artifact"]), changed["start_command"], tmp_path)
+    assert answer.json()["message"] == "changed at the edge"
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("example", "npm ci` can only install packages when your package.json and package-lock"),
+        ("pnpm", "ERR_PNPM_OUTDATED_LOCKFILE"),
+        ("yarn-classic", "Your lockfile needs to be updated"),
+        (
+            "yarn-berry",
+            "The lockfile would have been modified by this install, which is explicitly forbidden",
+        ),
+    ],
+)
+def test_a_lockfile_out_of_sync_fails_with_the_package_managers_reason(
+    kind: str, reason: str, tmp_path: Path
+) -> None:
+    app_dir = PROJECTS[kind].copy_to(tmp_path)
+    package = json.loads((app_dir / "package.json").read_text())
+    package["dependencies"]["left-pad"] = "1.3.0"  # not in the lockfile
+    (app_dir / "package.json").write_text(json.dumps(package))
+    done = build(app_dir, tmp_path)
+    assert done.returncode == 10, done.stderr
+    error = json.loads(done.stdout)["error"]
+    assert error["code"] == "build"
+    assert "failed with exit code" in error["message"]
+    assert any(reason in line for line in error["details"]), error["details"]
+    assert len(error["details"]) <= 12
+    assert "A complete log of this run" not in "\n".join(error["details"])
+
+
+def test_a_mach_o_addon_fails_the_build_naming_the_file(tmp_path: Path) -> None:
+    app_dir = PROJECTS["native-addon"].copy_to(tmp_path)
+    (app_dir / "vendor").mkdir()
+    (app_dir / "vendor" / "fast.node").write_bytes(b"\xcf\xfa\xed\xfe" + bytes(60))
+    done = build(app_dir, tmp_path)
+    assert done.returncode == 10
+    message = json.loads(done.stdout)["error"]["message"]
+    assert "vendor/fast.node is a macOS (Mach-O) binary, not one for linux/amd64" in message
+
+
+def test_native_addons_are_listed_in_the_manifest_with_their_abi(tmp_path: Path) -> None:
+    result = built(PROJECTS["native-addon"].copy_to(tmp_path), tmp_path)
+    manifest = json.loads(Path(result["manifest"]).read_text())
+    addons = {a["path"]: a for a in manifest["native_addons"]}
+    assert addons["build/Release/hello.node"]["abi"] == "137"  # Node 24's, from its headers
+    gnu = "node_modules/@node-rs/crc32-linux-x64-gnu/crc32.linux-x64-gnu.node"
+    assert addons[gnu]["abi"] == "node-api"
+    assert manifest["target"] == {"platform": "linux/amd64", "libc": "glibc", "node": 24}
+    assert not any("musl" in path for path in addons)
+
+
+def test_a_start_command_whose_file_the_build_does_not_write_fails_before_upload(
+    tmp_path: Path,
+) -> None:
+    app_dir = PROJECTS["typescript"].copy_to(tmp_path)
+    package = json.loads((app_dir / "package.json").read_text())
+    package["scripts"]["start"] = "node dist/main.js"
+    (app_dir / "package.json").write_text(json.dumps(package))
+    done = build(app_dir, tmp_path)
+    assert done.returncode == 10
+    message = json.loads(done.stdout)["error"]["message"]
+    assert "the artifact has no dist/main.js: does the build write it?" in message
+
+
+def test_a_start_script_that_runs_a_dev_tool_falls_back_to_start_prod(tmp_path: Path) -> None:
+    # As a NestJS project: "start" is "nest start" (the Nest CLI is a devDependency).
+    app_dir = PROJECTS["typescript"].copy_to(tmp_path)
+    package = json.loads((app_dir / "package.json").read_text())
+    package["scripts"]["start"] = "tsc --watch"
+    (app_dir / "package.json").write_text(json.dumps(package))
+    done = build(app_dir, tmp_path)
+    assert done.returncode == 10
+    assert (
+        "runs `tsc`, which only a devDependency provides"
+        in json.loads(done.stdout)["error"]["message"]
+    )
+
+    package["scripts"]["start:prod"] = "node dist/index.js"
+    (app_dir / "package.json").write_text(json.dumps(package))
+    result = built(app_dir, tmp_path)
+    assert result["start_command"] == "npm run start:prod"
+    answer = run_artifact(Path(result["artifact"]), result["start_command"], tmp_path)
+    assert answer.json()["kind"] == "ts-express"

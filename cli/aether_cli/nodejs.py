@@ -4,7 +4,7 @@
 
 1. the ``node`` on PATH, when it is of that major (and the platform is this machine's);
 2. the newest version of that major already installed in the cache,
-   ``${XDG_CACHE_HOME:-~/.cache}/aether/node/<os>-<arch>/<version>/`` (``bin/node``,
+   ``<cache>/node/<os>-<arch>/<version>/`` (``session.cache_root``) (``bin/node``,
    ``include/node/``);
 3. the newest version on the npm registry, where Node's own binaries are published as
    ``node-<os>-<arch>`` packages. ``npm`` itself asks (``npm view``, ``npm pack``), so the
@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from aether_cli.contract import node_line, supported_node_lines
 from aether_cli.errors import EXIT_CONFIG, EXIT_NETWORK, AetherError
-from aether_cli.session import xdg_dir
+from aether_cli.session import cache_root
 
 # "os/arch", as OCI spells platforms → the npm package holding Node's binary for it (glibc).
 NODE_PACKAGES: Mapping[str, str] = {
@@ -105,9 +105,7 @@ def host_platform() -> str:
 
 
 def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:
-    return (
-        xdg_dir(os.environ if env is None else env, "XDG_CACHE_HOME", ".cache") / "aether" / "node"
-    )
+    return cache_root(os.environ if env is None else env) / "node"
 
 
 def ensure_node(

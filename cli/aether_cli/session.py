@@ -31,6 +31,15 @@ class Session:
     created_at: str | None = None
 
 
+def cache_root(env: Mapping[str, str]) -> Path:
+    """Where Aether keeps what it downloads (Node binaries, package managers):
+    ``$AETHER_CACHE_DIR``, else ``${XDG_CACHE_HOME:-~/.cache}/aether``."""
+    value = env.get("AETHER_CACHE_DIR", "")
+    if value and Path(value).is_absolute():
+        return Path(value)
+    return xdg_dir(env, "XDG_CACHE_HOME", ".cache") / "aether"
+
+
 def xdg_dir(env: Mapping[str, str], variable: str, fallback: str) -> Path:
     """An XDG base directory; relative values are ignored, as the spec requires."""
     value = env.get(variable, "")

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from aether_cli.session import cache_root
 
 AETHER = str(Path(sys.executable).with_name("aether"))
 TOKEN = "tok-cli-tests-0123456789"
@@ -179,6 +180,8 @@ def isolated_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """The process environment minus any AETHER_*, with XDG dirs and HOME in tmp_path."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AETHER_", "XDG_"))}
     env.update(
+        # Node binaries and package managers come from the runner's own cache.
+        AETHER_CACHE_DIR=str(cache_root(os.environ)),
         HOME=str(tmp_path / "home"),
         XDG_CONFIG_HOME=str(tmp_path / "config"),
         XDG_CACHE_HOME=str(tmp_path / "cache"),

@@ -280,9 +280,9 @@ def _node_runtime(major: int) -> NodeRuntime:
 def _cache_dir() -> Path:
     import os
 
-    from aether_cli.session import xdg_dir
+    from aether_cli.session import cache_root
 
-    return xdg_dir(os.environ, "XDG_CACHE_HOME", ".cache") / "aether"
+    return cache_root(os.environ)
 
 
 def publish(

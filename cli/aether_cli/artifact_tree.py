@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Callable
+from pathlib import Path
 
 from aether_cli.closure import Closure
 from aether_cli.ignore import IgnoreRules
@@ -22,15 +23,19 @@ _INSTALL_STATE = frozenset({".yarn", ".pnp.cjs", ".pnp.loader.mjs", ".pnpm-store
 
 
 def artifact_entries(
-    closure: Closure, rules: IgnoreRules, *, log: Callable[[str], None]
+    closure: Closure, rules: IgnoreRules, *, sources: Path, log: Callable[[str], None]
 ) -> list[Entry]:
-    """Every entry of the artifact, sorted byte-wise by path."""
-    root = closure.root
+    """Every entry of the artifact, sorted byte-wise by path.
+
+    Installed packages are read from the closure's root, the app and its workspace
+    packages (sources and build output) from ``sources``: the same directory, or the
+    build's when the dependencies were installed apart for another platform.
+    """
     skipped = Skipped()
     by_path: dict[str, Entry] = {}
     for package in sorted(closure.packages.values(), key=lambda p: p.directory):
         for entry in collect_entries(
-            root,
+            sources if package.workspace else closure.root,
             rules,
             start=package.directory,
             skip_names=_SKIP,

@@ -22,6 +22,7 @@ import os
 import posixpath
 import re
 import shlex
+import shutil
 import subprocess
 from collections import deque
 from collections.abc import Callable
@@ -33,14 +34,17 @@ from aether_cli.artifact_tree import artifact_entries
 from aether_cli.closure import Closure, production_closure
 from aether_cli.ignore import IgnoreRules
 from aether_cli.native import NativeAddon, check_addon
+from aether_cli.nodejs import host_platform
 from aether_cli.package_managers import (
     INSTALL_CONFIG_FILES,
+    LOCKFILES,
     Tool,
     find_tool,
+    target_configuration,
     tool_environment,
 )
 from aether_cli.project import NodeProject, ProjectError
-from aether_cli.staging import SyncResult, sync_tree
+from aether_cli.staging import SyncResult, clean, remove_outputs, sync_tree
 from aether_cli.tree import Entry
 
 STAGING_DIR = "staging"
@@ -113,9 +117,14 @@ def build_project(
     platform: str,
     cache_dir: Path,
     log: Log,
+    fresh: bool = False,
 ) -> BuildResult:
-    """Run steps 1-4 for ``project`` under ``work_dir`` (its ``.aether``)."""
+    """Run steps 1-4 for ``project`` under ``work_dir`` (its ``.aether``); ``fresh``
+    (``--clean``) forgets the staging copy and its installs first."""
     stamps = work_dir / _STAMPS_DIR
+    if fresh:
+        for directory in [work_dir / STAGING_DIR, stamps, *work_dir.glob("target-*")]:
+            clean(directory)
     stamps.mkdir(parents=True, exist_ok=True)
     rules = IgnoreRules.for_workspace(project.workspace_root, project.package_path)
     sync = sync_tree(
@@ -133,10 +142,18 @@ def build_project(
     installed = _install(project, sync, tool, env, platform, node, stamps, log)
 
     package_dir = project.package_path
-    closure = production_closure(sync.root, package_dir, platform=platform)
+    dependencies_root = sync.root
+    if platform != host_platform():
+        # The build's install is for this machine (its tools must run here); the
+        # artifact's dependencies come from a second install, for the target.
+        dependencies_root = work_dir / f"target-{platform.replace('/', '-')}"
+        _install_for_target(
+            project, sync.root, dependencies_root, tool, env, platform, node, stamps, log
+        )
+    closure = production_closure(dependencies_root, package_dir, platform=platform)
     built = _build(project, sync, closure, tool, env, stamps, log)
 
-    entries = artifact_entries(closure, rules, log=log)
+    entries = artifact_entries(closure, rules, sources=sync.root, log=log)
     start = _checked_start_command(project, closure, sync.root, entries, log)
     addons = _native_addons(closure, entries, platform, project)
     if closure.left_out:
@@ -212,6 +229,9 @@ def _install(
         log("dependencies unchanged since the last install: nothing to install")
         return False
     stamp_path.unlink(missing_ok=True)
+    removed = remove_outputs(sync.root, stamps / "staging.json")
+    if removed:
+        log(f"removed {removed} path(s) an earlier install or build wrote")
     command = tool.install_all()
     if project.lockfile is None:
         log(
@@ -224,12 +244,65 @@ def _install(
     return True
 
 
+def _install_for_target(
+    project: NodeProject,
+    staging: Path,
+    target: Path,
+    tool: Tool,
+    env: dict[str, str],
+    platform: str,
+    node: NodeRuntime,
+    stamps: Path,
+    log: Log,
+) -> None:
+    """Install the production dependencies for ``platform`` into ``target``: a copy of
+    the workspace's manifests, lockfile and package-manager configuration only."""
+    stamp_path = stamps / f"{target.name}.json"
+    files = _install_inputs(staging)
+    inputs = {
+        "version": _STAMP_VERSION,
+        "tool": f"{project.manager.name}@{tool.version}",
+        "node": node.version,
+        "files": files,
+    }
+    if _read_json(stamp_path) == {**inputs, "node_modules": _node_modules_fingerprint(target)}:
+        log(f"dependencies for {platform} unchanged: nothing to install")
+        return
+    stamp_path.unlink(missing_ok=True)
+    shutil.rmtree(target, ignore_errors=True)
+    for relative in files:
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(staging / relative, target / relative)
+    yarn_dir = staging / ".yarn"
+    for kept in ("releases", "plugins", "patches"):
+        if (yarn_dir / kept).is_dir():
+            shutil.copytree(yarn_dir / kept, target / ".yarn" / kept, symlinks=True)
+    target_configuration(project.manager, target, platform)
+    command = tool.install_for_target(platform)
+    log(f"installing dependencies for {platform}: {' '.join(command)}")
+    run_tool(command, target, env, log, what=f"`{' '.join(command)}`")
+    if _has_install_scripts(target):
+        log(
+            f"warning: install scripts were not run for {platform} (they would build for "
+            "this machine); native addons they build are checked below"
+        )
+    _write_json(stamp_path, {**inputs, "node_modules": _node_modules_fingerprint(target)})
+
+
+def _has_install_scripts(root: Path) -> bool:
+    lock = _read_json(root / "node_modules" / ".package-lock.json") or {}
+    packages = lock.get("packages") if isinstance(lock, dict) else None
+    return isinstance(packages, dict) and any(
+        isinstance(info, dict) and info.get("hasInstallScript") for info in packages.values()
+    )
+
+
 def _install_inputs(root: Path) -> dict[str, str]:
     """sha256 of every file that decides an install: manifests, lockfiles, configs."""
     found: dict[str, str] = {}
     stack = [root]
     names = {"package.json", "binding.gyp", *INSTALL_CONFIG_FILES}
-    lockfiles = {"package-lock.json", "npm-shrinkwrap.json", "pnpm-lock.yaml", "yarn.lock"}
+    lockfiles = {name for name, _ in LOCKFILES}
     while stack:
         directory = stack.pop()
         try:

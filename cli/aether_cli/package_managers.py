@@ -173,18 +173,45 @@ class Tool:
             "--no-progress",
         ]
 
-    def install_production_for(self, platform: str) -> list[str]:
-        """npm only: production dependencies for another platform (npm installs one)."""
+    def install_for_target(self, platform: str) -> list[str]:
+        """Production dependencies for another platform than this machine's, without
+        running install scripts (they would build for this machine). pnpm and Berry read
+        the platform from the configuration :func:`target_configuration` writes; Yarn 1
+        installs every platform's optional packages and the closure keeps the target's."""
         os_name, arch = platform.split("/")
+        name = self.manager.name
+        if name == "npm":
+            npm_platform = [f"--os={os_name}", f"--cpu={_NODE_ARCH[arch]}", "--libc=glibc"]
+            if self.manager.lockfile is None:
+                return [
+                    *self.argv,
+                    "install",
+                    "--omit=dev",
+                    "--no-package-lock",
+                    "--ignore-scripts",
+                    *npm_platform,
+                    *_NPM_QUIET,
+                ]
+            return [*self.argv, "ci", "--omit=dev", "--ignore-scripts", *npm_platform, *_NPM_QUIET]
+        if name == "pnpm":
+            return [
+                *self.argv,
+                "install",
+                "--frozen-lockfile",
+                "--prod",
+                "--ignore-scripts",
+                "--reporter=append-only",
+            ]
+        if self.manager.berry:
+            return [*self.argv, "install", "--immutable", "--mode=skip-build"]
         return [
             *self.argv,
-            "ci",
-            "--omit=dev",
+            "install",
+            "--frozen-lockfile",
+            "--ignore-platform",
             "--ignore-scripts",
-            f"--os={os_name}",
-            f"--cpu={_NODE_ARCH[arch]}",
-            "--libc=glibc",
-            *_NPM_QUIET,
+            "--non-interactive",
+            "--no-progress",
         ]
 
     def run_script(self, script: str) -> list[str]:
@@ -195,6 +222,29 @@ _NPM_QUIET = ("--no-audit", "--no-fund", "--loglevel=warn")
 # Docker's architecture names → Node's process.arch.
 _NODE_ARCH = {"amd64": "x64", "arm64": "arm64"}
 assert set(_NODE_ARCH) == {p.split("/")[1] for p in PLATFORMS}
+
+
+def target_configuration(manager: PackageManager, root: Path, platform: str) -> None:
+    """Tell pnpm or Berry, in the target install's own copy of their configuration, which
+    platform to fetch per-platform packages for."""
+    os_name, arch = platform.split("/")
+    block = (
+        "supportedArchitectures:\n"
+        f"  os: [{os_name}]\n  cpu: [{_NODE_ARCH[arch]}]\n  libc: [glibc]\n"
+    )
+    if manager.name == "pnpm":
+        path = root / "pnpm-workspace.yaml"
+    elif manager.berry:
+        path = root / ".yarnrc.yml"
+    else:
+        return
+    text = _read_text(path)
+    if "supportedArchitectures:" in text:
+        raise PackageManagerError(
+            f"{path.name} sets supportedArchitectures itself: remove it, Aether sets it "
+            f"for the target platform ({platform})"
+        )
+    path.write_text(text + ("\n" if text and not text.endswith("\n") else "") + block)
 
 
 def node_arch(platform: str) -> str:

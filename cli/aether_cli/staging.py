@@ -165,7 +165,28 @@ def _write_state(path: Path, state: dict[str, list[object]]) -> None:
     tmp.replace(path)
 
 
+def remove_outputs(mirror: Path, state_file: Path) -> int:
+    """Remove what installs and builds wrote beside the mirrored sources (``dist/``,
+    ``build/``), ``node_modules`` excepted: done before a new install, so nothing an
+    earlier dependency tree produced outlives it. Returns how many paths went."""
+    mirrored = set(_read_state(state_file))
+    removed = 0
+    stack = [("", mirror)]
+    while stack:
+        relative, directory = stack.pop()
+        for entry in list(os.scandir(directory)):
+            path = f"{relative}/{entry.name}" if relative else entry.name
+            if entry.name == "node_modules":
+                continue
+            if path not in mirrored:
+                _remove(Path(entry.path))
+                removed += 1
+            elif entry.is_dir(follow_symlinks=False):
+                stack.append((path, Path(entry.path)))
+    return removed
+
+
 def clean(directory: Path) -> None:
-    """Forget the staging copy (``aether deploy --clean``)."""
+    """Forget the staging copy and what was installed and built in it."""
     with contextlib.suppress(FileNotFoundError):
         shutil.rmtree(directory)

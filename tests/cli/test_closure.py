@@ -108,7 +108,9 @@ def _paths(root: Path, platform: str = "linux/amd64") -> set[str]:
     closure = production_closure(root, "", platform=platform)
     return {
         e.path
-        for e in artifact_entries(closure, IgnoreRules.for_project(root), log=lambda _m: None)
+        for e in artifact_entries(
+            closure, IgnoreRules.for_project(root), sources=root, log=lambda _m: None
+        )
     }
 
 
@@ -220,7 +222,9 @@ def test_a_pnpm_tree_keeps_its_symlinks_relative_and_its_workspace_packages(tmp_
     assert [p.name for p in closure.workspace_packages()] == ["@acme/greet"]
     entries = {
         e.path: e
-        for e in artifact_entries(closure, IgnoreRules.for_project(root), log=lambda _m: None)
+        for e in artifact_entries(
+            closure, IgnoreRules.for_project(root), sources=root, log=lambda _m: None
+        )
     }
     assert entries["apps/api/node_modules/@acme/greet"].target == "../../../../packages/greet"
     assert (

@@ -262,3 +262,30 @@ def test_a_start_script_that_runs_a_dev_tool_falls_back_to_start_prod(tmp_path: 
     assert result["start_command"] == "npm run start:prod"
     answer = run_artifact(Path(result["artifact"]), result["start_command"], tmp_path)
     assert answer.json()["kind"] == "ts-express"
+
+
+def test_another_platform_gets_its_own_per_platform_packages(tmp_path: Path) -> None:
+    app_dir = PROJECTS["native-addon"].copy_to(tmp_path)
+    # Only the prebuilt Node-API package: a C++ addon compiled here cannot run on arm64.
+    (app_dir / "binding.gyp").unlink()
+    package = json.loads((app_dir / "package.json").read_text())
+    del package["gypfile"]
+    (app_dir / "package.json").write_text(json.dumps(package))
+
+    result = built(app_dir, tmp_path, "--platform", "linux/arm64")
+    assert "installing dependencies for linux/arm64" in result["log"]
+    names = _names(Path(result["artifact"]))
+    assert "node_modules/@node-rs/crc32-linux-arm64-gnu/crc32.linux-arm64-gnu.node" in names
+    assert not any("crc32-linux-x64" in name for name in names)
+    manifest = json.loads(Path(result["manifest"]).read_text())
+    assert manifest["target"]["platform"] == "linux/arm64"
+    assert [a["machine"] for a in manifest["native_addons"]] == ["AArch64"]
+
+
+def test_an_addon_compiled_for_this_machine_cannot_ship_to_another_platform(
+    tmp_path: Path,
+) -> None:
+    done = build(PROJECTS["native-addon"].copy_to(tmp_path), tmp_path, "--platform", "linux/arm64")
+    assert done.returncode == 10
+    message = json.loads(done.stdout)["error"]["message"]
+    assert "build/Release/hello.node is built for x86-64, not linux/arm64" in message

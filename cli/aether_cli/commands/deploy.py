@@ -58,6 +58,7 @@ class DeployRequest:
     build: bool = True
     build_command: str | None = None
     platform: str = DEFAULT_PLATFORM
+    clean: bool = False
 
 
 @click.command()
@@ -89,6 +90,9 @@ class DeployRequest:
 )
 @click.option("--no-build", is_flag=True, help="Skip the build step.")
 @click.option(
+    "--clean", is_flag=True, help="Install and build from scratch (forget .aether/staging)."
+)
+@click.option(
     "--platform",
     type=click.Choice(PLATFORMS),
     default=DEFAULT_PLATFORM,
@@ -109,6 +113,7 @@ def deploy(
     start_command: str | None,
     build_command: str | None,
     no_build: bool,
+    clean: bool,
     platform: str,
     no_wait: bool,
     timeout: float,
@@ -137,6 +142,7 @@ def deploy(
         build=not no_build,
         build_command=build_command,
         platform=platform,
+        clean=clean,
     )
     summary = run_deploy(request)
     out.result(summary, lambda: _render(out, summary))
@@ -239,6 +245,7 @@ def build_artifact(
         platform=request.platform,
         cache_dir=_cache_dir(),
         log=engine_log,
+        fresh=request.clean,
     )
     packed = pack_entries(
         built.entries, work_dir / BUILD_DIR, describe=built.describe(), log=engine_log
@@ -273,7 +280,7 @@ def _node_runtime(major: int) -> NodeRuntime:
     from aether_cli.nodejs import ensure_node
 
     node = ensure_node(major, log=engine_log)
-    headers = node.include_dir.parent if node.include_dir is not None else None
+    headers = node.root if node.include_dir is not None else None
     return NodeRuntime(version=node.version, bin_dir=node.bin_dir, headers=headers)
 
 

@@ -26,6 +26,7 @@ import shutil
 import subprocess
 from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,21 @@ class BuildResult:
 Log = Callable[[str], None]
 
 
+def _quiet(_line: str) -> None:
+    """Default ``detail``: say nothing."""
+
+
+@dataclass(frozen=True)
+class Reporter:
+    """How the build speaks: ``log`` for what it does (a "warning: " prefix marks a
+    warning), ``detail`` for the tools' own output (shown when asked for), ``step`` for a
+    long step the user should see progress of (a spinner on a terminal)."""
+
+    log: Log
+    detail: Log = _quiet
+    step: Callable[[str], AbstractContextManager[object]] = lambda _label: nullcontext()
+
+
 def build_project(
     project: NodeProject,
     *,
@@ -116,11 +132,12 @@ def build_project(
     node: NodeRuntime,
     platform: str,
     cache_dir: Path,
-    log: Log,
+    report: Reporter,
     fresh: bool = False,
 ) -> BuildResult:
     """Run steps 1-4 for ``project`` under ``work_dir`` (its ``.aether``); ``fresh``
     (``--clean``) forgets the staging copy and its installs first."""
+    log = report.log
     stamps = work_dir / _STAMPS_DIR
     if fresh:
         for directory in [work_dir / STAGING_DIR, stamps, *work_dir.glob("target-*")]:
@@ -139,7 +156,7 @@ def build_project(
     env = _environment(node, work_dir)
     tool = find_tool(project.manager, sync.root, env=env, cache_dir=cache_dir, log=log)
     tool = _with_shim(tool, work_dir / "bin", env)
-    installed = _install(project, sync, tool, env, platform, node, stamps, log)
+    installed = _install(project, sync, tool, env, platform, node, stamps, report)
 
     package_dir = project.package_path
     dependencies_root = sync.root
@@ -148,10 +165,10 @@ def build_project(
         # artifact's dependencies come from a second install, for the target.
         dependencies_root = work_dir / f"target-{platform.replace('/', '-')}"
         _install_for_target(
-            project, sync.root, dependencies_root, tool, env, platform, node, stamps, log
+            project, sync.root, dependencies_root, tool, env, platform, node, stamps, report
         )
     closure = production_closure(dependencies_root, package_dir, platform=platform)
-    built = _build(project, sync, closure, tool, env, stamps, log)
+    built = _build(project, sync, closure, tool, env, stamps, report)
 
     entries = artifact_entries(closure, rules, sources=sync.root, log=log)
     start = _checked_start_command(project, closure, sync.root, entries, log)
@@ -214,8 +231,9 @@ def _install(
     platform: str,
     node: NodeRuntime,
     stamps: Path,
-    log: Log,
+    report: Reporter,
 ) -> bool:
+    log = report.log
     stamp_path = stamps / "install.json"
     inputs = {
         "version": _STAMP_VERSION,
@@ -238,8 +256,9 @@ def _install(
             "warning: no lockfile: dependencies are resolved afresh on every install; "
             "commit package-lock.json for reproducible deploys"
         )
-    log(f"installing dependencies: {' '.join(command)} (Node {node.version})")
-    run_tool(command, sync.root, env, log, what=f"`{' '.join(command)}`")
+    report.detail(f"running {' '.join(command)} under Node {node.version}")
+    with report.step(f"installing dependencies with {project.manager.name} (Node {node.version})"):
+        run_tool(command, sync.root, env, report.detail, what=f"`{' '.join(command)}`")
     _write_json(stamp_path, {**inputs, "node_modules": _node_modules_fingerprint(sync.root)})
     return True
 
@@ -253,10 +272,11 @@ def _install_for_target(
     platform: str,
     node: NodeRuntime,
     stamps: Path,
-    log: Log,
+    report: Reporter,
 ) -> None:
     """Install the production dependencies for ``platform`` into ``target``: a copy of
     the workspace's manifests, lockfile and package-manager configuration only."""
+    log = report.log
     stamp_path = stamps / f"{target.name}.json"
     files = _install_inputs(staging)
     inputs = {
@@ -279,8 +299,9 @@ def _install_for_target(
             shutil.copytree(yarn_dir / kept, target / ".yarn" / kept, symlinks=True)
     target_configuration(project.manager, target, platform)
     command = tool.install_for_target(platform)
-    log(f"installing dependencies for {platform}: {' '.join(command)}")
-    run_tool(command, target, env, log, what=f"`{' '.join(command)}`")
+    report.detail(f"running {' '.join(command)}")
+    with report.step(f"installing the production dependencies for {platform}"):
+        run_tool(command, target, env, report.detail, what=f"`{' '.join(command)}`")
     if _has_install_scripts(target):
         log(
             f"warning: install scripts were not run for {platform} (they would build for "
@@ -354,7 +375,7 @@ def _build(
     tool: Tool,
     env: dict[str, str],
     stamps: Path,
-    log: Log,
+    report: Reporter,
 ) -> bool:
     if not project.builds:
         return False
@@ -376,20 +397,23 @@ def _build(
     }
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
     if (_read_json(stamp_path) or {}).get("inputs") == digest:
-        log("sources unchanged since the last build: nothing to build")
+        report.log("sources unchanged since the last build: nothing to build")
         return False
     stamp_path.unlink(missing_ok=True)
     build_env = {**env, "NODE_ENV": "production"}
     for cwd, command in steps:
         where = os.path.relpath(cwd, sync.root)
-        log(f"building: {command}" + (f" (in {where})" if where != "." else ""))
-        run_tool(["sh", "-c", command], cwd, build_env, log, what=f"the build `{command}`")
+        label = f"building: {command}" + (f" (in {where})" if where != "." else "")
+        with report.step(label):
+            run_tool(
+                ["sh", "-c", command], cwd, build_env, report.detail, what=f"the build `{command}`"
+            )
     _write_json(stamp_path, {"inputs": digest})
     return True
 
 
-def run_tool(command: list[str], cwd: Path, env: dict[str, str], log: Log, *, what: str) -> None:
-    """Run a package manager or build; its output goes to ``log`` line by line."""
+def run_tool(command: list[str], cwd: Path, env: dict[str, str], echo: Log, *, what: str) -> None:
+    """Run a package manager or build; its output goes to ``echo`` line by line."""
     tail: deque[str] = deque(maxlen=200)
     try:
         proc = subprocess.Popen(
@@ -409,7 +433,7 @@ def run_tool(command: list[str], cwd: Path, env: dict[str, str], log: Log, *, wh
     for raw in proc.stdout:
         line = _ANSI.sub("", raw.rstrip())
         if line:
-            log(f"{name}: {line}")
+            echo(f"{name}: {line}")
             tail.append(line)
     if proc.wait() != 0:
         details = meaningful_tail(list(tail))

@@ -230,26 +230,30 @@ def build_artifact(
     project: NodeProject, request: DeployRequest, settings: Settings
 ) -> tuple[BuildResult, PackResult, Path | None, tuple[Path, str] | None]:
     """Build and pack; the SBOM path and (signature file, hex) when there is one."""
-    from aether_cli.build import build_project
+    from aether_cli.build import Reporter, build_project
     from aether_cli.log import get_logger
+    from aether_cli.output import Output
     from aether_cli.pack import pack_entries
     from aether_cli.signing import load_signing_key, sign_digest, write_signature
 
     log = get_logger()
     signing_key = load_signing_key(settings.signing_key) if settings.signing_key else None
     work_dir = project.root / ".aether"
+    out = click.get_current_context().find_object(Output) or Output()
+    report = Reporter(log=engine_log, detail=log.debug, step=out.step)
     built = build_project(
         project,
         work_dir=work_dir,
         node=_node_runtime(project.node_major),
         platform=request.platform,
         cache_dir=_cache_dir(),
-        log=engine_log,
+        report=report,
         fresh=request.clean,
     )
-    packed = pack_entries(
-        built.entries, work_dir / BUILD_DIR, describe=built.describe(), log=engine_log
-    )
+    with out.step("packing the artifact"):
+        packed = pack_entries(
+            built.entries, work_dir / BUILD_DIR, describe=built.describe(), log=engine_log
+        )
     log.debug(
         "packed %s files into %s (%s bytes), sha256 %s",
         packed.file_count,

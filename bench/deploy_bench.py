@@ -1,18 +1,21 @@
 """Deploy latency: `aether deploy` until the app answers, beside a server-side build.
 
-    .venv/bin/python bench/deploy_bench.py [--reps 5] [--apps small,large]
+    .venv/bin/python bench/deploy_bench.py [--reps 5] [--apps small,typescript,large]
 
 Starts a private embedded stack (`python -m infra.local up` in a temporary state
 directory on free loopback ports; stopped again at the end, also on failure) and
-deploys two apps with the real CLI:
+deploys these apps with the real CLI:
 
 * small: `examples/hello-express`, copied to bench/.work/deploy/small;
+* typescript: `tests/fixtures/projects/ts-express` (express, built by `tsc`), copied
+  to bench/.work/deploy/typescript; its source-only change edits `src/greeting.ts`,
+  so every such deploy runs the build;
 * large: the pack bench's fixture in place (~200 MB node_modules, built with npm by
   `pack_bench.setup()` on the first run; its entry file is restored afterwards).
 
-Dependencies are installed before timing starts, as on a developer's machine
-(on a fresh clone this first run needs the npm registry): every timed deploy must
-log that it skipped npm, or the bench fails.
+An untimed first deploy installs each app's dependencies in its staging directory, as
+they would be on a developer's machine after the first deploy: every timed deploy must
+log that it installed nothing, or the bench fails.
 
 Ours, per app, each repetition interleaved with one baseline build so both see
 the same machine load; each time is a fresh `aether deploy --app NAME --path DIR
@@ -29,7 +32,8 @@ log record before it reports the new deployment) to the first successful GET.
 
 Baseline, what the incumbent pipeline does on every deploy, a server-side build:
 copy the source without node_modules to a fresh build directory, `npm ci
---omit=dev` there (npm's cache warm: the fairest baseline), `tar --sort=name ...
+--omit=dev` there (for an app with a build script: `npm ci && npm run build && npm
+prune --omit=dev`; npm's cache warm: the fairest baseline), `tar --sort=name ...
 | gzip -6 -n` to a file, store it with one boto3 PUT to the stack's SeaweedFS (a
 bucket of its own, without event notifications). Its time per repetition is that
 build plus the median of our measured rollout for the same app: for cold, our
@@ -65,15 +69,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pack_bench  # the large app's fixture and p95 (bench/ is on sys.path as the script's dir)
 
 from infra.local.private import PrivateStack, private_stack
+from tests.projects import PROJECTS
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 WORK = HERE / ".work" / "deploy"
-EXAMPLE = ROOT / "examples" / "hello-express"
 AETHER = str(Path(sys.executable).with_name("aether"))
 SCENARIOS = ("cold", "unchanged", "source-only")
-NPM_SKIPPED = "dependencies unchanged since the last install: skipping npm"
+APPS = ("small", "typescript", "large")
+INSTALL_SKIPPED = "dependencies unchanged since the last install: nothing to install"
 BASELINE_BUCKET = "aether-bench-baseline"
 PACK = "tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - . | gzip -6 -n > {out}"
 ONLINE_TIMEOUT = 60.0
@@ -90,35 +95,19 @@ def embedded_stack() -> Iterator[PrivateStack]:
 
 
 def prepare(app: str) -> Path:
-    """The app with its production dependencies installed.
-
-    The large app is the pack bench's fixture in place: a copy would change the
-    directory stats the CLI's install stamp fingerprints, and npm would run again.
-    """
+    """The app's project: the pack bench's fixture in place, or a copy of a fixture."""
     if app == "large":
         pack_bench.setup()
         return pack_bench.APP
-    install_dependencies(EXAMPLE)
-    target = WORK / app
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(EXAMPLE, target, symlinks=True, ignore=shutil.ignore_patterns(".aether"))
-    return target
-
-
-def install_dependencies(project: Path) -> None:
-    """Install the project's production dependencies as `make fixtures` does: the CLI's own
-    install step, which leaves the stamp that makes later deploys skip npm (and is itself
-    skipped when nothing changed)."""
-    command = [AETHER, "deploy", "--pack-only", "--no-sbom", "--path", str(project)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"could not install the dependencies of {project} (the first run needs the npm "
-            f"registry):\n{done.stderr}"
-        )
+    source = {"small": PROJECTS["example"], "typescript": PROJECTS["typescript"]}[app]
+    shutil.rmtree(WORK / source.root.name, ignore_errors=True)
+    return source.copy_to(WORK, warm=False)
 
 
 def entry_file(project: Path) -> Path:
+    """The file a source-only change edits: one the build reads, when there is a build."""
+    if (project / "src" / "greeting.ts").is_file():
+        return project / "src" / "greeting.ts"
     package = json.loads((project / "package.json").read_text())
     return project / package.get("main", "server.js")
 
@@ -138,13 +127,7 @@ class Deploy:
 
 def deploy(stack: PrivateStack, project: Path, app: str) -> Deploy:
     """One `aether deploy` process, timed until its URL answers."""
-    env = {
-        **stack.env,
-        "XDG_CONFIG_HOME": str(stack.state / "cli-config"),
-        "XDG_CACHE_HOME": str(stack.state / "cli-cache"),
-        "AETHER_LOG_FORMAT": "json",
-        "AETHER_LOG_LEVEL": "info",
-    }
+    env = {**cli_env(stack), "AETHER_LOG_FORMAT": "json", "AETHER_LOG_LEVEL": "info"}
     command = [AETHER, "deploy", "--app", app, "--path", str(project), "--format", "json"]
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
@@ -159,8 +142,8 @@ def deploy(stack: PrivateStack, project: Path, app: str) -> Deploy:
 
     records = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     messages = [r["message"] for r in records]
-    if NPM_SKIPPED not in messages:
-        raise RuntimeError(f"the deploy of {project} ran npm; the bench assumes it is skipped")
+    if INSTALL_SKIPPED not in messages:
+        raise RuntimeError(f"the deploy of {project} installed dependencies again")
     created = next(i for i, m in enumerate(messages) if m.startswith("deployment "))
     upload_done = datetime.fromisoformat(records[created - 1]["ts"].replace("Z", "+00:00"))
     return Deploy(
@@ -170,6 +153,26 @@ def deploy(stack: PrivateStack, project: Path, app: str) -> Deploy:
         digest=result["digest"],
         size_bytes=int(result["size_bytes"]),
     )
+
+
+def cli_env(stack: PrivateStack) -> dict[str, str]:
+    """The CLI logged in to the stack; Node binaries from this machine's own cache."""
+    from aether_cli.session import cache_root
+
+    return {
+        **stack.env,
+        "XDG_CONFIG_HOME": str(stack.state / "cli-config"),
+        "XDG_CACHE_HOME": str(stack.state / "cli-cache"),
+        "AETHER_CACHE_DIR": str(cache_root(os.environ)),
+    }
+
+
+def warm_up(stack: PrivateStack, project: Path, app: str) -> None:
+    env = cli_env(stack)
+    command = [AETHER, "deploy", "--app", app, "--path", str(project), "--format", "json"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"the warm-up deploy failed ({done.returncode}):\n{done.stderr}")
 
 
 def wait_online(url: str) -> None:
@@ -206,12 +209,18 @@ def server_build(project: Path, s3: Any, key: str) -> Build:
         t0 = time.perf_counter()
         shutil.copytree(project, tree, ignore=shutil.ignore_patterns("node_modules", ".aether"))
         t1 = time.perf_counter()
-        subprocess.run(
-            ["npm", "ci", "--omit=dev", "--no-audit", "--no-fund"],
-            cwd=tree,
-            check=True,
-            capture_output=True,
-        )
+        quiet = ["--no-audit", "--no-fund"]
+        scripts = json.loads((tree / "package.json").read_text()).get("scripts") or {}
+        if "build" in scripts:
+            steps = [
+                ["npm", "ci", *quiet],
+                ["npm", "run", "build"],
+                ["npm", "prune", "--omit=dev", *quiet],
+            ]
+        else:
+            steps = [["npm", "ci", "--omit=dev", *quiet]]
+        for step in steps:
+            subprocess.run(step, cwd=tree, check=True, capture_output=True, env=_node24_env())
         t2 = time.perf_counter()
         subprocess.run(["bash", "-c", PACK.format(out=artifact)], cwd=tree, check=True)
         t3 = time.perf_counter()
@@ -221,6 +230,14 @@ def server_build(project: Path, s3: Any, key: str) -> Build:
         return Build(t1 - t0, t2 - t1, t3 - t2, t4 - t3, artifact.stat().st_size)
     finally:
         shutil.rmtree(build, ignore_errors=True)
+
+
+def _node24_env() -> dict[str, str]:
+    """The baseline builds under the same Node as ours (the one `aether deploy` fetched)."""
+    from aether_cli.nodejs import ensure_node
+
+    node = ensure_node(24)
+    return {**os.environ, "PATH": f"{node.bin_dir}{os.pathsep}{os.environ['PATH']}"}
 
 
 @dataclass
@@ -233,13 +250,12 @@ def bench_app(stack: PrivateStack, app: str, reps: int, s3: Any) -> AppRun:
     project = prepare(app)
     entry = entry_file(project)
     original = entry.read_text()
-    print(
-        f"{app}: {project} ({tree_size(project / 'node_modules') / 1e6:.0f} MB node_modules)",
-        file=sys.stderr,
-    )
     name = f"bench-{app}"
-    # Untimed warm-up: the bench app exists and runs, npm's cache and the page cache are warm.
-    deploy(stack, project, name)
+    # Untimed warm-up: the staging install is made, the bench app exists and runs, npm's
+    # cache and the page cache are warm.
+    warm_up(stack, project, name)
+    staged = project / ".aether" / "staging" / "node_modules"
+    print(f"{app}: {project} ({tree_size(staged) / 1e6:.0f} MB node_modules)", file=sys.stderr)
     server_build(project, s3, f"{app}/warm-up/app.tar.gz")
 
     run = AppRun()
@@ -310,11 +326,13 @@ def _stop(signum: int, _frame: FrameType | None) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--apps", default="small,large", help="comma-separated: small, large")
+    parser.add_argument(
+        "--apps", default=",".join(APPS), help=f"comma-separated: {', '.join(APPS)}"
+    )
     args = parser.parse_args()
     apps = [a for a in args.apps.split(",") if a]
-    if not set(apps) <= {"small", "large"} or args.reps < 1:
-        parser.error("--apps takes small and/or large; --reps at least 1")
+    if not set(apps) <= set(APPS) or args.reps < 1:
+        parser.error(f"--apps takes {', '.join(APPS)}; --reps at least 1")
     signal.signal(signal.SIGTERM, _stop)
 
     import boto3
@@ -343,10 +361,12 @@ def main() -> int:
     )
     print(
         "ours: `aether deploy` (fresh process, SBOM on) until the first successful GET of "
-        "its URL; node_modules installed beforehand, npm skipped on every timed deploy"
+        "its URL; the staging install made by an untimed first deploy, nothing installed on "
+        "any timed deploy (a source-only change of typescript runs its build)"
     )
     print(
-        "baseline: copy without node_modules + `npm ci --omit=dev` (npm cache warm) + "
+        "baseline: copy without node_modules + `npm ci --omit=dev` (typescript: `npm ci && "
+        "npm run build && npm prune --omit=dev`; npm cache warm) + "
         "tar | gzip -6 -n + boto3 PUT to SeaweedFS, plus our median rollout for that app "
         "(cold: our cold rollouts; unchanged, source-only: our source-only rollouts)"
     )

@@ -26,18 +26,20 @@ def deploy_bench() -> ModuleType:
     return module
 
 
-def test_the_deploy_bench_installs_what_a_fresh_clone_lacks(
+def test_the_deploy_bench_builds_what_a_fresh_clone_lacks(
     tmp_path: Path, hello_express_copy: Path
 ) -> None:
     bench = deploy_bench()
-    bench.install_dependencies(hello_express_copy)  # as cloned: no node_modules
-    again = subprocess.run(
-        [AETHER, "deploy", "--pack-only", "--no-sbom", "--path", str(hello_express_copy)],
-        env=isolated_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert again.returncode == 0, again.stderr
-    assert bench.NPM_SKIPPED in again.stderr
+    # As cloned: no .aether. The bench's untimed first deploy installs in staging, and the
+    # message the bench requires of every timed deploy is the CLI's own.
+    for _ in range(2):
+        done = subprocess.run(
+            [AETHER, "deploy", "--pack-only", "--no-sbom", "--path", str(hello_express_copy)],
+            env=isolated_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+    assert bench.INSTALL_SKIPPED in done.stderr

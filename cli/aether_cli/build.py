@@ -235,12 +235,13 @@ def _install(
 ) -> bool:
     log = report.log
     stamp_path = stamps / "install.json"
+    files = _install_inputs(sync.root)
     inputs = {
         "version": _STAMP_VERSION,
         "tool": f"{project.manager.name}@{tool.version}",
         "node": node.version,
         "platform": platform,
-        "files": _install_inputs(sync.root),
+        "files": files,
     }
     previous = _read_json(stamp_path)
     if previous == {**inputs, "node_modules": _node_modules_fingerprint(sync.root)}:
@@ -250,6 +251,10 @@ def _install(
     removed = remove_outputs(sync.root, stamps / "staging.json")
     if removed:
         log(f"removed {removed} path(s) an earlier install or build wrote")
+    if _nothing_to_install(sync.root, files):
+        log("no dependencies and no install scripts: nothing to install")
+        _write_json(stamp_path, {**inputs, "node_modules": _node_modules_fingerprint(sync.root)})
+        return False
     command = tool.install_all()
     if project.lockfile is None:
         log(
@@ -316,6 +321,30 @@ def _has_install_scripts(root: Path) -> bool:
     return isinstance(packages, dict) and any(
         isinstance(info, dict) and info.get("hasInstallScript") for info in packages.values()
     )
+
+
+_INSTALL_SCRIPTS = ("preinstall", "install", "postinstall", "prepare")
+_DEPENDENCY_FIELDS = ("dependencies", "devDependencies", "optionalDependencies", "peerDependencies")
+
+
+def _nothing_to_install(root: Path, files: dict[str, str]) -> bool:
+    """No package.json declares a dependency or an install script, and no addon is
+    compiled at install time: running the package manager would only cost time."""
+    for relative in files:
+        name = Path(relative).name
+        if name == "binding.gyp":
+            return False
+        if name != "package.json":
+            continue
+        manifest = _read_json(root / relative)
+        if not isinstance(manifest, dict):
+            return False
+        scripts = manifest.get("scripts") or {}
+        if any(manifest.get(field) for field in _DEPENDENCY_FIELDS) or manifest.get("workspaces"):
+            return False
+        if isinstance(scripts, dict) and any(script in scripts for script in _INSTALL_SCRIPTS):
+            return False
+    return True
 
 
 def _install_inputs(root: Path) -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -289,3 +290,34 @@ def test_an_addon_compiled_for_this_machine_cannot_ship_to_another_platform(
     assert done.returncode == 10
     message = json.loads(done.stdout)["error"]["message"]
     assert "build/Release/hello.node is built for x86-64, not linux/arm64" in message
+
+
+@pytest.mark.parametrize("kind", ["example", "pnpm"])
+def test_the_sbom_lists_exactly_the_packed_packages_deterministically(
+    kind: str, tmp_path: Path
+) -> None:
+    app_dir = PROJECTS[kind].copy_to(tmp_path)
+    result = built(app_dir, tmp_path)
+    bom = json.loads(Path(result["sbom"]).read_text())
+    names = {c["name"] for c in bom["components"]}
+    package_root = re.compile(r"(?:^|/)node_modules/((?:@[^/]+/)?[^/@.][^/]*)/package\.json$")
+    packed = {
+        match.group(1)
+        for name in _names(Path(result["artifact"]))
+        if (match := package_root.search(name))
+    }
+    assert names == packed  # what was packed, nothing else
+    assert "express" in names and "is-number" not in names
+    express = next(c for c in bom["components"] if c["name"] == "express")
+    assert express["purl"] == f"pkg:npm/express@{express['version']}"
+    assert express["licenses"] == [{"license": {"id": "MIT"}}]
+    assert bom["metadata"]["properties"] == [
+        {"name": "aether:artifact-sha256", "value": result["digest"]},
+        {"name": "aether:platform", "value": "linux/amd64"},
+    ]
+    assert "timestamp" not in bom["metadata"]
+    if kind == "example":  # npm's lockfile records the registry's integrity hashes
+        assert express["hashes"][0]["alg"] == "SHA-512"
+    first = Path(result["sbom"]).read_bytes()
+    built(app_dir, tmp_path)
+    assert Path(result["sbom"]).read_bytes() == first

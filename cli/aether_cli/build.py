@@ -476,6 +476,8 @@ def meaningful_tail(lines: list[str], limit: int = _TAIL_LINES) -> list[str]:
         if line.strip() in _NPM_USAGE:
             # The command's one-line description sits between npm's blank line and "Usage:".
             cut = index
+            while cut > 0 and lines[cut - 1].strip() in _NPM_BLANK:
+                cut -= 1
             while cut > 0 and lines[cut - 1].strip() not in _NPM_BLANK:
                 cut -= 1
             lines = lines[:cut]

@@ -283,13 +283,34 @@ def find_tool(
             "https://nodejs.org or with nvm, then run this again"
         )
     package = _REGISTRY_PACKAGES["berry" if manager.berry else manager.name]
-    version = manager.pinned or (
-        "latest" if manager.name == "pnpm" else "4" if manager.berry else "1"
-    )
+    version = manager.pinned or _unpinned_version(manager)
     home = _install_from_registry(package, version, cache_dir=cache_dir, env=env, log=log)
     script = _bin_script(home / "node_modules" / package)
     argv = ("node", str(script))
     return Tool(manager, argv, _version_of(argv, env))
+
+
+# pnpm's lockfile format → the pnpm major that reads it without rewriting it.
+_PNPM_FOR_LOCKFILE = {"5": "7", "6": "8", "9": "10"}
+
+
+def _unpinned_version(manager: PackageManager) -> str:
+    """A version range for a package manager the project does not pin: the major its
+    lockfile was written by (for pnpm, whose lockfile format changes with majors)."""
+    if manager.berry:
+        return "4"
+    if manager.name == "yarn":
+        return "1"
+    lockfile_version = yaml_scalar(
+        _read_text(manager.lockfile) if manager.lockfile else "", "lockfileVersion"
+    )
+    major = (lockfile_version or "9").split(".")[0]
+    if major not in _PNPM_FOR_LOCKFILE:
+        raise PackageManagerError(
+            f"pnpm-lock.yaml has lockfileVersion {lockfile_version}, which Aether cannot "
+            'match to a pnpm release: pin one in package.json ("packageManager": "pnpm@10.34.9")'
+        )
+    return _PNPM_FOR_LOCKFILE[major]
 
 
 def _install_from_registry(
@@ -297,7 +318,7 @@ def _install_from_registry(
 ) -> Path:
     """``package@version`` installed under ``cache_dir`` (once; later calls reuse it)."""
     home = cache_dir / "tools" / f"{package.replace('/', '+')}@{version}"
-    if version != "latest" and (home / ".complete").is_file():
+    if (home / ".complete").is_file():
         return home
     npm = shutil.which("npm", path=env.get("PATH"))
     if npm is None:
@@ -330,8 +351,6 @@ def _install_from_registry(
                 + " / ".join(reason)
             )
         (staging / ".complete").write_text(f"{package}@{version}\n")
-        if version == "latest":
-            shutil.rmtree(home, ignore_errors=True)
         try:
             staging.rename(home)
         except OSError:

@@ -89,8 +89,6 @@ class BuildResult:
     node_version: str
     tool: str  # "pnpm 9.12.0"
     start_command: str  # as the platform runs it, from the artifact's root
-    installed: bool  # False when the install was skipped
-    built: bool  # False when there was no build or it was skipped
 
     def describe(self) -> dict[str, Any]:
         """What the manifest says about how the artifact was made and where it runs."""
@@ -155,8 +153,8 @@ def build_project(
         log(f"staged {sync.copied} changed and {sync.removed} removed file(s)")
     env = _environment(node, work_dir)
     tool = find_tool(project.manager, sync.root, env=env, cache_dir=cache_dir, log=log)
-    tool = _with_shim(tool, work_dir / "bin", env)
-    installed = _install(project, sync, tool, env, platform, node, stamps, report)
+    tool = _with_shim(tool, work_dir / "bin")
+    _install(project, sync, tool, env, platform, node, stamps, report)
 
     package_dir = project.package_path
     dependencies_root = sync.root
@@ -168,10 +166,10 @@ def build_project(
             project, sync.root, dependencies_root, tool, env, platform, node, stamps, report
         )
     closure = production_closure(dependencies_root, package_dir, platform=platform)
-    built = _build(project, sync, closure, tool, env, stamps, report)
+    _build(project, sync, closure, tool, env, stamps, report)
 
     entries = artifact_entries(closure, rules, sources=sync.root, log=log)
-    start = _checked_start_command(project, closure, sync.root, entries, log)
+    start = _checked_start_command(project, sync.root, entries, log)
     addons = _native_addons(closure, entries, platform, project)
     if closure.left_out:
         log(
@@ -187,9 +185,7 @@ def build_project(
         platform=platform,
         node_version=node.version,
         tool=f"{project.manager.name} {tool.version}",
-        start_command=start if not package_dir else f"cd {package_dir} && {start}",
-        installed=installed,
-        built=built,
+        start_command=project.from_artifact_root(start),
     )
 
 
@@ -203,7 +199,7 @@ def _environment(node: NodeRuntime, work_dir: Path) -> dict[str, str]:
     return env
 
 
-def _with_shim(tool: Tool, shims: Path, env: dict[str, str]) -> Tool:
+def _with_shim(tool: Tool, shims: Path) -> Tool:
     """Put the chosen package manager on PATH under its own name, so that scripts
     calling ``pnpm`` or ``yarn`` get the pinned version too."""
     if len(tool.argv) == 1:
@@ -518,9 +514,7 @@ def _native_addons(
     return addons
 
 
-def _checked_start_command(
-    project: NodeProject, closure: Closure, root: Path, entries: list[Entry], log: Log
-) -> str:
+def _checked_start_command(project: NodeProject, root: Path, entries: list[Entry], log: Log) -> str:
     """The start command, once it is clear that the artifact has what it runs."""
     paths = {entry.path for entry in entries}
     scripts = project.package.get("scripts") or {}

@@ -77,12 +77,10 @@ class NodeProject:
         relative = self.root.relative_to(self.workspace_root).as_posix()
         return "" if relative == "." else relative
 
-    @property
-    def runtime_start_command(self) -> str:
-        """The start command as the platform runs it, from the artifact's root."""
-        if not self.package_path:
-            return self.start_command
-        return f"cd {self.package_path} && {self.start_command}"
+    def from_artifact_root(self, command: str) -> str:
+        """``command`` (run in the package's directory) as the platform runs it, from the
+        artifact's root."""
+        return f"cd {self.package_path} && {command}" if self.package_path else command
 
 
 def detect_project(

@@ -274,7 +274,7 @@ def test_another_platform_gets_its_own_per_platform_packages(tmp_path: Path) -> 
     (app_dir / "package.json").write_text(json.dumps(package))
 
     result = built(app_dir, tmp_path, "--platform", "linux/arm64")
-    assert "installing dependencies for linux/arm64" in result["log"]
+    assert "installing the production dependencies for linux/arm64" in result["log"]
     names = _names(Path(result["artifact"]))
     assert "node_modules/@node-rs/crc32-linux-arm64-gnu/crc32.linux-arm64-gnu.node" in names
     assert not any("crc32-linux-x64" in name for name in names)

@@ -43,7 +43,7 @@ def test_an_unpinned_pnpm_is_the_major_that_wrote_the_lockfile(
 def test_a_pnpm_lockfile_of_an_unknown_format_asks_for_a_pin(tmp_path: Path) -> None:
     lockfile = tmp_path / "pnpm-lock.yaml"
     lockfile.write_text("lockfileVersion: '42.0'\n")
-    with pytest.raises(PackageManagerError, match="pin one in package.json"):
+    with pytest.raises(PackageManagerError, match=r"pin one in package\.json"):
         _unpinned_version(PackageManager("pnpm", lockfile))
 
 

@@ -70,7 +70,7 @@ def test_a_typical_project_is_detected(tmp_path: Path) -> None:
         "engines.node",
     )
     assert (project.manager.name, project.lockfile) == ("npm", root / "package-lock.json")
-    assert (project.start_command, project.runtime_start_command) == ("npm start", "npm start")
+    assert project.from_artifact_root(project.start_command) == "npm start"
     assert (project.build_command, project.build_source) == ("npm run build", "scripts.build")
 
 
@@ -211,7 +211,7 @@ def test_a_workspace_package_uses_the_root_lockfile_and_starts_in_its_directory(
     assert project.workspace_root == root.resolve()
     assert project.package_path == "apps/api"
     assert project.manager.name == ("pnpm" if pnpm else "npm")
-    assert project.runtime_start_command == "cd apps/api && npm start"
+    assert project.from_artifact_root(project.start_command) == "cd apps/api && npm start"
 
 
 def test_a_package_inside_a_workspace_that_does_not_list_it_is_an_error(tmp_path: Path) -> None:

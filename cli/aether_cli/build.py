@@ -533,7 +533,7 @@ def _checked_start_command(project: NodeProject, root: Path, entries: list[Entry
     base = project.package_path
     program = words[0]
     if program == "node":
-        target = next((w for w in words[1:] if not w.startswith("-")), None)
+        target = _node_script(words[1:])
         if (
             target is not None
             and not target.startswith("/")
@@ -567,6 +567,41 @@ def _checked_start_command(project: NodeProject, root: Path, entries: list[Entry
         'in the artifact: make it start the built app (for example "start": "node dist/main.js") '
         "or pass --start-command"
     )
+
+
+# node's options that take the next word as their value, and those that run no file.
+_NODE_VALUE_OPTIONS = frozenset(
+    {
+        "-r",
+        "--require",
+        "--import",
+        "--loader",
+        "--experimental-loader",
+        "-C",
+        "--conditions",
+        "--env-file",
+        "--title",
+        "--inspect-port",
+        "--input-type",
+        "--stack-size",
+    }
+)
+_NODE_NO_SCRIPT = frozenset(
+    {"-e", "--eval", "-p", "--print", "-i", "--interactive", "-v", "--version", "-h", "--help", "-"}
+)
+
+
+def _node_script(arguments: list[str]) -> str | None:
+    """The script file ``node <arguments>`` runs, if it runs one."""
+    words = iter(arguments)
+    for word in words:
+        if word in _NODE_NO_SCRIPT:
+            return None
+        if word in _NODE_VALUE_OPTIONS:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 _SHELL_WORDS = frozenset({"npm", "npx", "pnpm", "yarn", "sh", "bash", "exec", "cd", "env", "node"})

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -58,21 +57,19 @@ def follow(
     *,
     timeout: float,
     out: Output | None = None,
-    on_event: Callable[[dict[str, Any]], None] | None = None,
     # A rollout usually finishes within seconds: look often at first, then back off.
     poll_interval: float = 0.25,
     max_interval: float = 2.0,
 ) -> dict[str, Any]:
     """Poll ``GET /deployments/{id}`` until succeeded (returned) or failed (raised).
 
-    The progress goes to ``out``'s step display; ``on_event``, when given instead, is
-    called once with each new event.
+    The progress goes to ``out``'s step display.
     """
     from aether_cli.interrupts import deferred
     from aether_cli.output import Output
 
     deployment_id = str(deployment["deployment_id"])
-    view = RolloutView(out or Output()) if on_event is None else EventRelay(on_event)
+    view = RolloutView(out or Output())
     current = deployment
     try:
         with deferred() as interrupt, view:
@@ -162,27 +159,6 @@ class RolloutView:
             self._step.update(wording)
 
 
-class EventRelay:
-    """Hands each new event to a callback once (the older way of following)."""
-
-    def __init__(self, on_event: Callable[[dict[str, Any]], None]) -> None:
-        self._on_event = on_event
-        self._seen: set[tuple[str, str, str]] = set()
-
-    def __enter__(self) -> EventRelay:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        return None
-
-    def show(self, deployment: dict[str, Any]) -> None:
-        for event in deployment.get("events") or []:
-            key = event_key(event)
-            if key not in self._seen:
-                self._seen.add(key)
-                self._on_event(event)
-
-
 def progress_wording(deployment: dict[str, Any]) -> str:
     """Where a rollout stands, in a few words: ``rolling out, 1/2 started``.
 
@@ -229,14 +205,3 @@ def pod_progress(events: list[dict[str, Any]]) -> tuple[int, int]:
         started &= new_pods
         restarting &= new_pods
     return len(started), len(restarting)
-
-
-def log_event(event: dict[str, Any]) -> None:
-    """One deployment event on stderr: the cluster's only at debug level."""
-    import logging
-
-    from aether_cli.log import get_logger
-
-    phase = str(event.get("phase", "?"))
-    level = logging.DEBUG if phase.split(":")[0] == CLUSTER_PHASE else logging.INFO
-    get_logger().log(level, "  %s: %s", phase, event.get("message", ""))

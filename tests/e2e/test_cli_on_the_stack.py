@@ -17,14 +17,14 @@ import pytest
 from infra.local.private import PrivateStack, private_stack
 from tests.cli.fixtures_commands import write_project
 from tests.cli.test_commands_stack import read_until
+from tests.projects import PROJECTS
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "hello-express"
 AETHER = str(Path(sys.executable).with_name("aether"))
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None
-    or not (EXAMPLE / "node_modules" / ".aether-install.json").exists(),
+    shutil.which("node") is None or not PROJECTS["example"].warm,
     reason="needs node and the example's dependencies (`make fixtures`)",
 )
 

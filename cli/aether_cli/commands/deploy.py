@@ -174,9 +174,9 @@ def run_deploy(request: DeployRequest) -> dict[str, Any]:
         app = config.app_name_from(request.app or project.settings.app, settings, project.name)
     client = None
     if credentials is not None:
-        from aether_cli.client import ApiClient
+        from aether_cli.client import connect
 
-        client = ApiClient(*credentials)
+        client = connect(settings)
         client.whoami()
     log.info(
         "Node.js %s project %s (%s, %s)",
@@ -334,7 +334,8 @@ def release(
     """Create the deployment and, unless --no-wait, follow it to its end."""
     from aether_cli.errors import ApiError
     from aether_cli.log import get_logger
-    from aether_cli.rollout import follow, log_event
+    from aether_cli.output import Output
+    from aether_cli.rollout import follow
 
     settings = project.settings
     try:
@@ -354,7 +355,8 @@ def release(
         "deployment %s: %s", deployment.get("deployment_id"), deployment.get("status")
     )
     if request.wait:
-        deployment = follow(client, deployment, timeout=request.timeout, on_event=log_event)
+        out = click.get_current_context().find_object(Output) or Output()
+        deployment = follow(client, deployment, timeout=request.timeout, out=out)
     return deployment
 
 
@@ -393,8 +395,18 @@ def _render(out: Output, summary: dict[str, Any]) -> None:
         if summary.get("app"):
             out.line(f"  app       {summary['app']} (nothing was sent)")
         return
-    out.line(f"Deployed {summary['app']}: {status}")
-    out.line(f"  deployment  {summary['deployment_id']}")
+    deployment_id = summary["deployment_id"]
+    if status == "succeeded":
+        out.line(
+            f"Deployed {summary['app']}" + (f": {summary['url']}" if summary.get("url") else "")
+        )
+    else:
+        words = str(status).replace("_", " ")
+        out.line(
+            f"Deployment {deployment_id} of {summary['app']} is {words}; "
+            f"follow it with `aether status {deployment_id} --follow`"
+        )
+    out.line(f"  deployment  {deployment_id}")
     out.line(
         f"  digest      {summary['digest']}"
         + ("" if summary["uploaded"] else " (already uploaded)")

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.projects import PROJECTS
+
 REPO = Path(__file__).resolve().parents[2]
 HELLO_EXPRESS = REPO / "examples" / "hello-express"
 
@@ -116,10 +118,8 @@ def hello_express_copy(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def installed_example(tmp_path: Path) -> Path:
-    """examples/hello-express with its installed node_modules (mtimes kept: npm is skipped)."""
-    target = tmp_path / "app"
-    shutil.copytree(HELLO_EXPRESS, target, symlinks=True, ignore=shutil.ignore_patterns(".aether"))
-    return target
+    """examples/hello-express with its staging install (``make fixtures``): nothing to install."""
+    return PROJECTS["example"].copy_to(tmp_path)
 
 
 @pytest.fixture

@@ -24,9 +24,8 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A copy of the example with its staging install (mtimes kept: nothing is installed)."""
-    return PROJECTS["example"].copy_to(tmp_path)
+def project(installed_example: Path) -> Path:
+    return installed_example
 
 
 def aether(

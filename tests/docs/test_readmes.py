@@ -193,6 +193,7 @@ def test_what_deploy_writes_into_the_project_is_documented(tmp_path: Path) -> No
         assert shown in text, path
 
 
-def test_the_readme_says_make_down_forgets_every_app() -> None:
+def test_the_readme_says_a_restart_of_the_stack_loses_nothing() -> None:
     text = " ".join(README.read_text().split())
-    assert "after `make down && make up` every app, artifact and token is gone" in text
+    assert "Nothing is lost when the stack stops: `make down && make up`" in text
+    assert "every app, artifact and token is gone" not in text

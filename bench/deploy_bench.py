@@ -127,7 +127,7 @@ class Deploy:
 
 def deploy(stack: PrivateStack, project: Path, app: str) -> Deploy:
     """One `aether deploy` process, timed until its URL answers."""
-    env = {**cli_env(stack), "AETHER_LOG_FORMAT": "json", "AETHER_LOG_LEVEL": "info"}
+    env = {**stack.cli_env(), "AETHER_LOG_FORMAT": "json", "AETHER_LOG_LEVEL": "info"}
     command = [AETHER, "deploy", "--app", app, "--path", str(project), "--format", "json"]
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
@@ -155,20 +155,8 @@ def deploy(stack: PrivateStack, project: Path, app: str) -> Deploy:
     )
 
 
-def cli_env(stack: PrivateStack) -> dict[str, str]:
-    """The CLI logged in to the stack; Node binaries from this machine's own cache."""
-    from aether_cli.session import cache_root
-
-    return {
-        **stack.env,
-        "XDG_CONFIG_HOME": str(stack.state / "cli-config"),
-        "XDG_CACHE_HOME": str(stack.state / "cli-cache"),
-        "AETHER_CACHE_DIR": str(cache_root(os.environ)),
-    }
-
-
 def warm_up(stack: PrivateStack, project: Path, app: str) -> None:
-    env = cli_env(stack)
+    env = stack.cli_env()
     command = [AETHER, "deploy", "--app", app, "--path", str(project), "--format", "json"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:

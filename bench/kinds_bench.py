@@ -52,14 +52,7 @@ SOURCES = {
 
 def deploy(stack: PrivateStack, app_dir: Path, app: str, *extra: str) -> float:
     """Seconds from starting `aether deploy` to the first successful GET of its URL."""
-    from aether_cli.session import cache_root
-
-    env = {
-        **stack.env,
-        "XDG_CONFIG_HOME": str(stack.state / "cli-config"),
-        "XDG_CACHE_HOME": str(stack.state / "cli-cache"),
-        "AETHER_CACHE_DIR": str(cache_root(os.environ)),
-    }
+    env = stack.cli_env()
     started = time.perf_counter()
     done = subprocess.run(
         [AETHER, "deploy", "--path", str(app_dir), "--app", app, "--format", "json", *extra],

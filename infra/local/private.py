@@ -34,6 +34,19 @@ class PrivateStack:
     def api_url(self) -> str:
         return self.env["AETHER_API_URL"]
 
+    def cli_env(self) -> dict[str, str]:
+        """What the ``aether`` CLI runs with against this stack: logged in through the
+        environment, its config and session private to the stack, Node binaries and
+        package managers from this machine's own cache (downloaded once, not per stack)."""
+        from aether_cli.session import cache_root
+
+        return {
+            **self.env,
+            "XDG_CONFIG_HOME": str(self.state / "cli-config"),
+            "XDG_CACHE_HOME": str(self.state / "cli-cache"),
+            "AETHER_CACHE_DIR": str(cache_root(os.environ)),
+        }
+
     def up(self) -> str:
         """``make up`` again; returns what it printed."""
         started = subprocess.run(

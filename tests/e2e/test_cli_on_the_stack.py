@@ -35,18 +35,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateStack]:
         yield running
 
 
-def cli_env(stack: PrivateStack) -> dict[str, str]:
-    return {
-        **stack.env,
-        "XDG_CONFIG_HOME": str(stack.state / "cli-config"),
-        "XDG_CACHE_HOME": str(stack.state / "cli-cache"),
-    }
-
-
 def aether(stack: PrivateStack, *args: str, exit_code: int = 0) -> Any:
     done = subprocess.run(
         [AETHER, *args, "--format", "json"],
-        env=cli_env(stack),
+        env=stack.cli_env(),
         capture_output=True,
         text=True,
         timeout=300,
@@ -67,7 +59,7 @@ def test_ctrl_c_while_following_a_rollout_says_it_goes_on(
 
     following = subprocess.Popen(
         [AETHER, "status", deployment_id, "--follow"],
-        env=cli_env(stack),
+        env=stack.cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -45,11 +45,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def aether(stack: PrivateStack, *args: str) -> Any:
-    env = {
-        **stack.env,
-        "XDG_CONFIG_HOME": str(stack.state / "cli-config"),
-        "XDG_CACHE_HOME": str(stack.state / "cli-cache"),
-    }
+    env = stack.cli_env()
     done = subprocess.run(
         [AETHER, *args, "--format", "json"],
         env=env,

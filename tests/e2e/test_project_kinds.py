@@ -9,7 +9,6 @@ major the project asked for. An app that ignores PORT fails, and says so.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -51,14 +50,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateStack]:
 def deploy(
     stack: PrivateStack, app_dir: Path, app: str, *extra: str
 ) -> subprocess.CompletedProcess[str]:
-    from aether_cli.session import cache_root
-
-    env = {
-        **stack.env,
-        "XDG_CONFIG_HOME": str(stack.state / "cli-config"),
-        "XDG_CACHE_HOME": str(stack.state / "cli-cache"),
-        "AETHER_CACHE_DIR": str(cache_root(os.environ)),
-    }
+    env = stack.cli_env()
     return subprocess.run(
         [AETHER, "deploy", "--path", str(app_dir), "--app", app, "--format", "json", *extra],
         env=env,

@@ -63,11 +63,7 @@ def deployed(stack: PrivateStack, tmp_path_factory: pytest.TempPathFactory) -> d
 def aether(stack: PrivateStack, *args: str) -> Any:
     import json
 
-    env = {
-        **stack.env,
-        "XDG_CONFIG_HOME": str(stack.state / "cli-config"),
-        "XDG_CACHE_HOME": str(stack.state / "cli-cache"),
-    }
+    env = stack.cli_env()
     done = subprocess.run(
         [AETHER, *args, "--format", "json"], env=env, capture_output=True, text=True, timeout=300
     )

@@ -6,14 +6,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv up down status demo test lint bench fixtures clean
+.PHONY: help venv up down status demo test fuzz lint bench fixtures clean
 
 help:
 	@echo "make demo     start the stack and deploy examples/hello-express with the CLI"
 	@echo "make up       start the embedded stack (records, SeaweedFS, cluster, chalice local, relay) on 127.0.0.1"
 	@echo "make down     stop everything 'make up' started"
 	@echo "make status   show what is running"
-	@echo "make test     run the whole test suite"
+	@echo "make test     run the whole test suite (the API fuzzer included)"
+	@echo "make fuzz     the API fuzzer alone, with more examples per operation"
 	@echo "make lint     ruff and mypy"
 	@echo "make bench    run the benchmarks under bench/"
 
@@ -52,6 +53,10 @@ fixtures: $(FIXTURE_STAMPS)
 
 test: venv fixtures
 	$(BIN)/pytest -q
+
+# tests/api/test_fuzz.py runs in `make test` with 20 examples per operation; this explores more.
+fuzz: venv
+	AETHER_FUZZ_EXAMPLES=$${AETHER_FUZZ_EXAMPLES:-100} $(BIN)/pytest -q tests/api/test_fuzz.py
 
 lint: venv
 	$(BIN)/ruff check .

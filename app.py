@@ -87,8 +87,17 @@ def json_body() -> dict[str, Any]:
 
 
 def query(name: str) -> str | None:
+    """A query parameter as sent (an empty one included); None when absent."""
     params = request().query_params
     return None if params is None else params.get(name)
+
+
+def page_size() -> int:
+    """``?limit``: how many items a listing returns."""
+    limit = query("limit")
+    if limit is None:
+        return contract.DEFAULT_PAGE
+    return payloads.query_integer(limit, "limit", 1, contract.MAX_PAGE)
 
 
 def created(body: dict[str, Any]) -> Response:
@@ -112,18 +121,32 @@ def deployment_response(deployment: Deployment, status: int) -> Response:
 
 @app.route("/healthz")
 def healthz() -> dict[str, Any]:
+    """Liveness: the function answers.
+
+    Token: none
+    """
     return {"status": "ok"}
 
 
 @app.route("/readyz")
 def readyz() -> Response:
+    """Readiness: DynamoDB, S3 and (when configured) the Kubernetes API answer.
+
+    Token: none
+    200: every dependency answers
+    503: the checks, and which failed
+    """
     report = health.readiness(get_store(), get_data_plane().cluster)
     return Response(body=report.to_json(), status_code=200 if report.ready else 503)
 
 
 @app.route("/openapi.json")
 def openapi_document() -> dict[str, Any]:
-    return openapi.document()
+    """This document, generated from the routes.
+
+    Token: none
+    """
+    return openapi.document(app, get_settings().max_artifact_bytes)
 
 
 # The dashboard: its page and files need no token; the data they show does.
@@ -131,16 +154,34 @@ def openapi_document() -> dict[str, Any]:
 
 @app.route("/dashboard")
 def dashboard_page() -> Response:
+    """The web dashboard: one HTML page that calls this API with a token pasted into it.
+
+    Token: none
+    Headers: If-None-Match
+    Returns: text/html
+    200: the page
+    304: the copy the browser holds is current
+    """
     return dashboard.page(request().headers.get("if-none-match"))
 
 
 @app.route("/dashboard/{name}")
 def dashboard_file(name: str) -> Response:
+    """A script, style sheet or icon of the dashboard.
+
+    Token: none
+    Headers: If-None-Match
+    Returns: text/javascript, text/css, image/svg+xml
+    200: the file
+    304: the copy the browser holds is current
+    Errors: not_found
+    """
     return dashboard.asset(name, request().headers.get("if-none-match"))
 
 
 @app.route("/whoami")
 def whoami() -> dict[str, Any]:
+    """The token's subject and role."""
     who = principal()
     return {"subject": who.subject, "role": who.role, "token_id": who.token_id}
 
@@ -150,17 +191,28 @@ def whoami() -> dict[str, Any]:
 
 @app.route("/tokens", methods=["POST"])
 def issue_token() -> Response:
+    """Issue a token; the secret is in this answer only.
+
+    Admins issue any token; a developer rotates its own (no body needed).
+    Body: new_token (optional)
+    201: the token's metadata and its secret
+    """
     issued = auth.issue_for(principal(), json_body())
     return created({**auth.token_json(issued.record), "token": issued.secret})
 
 
 @app.route("/tokens")
 def list_tokens() -> dict[str, Any]:
+    """Tokens' metadata (admins: every token; developers: their own)."""
     return {"tokens": [auth.token_json(t) for t in auth.list_for(principal())]}
 
 
 @app.route("/tokens/{token_id}", methods=["DELETE"])
 def revoke_token(token_id: str) -> dict[str, Any]:
+    """Revoke a token.
+
+    Errors: not_found
+    """
     return auth.token_json(auth.revoke_for(principal(), token_id))
 
 
@@ -169,39 +221,72 @@ def revoke_token(token_id: str) -> dict[str, Any]:
 
 @app.route("/apps", methods=["POST"])
 def register_app() -> Response:
+    """Register an application; its name is unique.
+
+    Body: new_app
+    201: the application
+    Errors: conflict
+    """
     return created(apps.app_json(apps.register(principal(), json_body())))
 
 
 @app.route("/apps")
 def list_apps() -> dict[str, Any]:
+    """The applications the token may act on, each with its latest deployment."""
     listed = apps.visible_to(principal())
     return {"apps": [apps.app_json(a, deployments.latest_json(a)) for a in listed]}
 
 
 @app.route("/apps/{app_name}")
 def show_app(app_name: str) -> dict[str, Any]:
+    """An application and its latest deployment.
+
+    Errors: not_found
+    """
     found = apps.load(principal(), app_name)
     return apps.app_json(found, deployments.latest_json(found))
 
 
 @app.route("/apps/{app_name}/public-keys", methods=["POST"])
 def add_public_key(app_name: str) -> Response:
+    """Register an Ed25519 public key that signs the app's artifacts.
+
+    Body: new_public_key
+    201: the key
+    Errors: not_found
+    """
     return created(apps.public_key_json(apps.add_public_key(principal(), app_name, json_body())))
 
 
 @app.route("/apps/{app_name}/public-keys")
 def list_public_keys(app_name: str) -> dict[str, Any]:
+    """An application's public keys, active or not.
+
+    Errors: not_found
+    """
     keys = apps.public_keys(principal(), app_name)
     return {"keys": [apps.public_key_json(k) for k in keys]}
 
 
 @app.route("/apps/{app_name}/public-keys/{key_id}", methods=["DELETE"])
 def deactivate_public_key(app_name: str, key_id: str) -> dict[str, Any]:
+    """Deactivate a public key: signatures by it no longer verify.
+
+    Errors: not_found
+    """
     return apps.public_key_json(apps.deactivate_public_key(principal(), app_name, key_id))
 
 
 @app.route("/apps/{app_name}/rollback", methods=["POST"])
 def rollback(app_name: str) -> Response:
+    """Redeploy an earlier verified artifact with its configuration; nothing is uploaded.
+
+    Without ``to``, the newest succeeded deployment of another artifact than the latest's.
+    Body: rollback (optional)
+    201: the new deployment
+    200: that deployment already runs or is in flight
+    Errors: not_found, conflict, artifact_not_verified, unsupported_platform
+    """
     deployment, is_new = deployments.rollback(
         principal(), get_store(), get_settings().cluster_platforms, app_name, json_body(), is_live
     )
@@ -210,6 +295,11 @@ def rollback(app_name: str) -> Response:
 
 @app.route("/apps/{app_name}/logs")
 def app_logs(app_name: str) -> dict[str, Any]:
+    """Log lines of the app's pods, oldest first; page on with since=next_since.
+
+    Query: since, tail, deployment
+    Errors: not_found
+    """
     return logs.read(
         principal(),
         get_data_plane().cluster,
@@ -222,8 +312,12 @@ def app_logs(app_name: str) -> dict[str, Any]:
 
 @app.route("/apps/{app_name}/deployments")
 def app_deployments(app_name: str) -> dict[str, Any]:
-    limit = payloads.integer(query("limit") or contract.DEFAULT_PAGE, "limit", 1, contract.MAX_PAGE)
-    page, cursor = deployments.history(principal(), app_name, limit, query("cursor"))
+    """Release history, newest first.
+
+    Query: limit, cursor
+    Errors: not_found
+    """
+    page, cursor = deployments.history(principal(), app_name, page_size(), query("cursor"))
     return {"deployments": [deployments.deployment_json(d) for d in page], "next_cursor": cursor}
 
 
@@ -232,6 +326,13 @@ def app_deployments(app_name: str) -> dict[str, Any]:
 
 @app.route("/artifacts/{digest}", methods=["HEAD"])
 def artifact_exists(digest: str) -> Response:
+    """Whether the artifact is stored and verified; no body either way.
+
+    Query: app_name
+    200: stored and verified
+    404: not stored, not verified, or not visible to the token
+    Errors: invalid_digest
+    """
     found = artifacts.find(principal(), digest, query("app_name"))
     deployable = artifacts.is_deployable(found, get_store())
     return Response(body="", status_code=200 if deployable else 404)
@@ -239,6 +340,14 @@ def artifact_exists(digest: str) -> Response:
 
 @app.route("/artifacts", methods=["POST"])
 def request_upload() -> Response:
+    """Record a pending artifact and presign its upload, bound to its length and digest.
+
+    An artifact already verified is a duplicate: no URL, nothing to upload.
+    Headers: X-Aether-Artifact-Digest, X-Aether-Signature
+    Body: new_artifact
+    201: the upload ticket
+    Errors: missing_digest, invalid_digest, bad_signature, not_found, conflict, payload_too_large
+    """
     headers = request().headers
     ticket = artifacts.request_upload(
         principal(),
@@ -253,7 +362,12 @@ def request_upload() -> Response:
 
 @app.route("/artifacts")
 def list_artifacts() -> dict[str, Any]:
-    limit = payloads.integer(query("limit") or contract.DEFAULT_PAGE, "limit", 1, contract.MAX_PAGE)
+    """Recent artifacts (metadata only), newest first.
+
+    Query: app_name, limit
+    Errors: not_found
+    """
+    limit = page_size()
     app_name = query("app_name")
     if app_name is not None:
         payloads.app_name(app_name)
@@ -263,12 +377,22 @@ def list_artifacts() -> dict[str, Any]:
 
 @app.route("/artifacts/{digest}/download")
 def download_artifact(digest: str) -> Response:
+    """Redirect to a short-lived presigned GET of a verified artifact (the pods' fetcher).
+
+    307: Location is the presigned URL
+    Errors: invalid_digest, not_found, artifact_not_verified
+    """
     target = artifacts.download(principal(), get_store(), get_settings(), digest)
     return Response(body="", status_code=307, headers={"Location": target.url})
 
 
 @app.route("/artifacts/{digest}")
 def show_artifact(digest: str) -> dict[str, Any]:
+    """One artifact and its verification state.
+
+    Query: app_name
+    Errors: invalid_digest, not_found
+    """
     return artifacts.artifact_json(artifacts.find(principal(), digest, query("app_name")))
 
 
@@ -277,6 +401,16 @@ def show_artifact(digest: str) -> dict[str, Any]:
 
 @app.route("/deployments", methods=["POST"])
 def create_deployment() -> Response:
+    """Deploy a verified artifact.
+
+    The same app, artifact and configuration while one is in flight (or runs) answers
+    with that deployment instead of a new rollout.
+    Body: new_deployment
+    201: the new deployment
+    200: the same deployment, already in flight or running
+    Errors: missing_digest, invalid_digest, not_found, conflict, artifact_not_verified,
+        unsupported_platform
+    """
     deployment, is_new = deployments.create(
         principal(), get_store(), get_settings().cluster_platforms, json_body(), is_live
     )
@@ -285,6 +419,10 @@ def create_deployment() -> Response:
 
 @app.route("/deployments/{deployment_id}")
 def show_deployment(deployment_id: str) -> Response:
+    """A deployment, advanced as far as the cluster allows, with its events.
+
+    Errors: not_found
+    """
     return deployment_response(deployments.load(principal(), deployment_id), 200)
 
 

@@ -14,8 +14,8 @@ from chalicelib.auth import Principal, authorize_download
 from chalicelib.contract import ArtifactStatus
 from chalicelib.errors import (
     ArtifactNotVerified,
-    BadRequest,
     BadSignature,
+    Conflict,
     Forbidden,
     NotFound,
     PayloadTooLarge,
@@ -56,14 +56,13 @@ def request_upload(
     digest = payloads.digest(digest_header)
     signature = _signature(signature_header)
     app = apps.load(principal, payloads.app_name(payloads.required(body, "app_name")))
-    size = payloads.required(body, "size_bytes")
-    if isinstance(size, int) and not isinstance(size, bool) and size > settings.max_artifact_bytes:
+    size = payloads.integer(payloads.required(body, "size_bytes"), "size_bytes", 1)
+    if size > settings.max_artifact_bytes:
         raise PayloadTooLarge(
             f"artifact is {size} bytes; the limit is {settings.max_artifact_bytes} bytes"
         )
-    size = payloads.integer(size, "size_bytes", 1, settings.max_artifact_bytes)
-    runtime = payloads.runtime(body.get("runtime"), contract.default_runtime())
-    platform = payloads.platform(body.get("platform"))
+    runtime = payloads.runtime(payloads.optional(body, "runtime"), contract.default_runtime())
+    platform = payloads.platform(payloads.optional(body, "platform"))
 
     artifact = _pending_record(
         app.name, digest, size, runtime, platform, signature, principal.subject
@@ -75,7 +74,7 @@ def request_upload(
 
 
 def _signature(header: str | None) -> str | None:
-    if not header:
+    if header is None:
         return None
     if not re.fullmatch(contract.SIGNATURE_PATTERN, header):
         raise BadSignature("X-Aether-Signature must be 128 hexadecimal characters (Ed25519)")
@@ -110,13 +109,13 @@ def _pending_record(
             raise
     existing = Artifact.get(digest, app_name, consistent_read=True)
     if existing.size_bytes != size:
-        raise BadRequest(f"size_bytes {size} differs from the {existing.size_bytes} first declared")
+        raise Conflict(f"size_bytes {size} differs from the {existing.size_bytes} first declared")
     if existing.status == ArtifactStatus.REJECTED:
         # The rejected object sits in quarantine; a new upload starts over.
         fresh.save(condition=Artifact.status == ArtifactStatus.REJECTED)
         return fresh
     if existing.platform != platform:
-        raise BadRequest(f"platform {platform} differs from the {existing.platform} first declared")
+        raise Conflict(f"platform {platform} differs from the {existing.platform} first declared")
     if (
         existing.status == ArtifactStatus.PENDING
         and signature

@@ -11,6 +11,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
+from chalicelib import payloads
 from chalicelib.contract import (
     DEFAULT_TOKEN_DAYS,
     ISSUABLE_ROLES,
@@ -139,8 +140,8 @@ def authorize_app(principal: Principal, app: Application) -> None:
 def issue_for(principal: Principal, body: dict[str, Any]) -> IssuedToken:
     """``POST /tokens``: admins issue any token; developers rotate their own."""
     require_human(principal)
-    subject = body.get("subject", principal.subject)
-    role = body.get("role", Role.DEVELOPER)
+    subject = payloads.optional(body, "subject", principal.subject)
+    role = payloads.optional(body, "role", Role.DEVELOPER)
     if not isinstance(subject, str) or not subject.strip() or len(subject) > MAX_SUBJECT_LENGTH:
         raise BadRequest(
             f"subject must be a non-empty string of at most {MAX_SUBJECT_LENGTH} characters"
@@ -149,9 +150,12 @@ def issue_for(principal: Principal, body: dict[str, Any]) -> IssuedToken:
         raise BadRequest(f"role must be one of {', '.join(ISSUABLE_ROLES)}")
     if not principal.is_admin and (subject != principal.subject or role != Role.DEVELOPER):
         raise Forbidden("developers may only issue developer tokens for themselves")
-    days = body.get("expires_in_days", DEFAULT_TOKEN_DAYS)
-    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_TOKEN_DAYS:
-        raise BadRequest(f"expires_in_days must be an integer from 1 to {MAX_TOKEN_DAYS}")
+    days = payloads.integer(
+        payloads.optional(body, "expires_in_days", DEFAULT_TOKEN_DAYS),
+        "expires_in_days",
+        1,
+        MAX_TOKEN_DAYS,
+    )
     return issue_token(subject, Role(role), expires_at=utcnow() + timedelta(days=days))
 
 

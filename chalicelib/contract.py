@@ -27,6 +27,8 @@ DIGEST_PATTERN = r"[0-9a-f]{64}"
 PUBLIC_KEY_PATTERN = r"[0-9a-fA-F]{64}"
 SIGNATURE_PATTERN = r"[0-9a-fA-F]{128}"
 ENV_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
+# Deployments and public keys are named by the UUIDs the platform gives them.
+ISSUED_ID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 RESERVED_ENV_NAMES = frozenset({"PORT"})  # the platform sets them
 
 # -- limits ----------------------------------------------------------------------------------

@@ -71,12 +71,12 @@ def create(
         new_id(),
         app_name=app.name,
         artifact_digest=digest,
-        runtime=payloads.runtime(body.get("runtime"), artifact.runtime),
+        runtime=payloads.runtime(payloads.optional(body, "runtime"), artifact.runtime),
         platform=artifact.platform,
         start_command=payloads.string(body, "start_command", DEFAULT_START_COMMAND),
-        env=payloads.environment(body.get("env")),
+        env=payloads.environment(payloads.optional(body, "env")),
         replicas=payloads.integer(
-            body.get("replicas", DEFAULT_REPLICAS), "replicas", 1, MAX_REPLICAS
+            payloads.optional(body, "replicas", DEFAULT_REPLICAS), "replicas", 1, MAX_REPLICAS
         ),
         created_by=principal.subject,
         rollback_of=rollback_of,
@@ -280,7 +280,7 @@ def _encode_cursor(last_key: dict[str, Any] | None) -> str | None:
 
 
 def _decode_cursor(cursor: str | None) -> dict[str, Any] | None:
-    if not cursor:
+    if cursor is None:
         return None
     try:
         decoded = json.loads(base64.urlsafe_b64decode(cursor.encode()))

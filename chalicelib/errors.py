@@ -91,6 +91,17 @@ class ServiceUnavailable(ApiError):
     code, status = "service_unavailable", 503
 
 
+def by_code() -> dict[str, type[ApiError]]:
+    """Every API error type by its code (the OpenAPI document and the README list them)."""
+    found: dict[str, type[ApiError]] = {}
+    pending: list[type[ApiError]] = [ApiError]
+    while pending:
+        error = pending.pop()
+        found[error.code] = error
+        pending.extend(error.__subclasses__())
+    return found
+
+
 def envelope(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> Response:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib import apps, payloads
@@ -24,8 +25,10 @@ def read(
 ) -> dict[str, Any]:
     """``GET /apps/{app}/logs``: lines after ``since``; ``next_since`` continues from the last."""
     app = apps.load(principal, app_name)
-    after = _timestamp(since) if since else None
-    count = payloads.integer(tail, "tail", 1, MAX_LOG_TAIL) if tail is not None else None
+    after = _timestamp(since) if since is not None else None
+    count = payloads.query_integer(tail, "tail", 1, MAX_LOG_TAIL) if tail is not None else None
+    if deployment_id is not None:
+        payloads.issued_id(deployment_id, "deployment")
     if cluster is None:
         raise ServiceUnavailable("no cluster is configured for this control plane")
     lines = cluster.logs(app.name, since=after, tail=count, deployment_id=deployment_id)
@@ -44,14 +47,29 @@ def read(
     }
 
 
+_RFC_3339 = re.compile(
+    r"(?P<date>\d{4}-\d\d-\d\d)[Tt ](?P<time>\d\d:\d\d):(?P<second>\d\d)"
+    r"(?:\.(?P<fraction>\d+))?(?P<zone>[Zz]|[+-]\d\d:\d\d)?"
+)
+
+
 def _timestamp(value: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise BadRequest("since must be an RFC 3339 timestamp") from exc
-    if moment.tzinfo is None:
+    """An RFC 3339 time in UTC: any fraction (cut to microseconds), a leap second as :59."""
+    match = _RFC_3339.fullmatch(value)
+    if match is None:
+        raise BadRequest("since must be an RFC 3339 timestamp")
+    if match["zone"] is None:
         raise BadRequest("since must carry a time zone (e.g. Z)")
-    return moment
+    second = min(int(match["second"]), 59)
+    fraction = (match["fraction"] or "").ljust(6, "0")[:6]
+    zone = "+00:00" if match["zone"] in "Zz" else match["zone"]
+    try:
+        moment = datetime.fromisoformat(
+            f"{match['date']}T{match['time']}:{second:02d}.{fraction}{zone}"
+        )
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise BadRequest(f"since is not a valid time: {exc}") from exc
 
 
 def _precise(moment: datetime) -> str:

@@ -63,6 +63,8 @@ def _observe(
     except errors.ApiError as error:
         response = error.to_response()
     response = errors.rewrite_chalice_error(response)
+    if request.method == "HEAD":
+        response.body = ""  # a HEAD answer has no body, errors included (clients read none)
     logger.info("request", extra={"status": response.status_code})
     flush_metrics()
     logger.remove_keys(["request_id", "method", "path", "app", "digest"])

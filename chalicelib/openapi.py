@@ -1,207 +1,185 @@
-"""The OpenAPI 3 description of the control plane (a test keeps it equal to the routes)."""
+"""The OpenAPI 3.1 document, generated from the Chalice app's routes and their docstrings.
+
+Each view's docstring is its operation: the first line is the summary, the
+paragraphs after it the description, and these lines say the rest::
+
+    Token: none                      no bearer token needed
+    Body: new_app                    a JSON body (``schemas.bodies``); "(optional)" after it
+    Query: limit, cursor             query parameters (``schemas.parameters``)
+    Headers: X-Aether-Signature      header parameters (``schemas.parameters``)
+    Returns: text/html               what a success carries, when it is not JSON
+    201: the application             a success status and what it returns
+    Errors: conflict                 error codes beyond the ones every route can answer
+
+Path parameters come from the route itself. A new route appears here without
+editing anything else; a name it uses that ``schemas`` lacks is an error.
+"""
 
 from __future__ import annotations
 
+import inspect
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib import contract
+from chalice.app import Chalice, RouteEntry
 
-PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/dashboard", "/dashboard/{name}"}
+from chalicelib import errors, schemas
 
-_ERROR = {
+_ENVELOPE = {
     "type": "object",
     "required": ["code", "message"],
     "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
 }
-_OBJECT = {"type": "object"}
-_DIGEST = {"type": "string", "pattern": f"^{contract.DIGEST_PATTERN}$"}
-_APP_NAME = {"type": "string", "pattern": f"^{contract.APP_NAME_PATTERN}$"}
-
-# (method, path, summary, request body schema or None, success status)
-_OPERATIONS: list[tuple[str, str, str, dict[str, Any] | None, int]] = [
-    ("get", "/healthz", "Liveness", None, 200),
-    ("get", "/readyz", "Readiness of DynamoDB, S3 and Kubernetes", None, 200),
-    ("get", "/openapi.json", "This document", None, 200),
-    (
-        "get",
-        "/dashboard",
-        "The web dashboard (HTML; it calls this API with a pasted token)",
-        None,
-        200,
-    ),
-    ("get", "/dashboard/{name}", "A script, style sheet or icon of the dashboard", None, 200),
-    ("get", "/whoami", "The token's subject and role", None, 200),
-    (
-        "post",
-        "/tokens",
-        "Issue a token (admin; developers rotate their own); the secret is shown once",
-        {
-            "type": "object",
-            "properties": {
-                "subject": {"type": "string"},
-                "role": {"enum": ["admin", "developer"]},
-                "expires_in_days": {
-                    "type": "integer",
-                    "minimum": 1,
-                    "maximum": contract.MAX_TOKEN_DAYS,
-                },
-            },
-        },
-        201,
-    ),
-    ("get", "/tokens", "List token metadata", None, 200),
-    ("delete", "/tokens/{token_id}", "Revoke a token", None, 200),
-    (
-        "post",
-        "/apps",
-        "Register an application",
-        {
-            "type": "object",
-            "required": ["name"],
-            "properties": {"name": _APP_NAME, "require_signature": {"type": "boolean"}},
-        },
-        201,
-    ),
-    ("get", "/apps", "List applications with their latest deployment", None, 200),
-    ("get", "/apps/{app_name}", "Show an application", None, 200),
-    (
-        "post",
-        "/apps/{app_name}/public-keys",
-        "Register an Ed25519 public key",
-        {
-            "type": "object",
-            "required": ["public_key_hex"],
-            "properties": {"public_key_hex": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}},
-        },
-        201,
-    ),
-    ("get", "/apps/{app_name}/public-keys", "List an application's public keys", None, 200),
-    (
-        "delete",
-        "/apps/{app_name}/public-keys/{key_id}",
-        "Deactivate a public key",
-        None,
-        200,
-    ),
-    (
-        "post",
-        "/apps/{app_name}/rollback",
-        "Redeploy an earlier verified artifact (default: the last good one before the latest)",
-        {"type": "object", "properties": {"to": {"type": "string"}}},
-        201,
-    ),
-    (
-        "get",
-        "/apps/{app_name}/logs",
-        "Pod log lines after ?since (RFC 3339), ?tail=N, ?deployment=ID; next_since pages on",
-        None,
-        200,
-    ),
-    (
-        "get",
-        "/apps/{app_name}/deployments",
-        "Release history, newest first (limit, cursor)",
-        None,
-        200,
-    ),
-    ("head", "/artifacts/{digest}", "200 when stored and verified, 404 otherwise", None, 200),
-    (
-        "post",
-        "/artifacts",
-        "Request a presigned upload (headers X-Aether-Artifact-Digest, X-Aether-Signature)",
-        {
-            "type": "object",
-            "required": ["app_name", "size_bytes"],
-            "properties": {
-                "app_name": _APP_NAME,
-                "size_bytes": {"type": "integer", "minimum": 1},
-                "runtime": {"enum": list(contract.supported_runtimes())},
-                "platform": {"enum": list(contract.PLATFORMS)},
-            },
-        },
-        201,
-    ),
-    ("get", "/artifacts", "Recent artifacts (metadata only)", None, 200),
-    ("get", "/artifacts/{digest}", "One artifact and its verification state", None, 200),
-    (
-        "get",
-        "/artifacts/{digest}/download",
-        "307 to a short-lived presigned GET (the app's pull token)",
-        None,
-        307,
-    ),
-    (
-        "post",
-        "/deployments",
-        "Deploy a verified artifact (idempotent while the same one is in flight)",
-        {
-            "type": "object",
-            "required": ["app_name", "artifact_digest"],
-            "properties": {
-                "app_name": _APP_NAME,
-                "artifact_digest": _DIGEST,
-                "runtime": {"enum": list(contract.supported_runtimes())},
-                "start_command": {"type": "string"},
-                "env": {"type": "object", "additionalProperties": {"type": "string"}},
-                "replicas": {"type": "integer", "minimum": 1, "maximum": contract.MAX_REPLICAS},
-            },
-        },
-        201,
-    ),
-    ("get", "/deployments/{deployment_id}", "A deployment and its events", None, 200),
-]
+_FIELD = re.compile(r"(Token|Body|Query|Headers|Returns|Errors|[1-5]\d\d):\s*(.*)")
 
 
-def document() -> dict[str, Any]:
+@dataclass
+class _Operation:
+    """What a view's docstring says about its operation."""
+
+    summary: str
+    description: str = ""
+    public: bool = False
+    body: str | None = None
+    body_required: bool = True
+    query: list[str] = field(default_factory=list)
+    headers: list[str] = field(default_factory=list)
+    media_types: list[str] = field(default_factory=lambda: ["application/json"])
+    successes: dict[int, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+def document(app: Chalice, max_artifact_bytes: int) -> dict[str, Any]:
+    """The description of every route ``app`` serves, as of today (runtimes change)."""
+    bodies = schemas.bodies(max_artifact_bytes)
+    parameters = schemas.parameters()
     paths: dict[str, dict[str, Any]] = {}
-    for method, path, summary, request_schema, status in _OPERATIONS:
-        operation: dict[str, Any] = {
-            "summary": summary,
-            "operationId": _operation_id(method, path),
-            "responses": {
-                str(status): {
-                    "description": "success",
-                    "content": {"application/json": {"schema": _OBJECT}},
-                },
-                "default": {
-                    "description": "error envelope",
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                    },
-                },
-            },
-        }
-        parameters = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in _path_parameters(path)
-        ]
-        if parameters:
-            operation["parameters"] = parameters
-        if request_schema is not None:
-            operation["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": request_schema}},
-            }
-        if path in PUBLIC:
-            operation["security"] = []
-        paths.setdefault(path, {})[method] = operation
+    for path, methods in sorted(app.routes.items()):
+        for method, entry in sorted(methods.items()):
+            paths.setdefault(path, {})[method.lower()] = _operation(entry, bodies, parameters)
     return {
-        "openapi": "3.0.3",
-        "info": {"title": "Aether control plane", "version": "1.0.0"},
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Aether control plane",
+            "version": "1.0.0",
+            "description": "Every error is the envelope {code, message} with the status of its code.",
+        },
         "security": [{"bearer_auth": []}],
         "components": {
             "securitySchemes": {"bearer_auth": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": _ERROR},
+            "schemas": {"Error": _ENVELOPE},
         },
         "paths": paths,
     }
 
 
-def _operation_id(method: str, path: str) -> str:
-    words = re.findall(r"[a-z0-9]+", path.replace("_", ""))
-    return "_".join([method, *words])
+def _operation(
+    entry: RouteEntry, bodies: Mapping[str, Any], parameters: Mapping[str, Any]
+) -> dict[str, Any]:
+    said = _parse(entry.view_function)
+    where = f"{entry.method} {entry.uri_pattern} ({entry.view_name})"
+    listed = [
+        _parameter(name, "path", parameters, where, required=True) for name in entry.view_args
+    ]
+    listed += [_parameter(name, "query", parameters, where) for name in said.query]
+    listed += [_parameter(name, "header", parameters, where) for name in said.headers]
+    operation: dict[str, Any] = {
+        "operationId": entry.view_name,
+        "summary": said.summary,
+        "responses": _responses(entry, said, has_input=bool(listed or said.body)),
+    }
+    if said.description:
+        operation["description"] = said.description
+    if listed:
+        operation["parameters"] = listed
+    if said.body is not None:
+        if said.body not in bodies:
+            raise ValueError(f"{where}: no request body schema named {said.body!r}")
+        operation["requestBody"] = {
+            "required": said.body_required,
+            "content": {"application/json": {"schema": bodies[said.body]}},
+        }
+    if said.public:
+        operation["security"] = []
+    return operation
 
 
-def _path_parameters(path: str) -> list[str]:
-    return [part[1:-1] for part in path.split("/") if part.startswith("{")]
+def _parse(view: Any) -> _Operation:
+    doc = inspect.getdoc(view) or ""
+    summary, _, rest = doc.partition("\n")
+    said = _Operation(summary=summary.strip())
+    description: list[str] = []
+    fields: list[tuple[str, str]] = []
+    for line in rest.splitlines():
+        match = _FIELD.fullmatch(line.strip())
+        if match is not None:
+            fields.append((match[1], match[2]))
+        elif fields and line[:1].isspace():
+            fields[-1] = (fields[-1][0], f"{fields[-1][1]} {line.strip()}")  # continued
+        else:
+            description.append(line)
+    for key, value in fields:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        if key == "Token":
+            said.public = value.strip() == "none"
+        elif key == "Body":
+            said.body, _, optional = value.partition(" ")
+            said.body_required = optional.strip() != "(optional)"
+        elif key == "Query":
+            said.query = names
+        elif key == "Headers":
+            said.headers = names
+        elif key == "Returns":
+            said.media_types = names
+        elif key == "Errors":
+            said.errors = names
+        else:
+            said.successes[int(key)] = value.strip()
+    said.description = "\n".join(description).strip()
+    return said
+
+
+def _parameter(
+    name: str, where_in: str, parameters: Mapping[str, Any], where: str, required: bool = False
+) -> dict[str, Any]:
+    if name not in parameters:
+        raise ValueError(f"{where}: no parameter schema named {name!r}")
+    return {"name": name, "in": where_in, "required": required, **parameters[name]}
+
+
+def _responses(entry: RouteEntry, said: _Operation, has_input: bool) -> dict[str, Any]:
+    codes = set(said.errors) | {"internal", "service_unavailable"}
+    if has_input:
+        codes.add("bad_request")
+    if said.body is not None:
+        codes.add("unsupported_media_type")
+    if not said.public:
+        codes |= {"unauthorized", "forbidden"}
+    known = errors.by_code()
+    unknown = sorted(codes - known.keys())
+    if unknown:
+        raise ValueError(f"{entry.view_name}: unknown error codes {unknown}")
+    bodiless = entry.method == "HEAD"
+    responses: dict[str, Any] = {}
+    for status, what in sorted((said.successes or {200: "success"}).items()):
+        responses[str(status)] = {"description": what}
+        if not bodiless and 200 <= status < 300 and status != 204:
+            responses[str(status)]["content"] = {
+                media: {"schema": {"type": "object" if media == "application/json" else "string"}}
+                for media in said.media_types
+            }
+    by_status: dict[int, list[str]] = {}
+    for code in sorted(codes):
+        by_status.setdefault(known[code].status, []).append(code)
+    for status, named in sorted(by_status.items()):
+        response: dict[str, Any] = {"description": ", ".join(named)}
+        if not bodiless:
+            schema = {
+                "allOf": [{"$ref": "#/components/schemas/Error"}],
+                "properties": {"code": {"enum": named}},
+            }
+            response["content"] = {"application/json": {"schema": schema}}
+        responses[str(status)] = response
+    return responses

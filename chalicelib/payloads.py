@@ -39,11 +39,18 @@ def app_name(value: Any, field: str = "app_name") -> str:
     return value
 
 
-def digest(value: str | None) -> str:
+def digest(value: Any) -> str:
     if value is None or value == "":
         raise MissingDigest("the artifact digest is required (X-Aether-Artifact-Digest)")
-    if not _DIGEST.fullmatch(value):
+    if not isinstance(value, str) or not _DIGEST.fullmatch(value):
         raise InvalidDigest("a digest is 64 lowercase hexadecimal characters (SHA-256)")
+    return value
+
+
+def issued_id(value: str, field: str) -> str:
+    """An id the platform issued (deployments, keys); anything else names nothing."""
+    if not re.fullmatch(contract.ISSUED_ID_PATTERN, value):
+        raise BadRequest(f"{field} must be an id this API returned (a UUID)")
     return value
 
 
@@ -59,8 +66,17 @@ def required(body: Mapping[str, Any], field: str) -> Any:
     return body[field]
 
 
+def optional(body: Mapping[str, Any], field: str, default: Any = None) -> Any:
+    """``body[field]``, or ``default`` when it is left out; an explicit null is refused."""
+    if field not in body:
+        return default
+    if body[field] is None:
+        raise BadRequest(f"{field} must not be null (leave it out for the default)")
+    return body[field]
+
+
 def string(body: Mapping[str, Any], field: str, default: str | None = None) -> str | None:
-    value = body.get(field, default)
+    value = optional(body, field, default)
     if value is not None and (not isinstance(value, str) or not value.strip()):
         raise BadRequest(f"{field} must be a non-empty string")
     if value is not None and "\x00" in value:
@@ -69,18 +85,35 @@ def string(body: Mapping[str, Any], field: str, default: str | None = None) -> s
 
 
 def boolean(body: Mapping[str, Any], field: str, default: bool) -> bool:
-    value = body.get(field, default)
+    value = optional(body, field, default)
     if not isinstance(value, bool):
         raise BadRequest(f"{field} must be true or false")
     return value
 
 
-def integer(value: Any, field: str, minimum: int, maximum: int) -> int:
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise BadRequest(f"{field} must be an integer from {minimum} to {maximum}")
-    return value
+def integer(value: Any, field: str, minimum: int, maximum: int | None = None) -> int:
+    """A whole JSON number in range: ``3`` or ``3.0`` (as JSON Schema counts integers)."""
+    number = _whole_number(value)
+    if number is None or number < minimum or (maximum is not None and number > maximum):
+        bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
+        raise BadRequest(f"{field} must be an integer {bounds}")
+    return number
+
+
+def _whole_number(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def query_integer(text: str, field: str, minimum: int, maximum: int) -> int:
+    """A query string's whole number: ASCII digits, optionally signed."""
+    number = int(text) if re.fullmatch(r"-?[0-9]+", text) else None
+    return integer(number, field, minimum, maximum)
 
 
 def environment(value: Any) -> dict[str, str]:

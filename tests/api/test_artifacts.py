@@ -169,5 +169,6 @@ def test_a_retry_may_not_change_the_declared_size(api: Api, app_name: str) -> No
     data = random_bytes(100)
     assert request_upload(api, app_name, data).status == 201
     again = request_upload(api, app_name, data, size=101)
-    assert again.status == 400
+    assert again.status == 409
+    assert again.json["code"] == "conflict"
     assert "differs" in again.json["message"]

@@ -40,6 +40,7 @@ def test_a_bad_authorization_header_is_unauthorized(api: Api, header: str) -> No
 def test_head_without_token_is_unauthorized_without_body(api: Api) -> None:
     reply = api.as_(None).head("/artifacts/" + "b" * 64)
     assert reply.status == 401
+    assert reply.body == b""
 
 
 def issue(api: Api, subject: str, role: str = "developer", **extra: object) -> str:

@@ -82,7 +82,7 @@ def test_the_same_digest_cannot_change_platform(api: Api, app_name: str) -> None
     headers = {"x-aether-artifact-digest": "b" * 64}
     assert api.post("/artifacts", body, headers=headers).status == 201
     again = api.post("/artifacts", {**body, "platform": ARM}, headers=headers)
-    assert again.status == 400
+    assert again.status == 409
     assert again.json["message"] == f"platform {ARM} differs from the linux/amd64 first declared"
 
 

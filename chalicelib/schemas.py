@@ -1,0 +1,140 @@
+"""What each request may carry, as JSON Schema built from the contract.
+
+The OpenAPI document puts these beside the routes that name them in their
+docstrings (``Body: new_app``, ``Query: limit``). The validators in
+``payloads`` and the concern modules enforce the same contract constants;
+the fuzzer in ``tests/api/test_fuzz.py`` holds the two to each other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib import contract
+
+Schema = dict[str, Any]
+
+# A string with at least one character that is not whitespace (the validators strip).
+_NOT_BLANK = r"\S"
+
+
+def _pattern(regex: str, **more: Any) -> Schema:
+    return {"type": "string", "pattern": f"^{regex}$", **more}
+
+
+def _integer(minimum: int, maximum: int, **more: Any) -> Schema:
+    return {"type": "integer", "minimum": minimum, "maximum": maximum, **more}
+
+
+def _text(max_length: int | None = None) -> Schema:
+    schema: Schema = {"type": "string", "minLength": 1, "pattern": _NOT_BLANK}
+    if max_length is not None:
+        schema["maxLength"] = max_length
+    return schema
+
+
+APP_NAME = _pattern(contract.APP_NAME_PATTERN, maxLength=63)
+DIGEST = _pattern(contract.DIGEST_PATTERN)
+ISSUED_ID = _pattern(contract.ISSUED_ID_PATTERN)
+
+
+def bodies(max_artifact_bytes: int) -> dict[str, Schema]:
+    """Request bodies by name; runtimes are those in support today."""
+    runtime = {"enum": list(contract.supported_runtimes())}
+    return {
+        "new_token": {
+            "type": "object",
+            "properties": {
+                "subject": _text(contract.MAX_SUBJECT_LENGTH),
+                "role": {"enum": [str(role) for role in contract.ISSUABLE_ROLES]},
+                "expires_in_days": _integer(
+                    1, contract.MAX_TOKEN_DAYS, default=contract.DEFAULT_TOKEN_DAYS
+                ),
+            },
+        },
+        "new_app": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": APP_NAME,
+                "require_signature": {"type": "boolean", "default": False},
+            },
+        },
+        "new_public_key": {
+            "type": "object",
+            "required": ["public_key_hex"],
+            "properties": {"public_key_hex": _pattern(contract.PUBLIC_KEY_PATTERN)},
+        },
+        "rollback": {"type": "object", "properties": {"to": ISSUED_ID}},
+        "new_artifact": {
+            "type": "object",
+            "required": ["app_name", "size_bytes"],
+            "properties": {
+                "app_name": APP_NAME,
+                "size_bytes": _integer(1, max_artifact_bytes),
+                "runtime": {**runtime, "default": contract.default_runtime()},
+                "platform": {
+                    "enum": list(contract.PLATFORMS),
+                    "default": contract.DEFAULT_PLATFORM,
+                },
+            },
+        },
+        "new_deployment": {
+            "type": "object",
+            "required": ["app_name", "artifact_digest"],
+            "properties": {
+                "app_name": APP_NAME,
+                "artifact_digest": DIGEST,
+                "runtime": runtime,
+                "start_command": {**_text(), "default": contract.DEFAULT_START_COMMAND},
+                "env": {
+                    "type": "object",
+                    "propertyNames": {
+                        **_pattern(contract.ENV_NAME_PATTERN),
+                        "not": {"enum": sorted(contract.RESERVED_ENV_NAMES)},
+                    },
+                    "additionalProperties": {"type": "string"},
+                },
+                "replicas": _integer(1, contract.MAX_REPLICAS, default=contract.DEFAULT_REPLICAS),
+            },
+        },
+    }
+
+
+def parameters() -> dict[str, Schema]:
+    """Path, query and header parameters by name (``in`` is filled in where they are used)."""
+    return {
+        # path
+        "app_name": {"schema": APP_NAME},
+        "digest": {"schema": DIGEST},
+        "deployment_id": {"schema": ISSUED_ID},
+        "key_id": {"schema": ISSUED_ID},
+        "token_id": {"schema": _pattern("[0-9a-f]{16}")},
+        # query
+        "limit": {"schema": _integer(1, contract.MAX_PAGE, default=contract.DEFAULT_PAGE)},
+        "cursor": {
+            "description": "next_cursor of the previous page (opaque)",
+            "schema": {"type": "string", "minLength": 1},
+        },
+        "since": {
+            "description": "only lines after this RFC 3339 time (next_since of the last read)",
+            "schema": {"type": "string", "format": "date-time"},
+        },
+        "tail": {"schema": _integer(1, contract.MAX_LOG_TAIL)},
+        "deployment": {"description": "only this deployment's pods", "schema": ISSUED_ID},
+        "name": {"schema": {"type": "string", "minLength": 1}},
+        # headers
+        "If-None-Match": {
+            "description": "the ETag of the copy the client holds",
+            "schema": {"type": "string"},
+        },
+        "X-Aether-Artifact-Digest": {
+            "description": "SHA-256 of the artifact's bytes",
+            "required": True,
+            "schema": DIGEST,
+        },
+        "X-Aether-Signature": {
+            "description": "Ed25519 signature of the hex digest, hex-encoded",
+            "schema": _pattern(contract.SIGNATURE_PATTERN),
+        },
+    }

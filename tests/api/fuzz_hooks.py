@@ -1,0 +1,21 @@
+"""Schemathesis hooks for ``tests/api/test_fuzz.py``: the failures that are not the app's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import schemathesis
+
+
+@schemathesis.hook
+def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
+    """Keep every failure but those below, each for the reason given."""
+    # `chalice local` is Python's http.server, which answers methods it has no handler for
+    # (TRACE, QUERY) itself with 501 before the app is asked; in production API Gateway
+    # answers them. No route of ours is involved.
+    if response.status_code == 501 and b"Unsupported method" in (response.content or b""):
+        return False
+    # A cursor is opaque: only a next_cursor this API returned decodes, which no schema can
+    # say, so a generated one is rightly refused.
+    refused_cursor = b"cursor is not one this API returned" in (response.content or b"")
+    return not (response.status_code == 400 and refused_cursor)

@@ -1,0 +1,124 @@
+"""What clients may send: JSON numbers, nulls, empty query values and headers, odd times."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+from urllib.parse import urlsplit
+
+import pytest
+
+from infra.local.processes import Service
+from tests.conftest import ADMIN_TOKEN, Api
+from tests.uploads import random_bytes, upload
+from tests.verification.delivery import deliver_pending_events
+
+
+@pytest.fixture
+def app_name(api: Api, unique_name: str) -> str:
+    assert api.post("/apps", {"name": unique_name}).status == 201
+    return unique_name
+
+
+def ask_upload(api: Api, app_name: str, headers: dict[str, str] | None = None, **body: object):
+    digest = hashlib.sha256(random_bytes(64)).hexdigest()
+    return api.post(
+        "/artifacts",
+        {"app_name": app_name, "size_bytes": 64, **body},
+        headers={"x-aether-artifact-digest": digest, **(headers or {})},
+    )
+
+
+def test_a_whole_number_written_with_a_fraction_is_an_integer(api: Api, app_name: str) -> None:
+    # JSON Schema counts 64.0 as an integer, and so do JSON encoders that only have floats.
+    assert ask_upload(api, app_name, size_bytes=64.0).status == 201
+    token = api.post("/tokens", {"subject": app_name, "expires_in_days": 30.0})
+    assert token.status == 201, token.body
+
+
+@pytest.mark.parametrize("size", [64.5, "64", 1e300, True])
+def test_a_size_that_is_not_a_whole_number_in_range_is_refused(
+    api: Api, app_name: str, size: object
+) -> None:
+    reply = ask_upload(api, app_name, size_bytes=size)
+    assert reply.status in (400, 413)
+    assert reply.json["code"] in ("bad_request", "payload_too_large")
+
+
+@pytest.mark.parametrize("field", ["runtime", "platform"])
+def test_an_explicit_null_is_refused_rather_than_taken_for_the_default(
+    api: Api, app_name: str, field: str
+) -> None:
+    reply = ask_upload(api, app_name, **{field: None})
+    assert reply.status == 400
+    assert reply.json["message"] == f"{field} must not be null (leave it out for the default)"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"start_command": None}, {"env": None}, {"replicas": None}, {"artifact_digest": {}}],
+)
+def test_a_deployment_field_of_the_wrong_kind_is_refused(
+    api: Api, app_name: str, body: dict[str, object]
+) -> None:
+    digest = upload(api, app_name, random_bytes())
+    deliver_pending_events()
+    reply = api.post("/deployments", {"app_name": app_name, "artifact_digest": digest, **body})
+    assert reply.status == 400
+    assert reply.json["code"] in ("bad_request", "invalid_digest")
+
+
+def test_an_empty_signature_header_is_a_bad_signature(api: Api, app_name: str) -> None:
+    reply = ask_upload(api, app_name, headers={"x-aether-signature": ""})
+    assert reply.status == 400
+    assert reply.json["code"] == "bad_signature"
+
+
+@pytest.mark.parametrize(
+    "query", ["limit=", "cursor=", "limit=%D9%A3", "limit=2.5"], ids=lambda q: q or "empty"
+)
+def test_an_empty_or_malformed_paging_value_is_refused(api: Api, app_name: str, query: str) -> None:
+    reply = api.get(f"/apps/{app_name}/deployments?{query}")
+    assert reply.status == 400
+    assert reply.json["code"] == "bad_request"
+
+
+@pytest.mark.parametrize(
+    "since",
+    [
+        "2026-12-01T10:00:00.123456789Z",  # nanoseconds, as the kubelet writes them
+        "2026-12-01t10:00:00z",  # RFC 3339 allows lower case
+        "2016-12-31T23:59:60Z",  # a leap second
+        "2026-12-01T10:00:00+05:30",
+    ],
+)
+def test_logs_take_any_rfc_3339_time(api: Api, app_name: str, since: str) -> None:
+    from urllib.parse import quote
+
+    reply = api.get(f"/apps/{app_name}/logs?since={quote(since)}")
+    assert reply.status == 200, reply.body
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["since=", "since=0001-01-01T00:00:00%2B23:59", "deployment=", "deployment=a,b", "tail=x"],
+)
+def test_logs_refuse_an_empty_or_impossible_query(api: Api, app_name: str, query: str) -> None:
+    reply = api.get(f"/apps/{app_name}/logs?{query}")
+    assert reply.status == 400, reply.body
+    assert reply.json["code"] == "bad_request"
+
+
+def test_a_head_error_has_no_body_so_the_connection_stays_usable(local_api: Service) -> None:
+    url = urlsplit(local_api.url)
+    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    try:
+        connection.request("HEAD", "/artifacts/not-a-digest", headers=auth)
+        refused = connection.getresponse()
+        assert (refused.status, refused.read()) == (400, b"")
+        connection.request("GET", "/healthz")
+        after = connection.getresponse()
+        assert (after.status, after.read()) == (200, b'{"status":"ok"}')
+    finally:
+        connection.close()

@@ -78,15 +78,20 @@ def aether(stack: PrivateStack, *args: str) -> Any:
     return json.loads(done.stdout)
 
 
-def issue_token(stack: PrivateStack, subject: str) -> str:
-    """A stored developer token for ``subject``, issued by the stack's admin."""
+def issue_token(stack: PrivateStack, subject: str, *, revoked: bool = False) -> str:
+    """A stored developer token for ``subject``, issued (and maybe revoked) by the admin."""
+    admin = {"Authorization": f"Bearer {stack.env['AETHER_TOKEN']}"}
     issued = requests.post(
         f"{stack.api_url}/tokens",
         json={"subject": subject, "role": "developer"},
-        headers={"Authorization": f"Bearer {stack.env['AETHER_TOKEN']}"},
+        headers=admin,
         timeout=30,
     )
     assert issued.status_code == 201, issued.text
+    if revoked:
+        token_id = issued.json()["token_id"]
+        gone = requests.delete(f"{stack.api_url}/tokens/{token_id}", headers=admin, timeout=30)
+        assert gone.status_code == 200, gone.text
     token: str = issued.json()["token"]
     return token
 
@@ -141,6 +146,7 @@ def platform(browser: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
         developer_token = issue_token(stack, DEVELOPER)
         spare_token = issue_token(stack, SPARE)
+        revoked_token = issue_token(stack, "gone@example.com", revoked=True)
         registered = requests.post(
             f"{stack.api_url}/apps",
             json={"name": "dev-sandbox"},
@@ -169,6 +175,7 @@ def platform(browser: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 "developer_app": "dev-sandbox",
                 "spare_subject": SPARE,
                 "spare_token": spare_token,
+                "revoked_token": revoked_token,
             },
         )
 

@@ -58,6 +58,11 @@ def test_tokens_are_listed_without_secrets_and_revoked_from_the_page(
     assert refused.status_code == 401
 
 
+def test_a_revoked_token_held_by_a_tab_returns_it_to_sign_in(platform: Platform) -> None:
+    measured = run_scenario(platform, "a_refused_token_in_the_tab_returns_to_sign_in")
+    assert measured["message"].startswith("unauthorized:")
+
+
 def test_the_app_page_fits_a_phone(platform: Platform) -> None:
     run_scenario(platform, "the_apps_page_fits_a_phone")
 

@@ -16,7 +16,7 @@ const ROUTES = [
 
 const $ = (id) => document.getElementById(id);
 let leave = new AbortController();
-let who = null;
+let who = null; // the signed-in identity (GET /whoami), as a promise
 
 function showSignIn(message) {
   who = null;
@@ -31,7 +31,6 @@ function showSignIn(message) {
 }
 
 function signedIn(identity) {
-  who = identity;
   $('sign-in').hidden = true;
   $('nav').hidden = false;
   $('who').hidden = false;
@@ -47,6 +46,7 @@ async function signIn(event) {
     const identity = await api.whoami(token);
     session.save(token);
     $('token').value = '';
+    who = Promise.resolve(identity);
     signedIn(identity);
     if (location.hash === '#/apps') render();
     else location.hash = '#/apps';
@@ -76,6 +76,7 @@ async function render() {
   $('page-error').textContent = '';
   try {
     const node = await page(params, { signal, who, refresh: render, report });
+    await who;
     if (signal.aborted) return;
     $('view').replaceChildren(node);
     const heading = node.querySelector('h1');
@@ -83,7 +84,7 @@ async function render() {
     $('main').focus({ preventScroll: true });
     performance.mark('aether:interactive'); // when each page can be used (see bench/)
   } catch (error) {
-    if (error.name !== 'AbortError') fail(error);
+    if (error.name !== 'AbortError' && !signal.aborted) fail(error); // signing out aborts
   }
 }
 
@@ -117,13 +118,13 @@ async function start() {
     showSignIn();
     return;
   }
-  try {
-    signedIn(await api.whoami(token));
-    render();
-  } catch (error) {
+  // A tab that holds a token asks who it is and loads its page at once, not one after the other.
+  who = api.whoami(token);
+  who.then(signedIn, (error) => {
     if (error.status === 401) session.clear();
     showSignIn(errorText(error));
-  }
+  });
+  render();
 }
 
 start();

@@ -4,10 +4,10 @@ import { api } from './api.js';
 import { badge, confirmAction, h, table, when } from './view.js';
 
 export async function tokensPage(_params, ctx) {
-  const { tokens } = await api.tokens(ctx.signal);
+  const [{ tokens }, me] = await Promise.all([api.tokens(ctx.signal), ctx.who]);
   const actionError = h('p', { className: 'error', role: 'alert' });
   const revoke = async (token) => {
-    const own = token.token_id === ctx.who.token_id;
+    const own = token.token_id === me.token_id;
     const sure = await confirmAction(`Revoke token ${token.token_id}?`,
       `${token.subject} (${token.role}) can no longer call the API with it.${own ? ' It is the token you are signed in with.' : ''}`,
       'Revoke');
@@ -29,7 +29,7 @@ export async function tokensPage(_params, ctx) {
   ]);
   return h('section', { 'aria-labelledby': 'tokens-title' },
     h('h1', { id: 'tokens-title' }, 'Tokens'),
-    h('p', {}, `Signed in as ${ctx.who.subject} (${ctx.who.role})`, ctx.who.token_id ? `, token ${ctx.who.token_id}.` : ', with an admin token from the environment.'),
+    h('p', {}, `Signed in as ${me.subject} (${me.role})`, me.token_id ? `, token ${me.token_id}.` : ', with an admin token from the environment.'),
     actionError,
     table('Tokens', ['Token', 'Subject', 'Role', 'Issued', 'Expires', ''], rows, 'No stored tokens.'));
 }

@@ -249,6 +249,20 @@ const scenarios = {
     return { screenshot };
   },
 
+  async a_refused_token_in_the_tab_returns_to_sign_in(page) {
+    await page.addInitScript((token) => {
+      if (!sessionStorage.getItem('seeded')) {
+        sessionStorage.setItem('seeded', '1');
+        sessionStorage.setItem('aether.token', token);
+      }
+    }, context.revoked_token);
+    await page.goto(`${context.dashboard}#/apps/${context.demo_app}`);
+    await page.locator('#sign-in-error').filter({ hasText: 'unauthorized' }).waitFor();
+    check(await page.locator('#view').evaluate((view) => view.childElementCount) === 0, 'data is shown');
+    check(await page.evaluate(() => sessionStorage.getItem('aether.token')) === null, 'the refused token is kept');
+    return { message: await text(page.locator('#sign-in-error')) };
+  },
+
   async the_apps_page_fits_a_phone(page) {
     await page.setViewportSize({ width: 390, height: 844 });
     await signIn(page, context.admin_token);

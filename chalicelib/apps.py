@@ -13,7 +13,8 @@ from chalicelib.records import Application, PublicKey, is_condition_failure, iso
 
 
 def load(principal: Principal, name: str) -> Application:
-    """The app named ``name`` if the principal may act on it."""
+    """The app named ``name`` if the principal may act on it; else 404, as for a missing one."""
+    require_human(principal)
     payloads.app_name(name, "app name")
     try:
         app = Application.get(name)

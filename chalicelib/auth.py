@@ -131,10 +131,13 @@ def require_human(principal: Principal) -> None:
 
 
 def authorize_app(principal: Principal, app: Application) -> None:
-    """Admins act on every app; developers only on the apps they own."""
+    """Admins act on every app; developers only on the apps they own.
+
+    Another owner's app answers as a missing one would: a 403 would confirm that it exists.
+    """
     require_human(principal)
     if not principal.is_admin and app.owner != principal.subject:
-        raise Forbidden(f"application {app.name} belongs to another owner")
+        raise NotFound(f"application {app.name} not found")
 
 
 def issue_for(principal: Principal, body: dict[str, Any]) -> IssuedToken:

@@ -1,3 +1,6 @@
+import json
+import uuid
+
 import pytest
 from nacl.signing import SigningKey
 
@@ -48,13 +51,72 @@ def test_developers_act_only_on_their_own_apps(api: Api, unique_name: str) -> No
     alice = api.as_(issue(api, unique_name + "-alice"))
     bob = api.as_(issue(api, unique_name + "-bob"))
     assert alice.post("/apps", {"name": unique_name}).status == 201
-    assert bob.get(f"/apps/{unique_name}").json["code"] == "forbidden"
-    assert bob.get(f"/apps/{unique_name}/deployments").status == 403
-    key = SigningKey.generate().verify_key.encode().hex()
-    assert bob.post(f"/apps/{unique_name}/public-keys", {"public_key_hex": key}).status == 403
+    assert bob.get(f"/apps/{unique_name}").json["code"] == "not_found"
     assert unique_name not in [a["name"] for a in bob.get("/apps").json["apps"]]
     assert unique_name in [a["name"] for a in alice.get("/apps").json["apps"]]
     assert api.get(f"/apps/{unique_name}").status == 200  # admins see everything
+
+
+def test_another_owners_app_answers_as_a_missing_one(api: Api, unique_name: str) -> None:
+    """No route tells a stranger that an app exists: its answer is the one for no app."""
+    alice = api.as_(issue(api, unique_name + "-alice"))
+    bob = api.as_(issue(api, unique_name + "-bob"))
+    theirs, missing = unique_name, unique_name[:50] + "-missing"
+    assert alice.post("/apps", {"name": theirs}).status == 201
+    key_hex = SigningKey.generate().verify_key.encode().hex()
+    key_id = alice.post(f"/apps/{theirs}/public-keys", {"public_key_hex": key_hex}).json["key_id"]
+    digest = "c" * 64
+    calls: list[tuple[str, str, object, dict[str, str]]] = [
+        ("GET", "/apps/{app}", None, {}),
+        ("GET", "/apps/{app}/deployments", None, {}),
+        ("GET", "/apps/{app}/public-keys", None, {}),
+        ("POST", "/apps/{app}/public-keys", {"public_key_hex": key_hex}, {}),
+        ("DELETE", "/apps/{app}/public-keys/" + key_id, None, {}),
+        ("POST", "/apps/{app}/rollback", {}, {}),
+        ("GET", "/apps/{app}/logs", None, {}),
+        ("GET", "/artifacts?app_name={app}", None, {}),
+        ("POST", "/deployments", {"app_name": "{app}", "artifact_digest": digest}, {}),
+        (
+            "POST",
+            "/artifacts",
+            {"app_name": "{app}", "size_bytes": 10},
+            {"x-aether-artifact-digest": digest},
+        ),
+    ]
+    for method, path, body, headers in calls:
+        replies = []
+        for name in (theirs, missing):
+            sent = None if body is None else json.loads(json.dumps(body).replace("{app}", name))
+            reply = bob.call(method, path.replace("{app}", name), body=sent, headers=headers)
+            replies.append((reply.status, json.dumps(reply.json).replace(name, "{app}")))
+        assert replies[0] == replies[1], (method, path)
+        assert replies[0][0] == 404, (method, path, replies[0])
+
+
+def test_another_owners_deployment_answers_as_a_missing_one(api: Api, unique_name: str) -> None:
+    from chalicelib.records import Deployment
+
+    bob = api.as_(issue(api, unique_name + "-bob"))
+    api.post("/apps", {"name": unique_name})
+    deployment = Deployment(
+        str(uuid.uuid4()),
+        app_name=unique_name,
+        artifact_digest="d" * 64,
+        runtime="node24",
+        start_command="npm start",
+        config_key="k",
+        created_by="admin",
+        status="failed",
+    )
+    deployment.save()
+    missing = str(uuid.uuid4())
+    theirs = bob.get(f"/deployments/{deployment.deployment_id}")
+    absent = bob.get(f"/deployments/{missing}")
+    assert theirs.status == absent.status == 404
+    assert theirs.json["message"].replace(deployment.deployment_id, "ID") == absent.json[
+        "message"
+    ].replace(missing, "ID")
+    assert unique_name not in theirs.body.decode()
 
 
 def test_public_keys_are_added_listed_and_deactivated(api: Api, unique_name: str) -> None:

@@ -31,6 +31,9 @@ class Principal:
     role: Role
     token_id: str
     app_scope: str | None = None
+    # Only for a stored token (an environment token is neither stored nor expires).
+    expires_at: datetime | None = None
+    stored: bool = False
 
     @property
     def is_admin(self) -> bool:
@@ -52,6 +55,7 @@ def issue_token(
     role: Role,
     expires_at: datetime | None = None,
     app_scope: str | None = None,
+    parent_token_id: str | None = None,
 ) -> IssuedToken:
     """Create a token; the secret exists only in the return value."""
     token_id = new_id().replace("-", "")[:16]
@@ -63,6 +67,7 @@ def issue_token(
         role=role,
         app_scope=app_scope,
         expires_at=expires_at,
+        parent_token_id=parent_token_id,
     )
     record.save(condition=ApiToken.token_id.does_not_exist())
     return IssuedToken(record, secret)
@@ -94,7 +99,14 @@ def _stored_principal(token: str, presented_sha256: str) -> Principal:
         raise Unauthorized()
     if record.revoked or (record.expires_at is not None and record.expires_at <= utcnow()):
         raise Unauthorized("the token has expired or was revoked")
-    return Principal(record.subject, record.role, record.token_id, record.app_scope)
+    return Principal(
+        record.subject,
+        record.role,
+        record.token_id,
+        record.app_scope,
+        expires_at=record.expires_at,
+        stored=True,
+    )
 
 
 def issue_pull_token(app_name: str) -> IssuedToken:
@@ -159,7 +171,20 @@ def issue_for(principal: Principal, body: dict[str, Any]) -> IssuedToken:
         1,
         MAX_TOKEN_DAYS,
     )
-    return issue_token(subject, Role(role), expires_at=utcnow() + timedelta(days=days))
+    expires_at = utcnow() + timedelta(days=days)
+    if not principal.stored:
+        return issue_token(subject, Role(role), expires_at=expires_at)
+    # A token cannot outlive the one that issued it, nor survive its revocation.
+    if principal.expires_at is not None:
+        expires_at = min(expires_at, principal.expires_at)
+    issued = issue_token(
+        subject, Role(role), expires_at=expires_at, parent_token_id=principal.token_id
+    )
+    # Revoked while this was issued: the revocation's sweep may have missed the new child.
+    if ApiToken.get(principal.token_id, consistent_read=True).revoked:
+        _revoke_with_descendants(issued.record)
+        raise Unauthorized("the token has expired or was revoked")
+    return issued
 
 
 def list_for(principal: Principal) -> list[ApiToken]:
@@ -173,6 +198,11 @@ def list_for(principal: Principal) -> list[ApiToken]:
 
 
 def revoke_for(principal: Principal, token_id: str) -> ApiToken:
+    """Revoke a token and every token it issued, and theirs in turn.
+
+    The calling token is spared when it revokes an ancestor: that is how a token is rotated
+    (issue the new one with the old, then revoke the old one with the new).
+    """
     require_human(principal)
     try:
         record = ApiToken.get(token_id)
@@ -180,8 +210,21 @@ def revoke_for(principal: Principal, token_id: str) -> ApiToken:
         raise NotFound(f"token {token_id} not found") from None
     if not principal.is_admin and record.subject != principal.subject:
         raise NotFound(f"token {token_id} not found")
-    record.update(actions=[ApiToken.revoked.set(True)])
+    spared = principal.token_id if principal.token_id != record.token_id else None
+    _revoke_with_descendants(record, spared)
     return record
+
+
+def _revoke_with_descendants(record: ApiToken, spared: str | None = None) -> None:
+    pending = [record]
+    while pending:
+        token = pending.pop()
+        token.update(actions=[ApiToken.revoked.set(True)])
+        children = ApiToken.scan(
+            (ApiToken.parent_token_id == token.token_id) & (ApiToken.revoked == False),  # noqa: E712
+            consistent_read=True,
+        )
+        pending.extend(child for child in children if child.token_id != spared)
 
 
 def token_json(record: ApiToken) -> dict[str, Any]:
@@ -192,4 +235,5 @@ def token_json(record: ApiToken) -> dict[str, Any]:
         "created_at": iso(record.created_at),
         "expires_at": iso(record.expires_at),
         "revoked": record.revoked,
+        "issued_by": record.parent_token_id,
     }

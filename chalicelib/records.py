@@ -203,6 +203,8 @@ class ApiToken(_Table):
     created_at = UTCDateTimeAttribute(default=utcnow)
     expires_at = UTCDateTimeAttribute(null=True)
     revoked = BooleanAttribute(default=False)
+    # The stored token that issued this one: it never outlives it, and is revoked with it.
+    parent_token_id = UnicodeAttribute(null=True)
 
 
 TABLES: dict[str, type[_Table]] = {

@@ -101,6 +101,76 @@ def test_developer_may_rotate_only_its_own_token(api: Api, unique_name: str) -> 
     assert developer.delete(f"/tokens/{own_old}").status == 200
 
 
+def test_a_token_never_outlives_the_token_that_issued_it(api: Api, unique_name: str) -> None:
+    from datetime import datetime
+
+    def expiry(reply_json: dict[str, str]) -> datetime:
+        return datetime.fromisoformat(reply_json["expires_at"].replace("Z", "+00:00"))
+
+    short = api.post("/tokens", {"subject": unique_name, "expires_in_days": 1}).json
+    developer = api.as_(short["token"])
+    renewed = developer.post("/tokens", {"expires_in_days": 366})
+    assert renewed.status == 201
+    assert expiry(renewed.json) == expiry(short)
+    assert renewed.json["issued_by"] == short["token_id"]
+    short_admin = api.post(
+        "/tokens", {"subject": unique_name + "-adm", "role": "admin", "expires_in_days": 1}
+    ).json
+    minted = api.as_(short_admin["token"]).post(
+        "/tokens", {"subject": unique_name + "-ci", "role": "admin", "expires_in_days": 366}
+    )
+    assert expiry(minted.json) == expiry(short_admin)
+    # A token from the environment has no lifetime of its own: what it issues is not capped.
+    assert expiry(api.post("/tokens", {"subject": unique_name, "expires_in_days": 366}).json) > (
+        expiry(short)
+    )
+
+
+def test_revoking_a_token_revokes_every_token_it_issued(api: Api, unique_name: str) -> None:
+    parent = api.post("/tokens", {"subject": unique_name}).json
+    child = api.as_(parent["token"]).post("/tokens", {}).json
+    grandchild = api.as_(child["token"]).post("/tokens", {}).json
+    sibling = api.post("/tokens", {"subject": unique_name}).json
+    assert api.delete(f"/tokens/{parent['token_id']}").status == 200
+    for token in (parent, child, grandchild):
+        reply = api.as_(token["token"]).get("/whoami")
+        assert (reply.status, reply.json["code"]) == (401, "unauthorized")
+    assert api.as_(sibling["token"]).get("/whoami").status == 200
+    listed = {t["token_id"]: t["revoked"] for t in api.get("/tokens").json["tokens"]}
+    assert [listed[t["token_id"]] for t in (parent, child, grandchild, sibling)] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+
+
+def test_a_token_rotated_by_its_replacement_keeps_the_replacement(
+    api: Api, unique_name: str
+) -> None:
+    old = api.post("/tokens", {"subject": unique_name}).json
+    new = api.as_(old["token"]).post("/tokens", {}).json
+    assert api.as_(new["token"]).delete(f"/tokens/{old['token_id']}").status == 200
+    assert api.as_(old["token"]).get("/whoami").status == 401
+    assert api.as_(new["token"]).get("/whoami").json["token_id"] == new["token_id"]
+
+
+def test_a_token_issued_while_its_parent_is_revoked_does_not_survive(
+    api: Api, unique_name: str
+) -> None:
+    from chalicelib import auth
+    from chalicelib.records import ApiToken
+
+    parent = api.post("/tokens", {"subject": unique_name}).json
+    # Authenticated just before the revocation lands: the new child must not outlive it.
+    principal = auth.authenticate(f"Bearer {parent['token']}", ())
+    ApiToken(parent["token_id"]).update(actions=[ApiToken.revoked.set(True)])
+    with pytest.raises(auth.Unauthorized):
+        auth.issue_for(principal, {})
+    children = list(ApiToken.scan(ApiToken.parent_token_id == parent["token_id"]))
+    assert [child.revoked for child in children] == [True]
+
+
 def test_developer_cannot_revoke_another_subjects_token(api: Api, unique_name: str) -> None:
     other = issue(api, unique_name + "-other")
     other_id = api.as_(other).get("/whoami").json["token_id"]

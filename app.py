@@ -20,11 +20,11 @@ from chalicelib import (
     middleware,
     openapi,
     payloads,
+    records,
     rollouts,
     verification,
 )
 from chalicelib.observability import flush_metrics
-from chalicelib.records import Deployment, bind_tables
 from chalicelib.settings import Settings
 from chalicelib.storage import ARTIFACT_PREFIX, ArtifactStore
 
@@ -33,9 +33,12 @@ app = Chalice(app_name="aether")
 
 @functools.cache
 def get_settings() -> Settings:
-    settings = Settings.from_env()
-    bind_tables(settings)
-    return settings
+    return Settings.from_env()
+
+
+# The records are pynamodb models, module-level classes: they are pointed at this stage's
+# tables once, here, as the S3 and Kubernetes clients below are built once.
+records.configure(get_settings())
 
 
 @functools.cache
@@ -78,7 +81,6 @@ def request() -> Request:
 
 
 def principal() -> auth.Principal:
-    get_settings()
     return auth.authenticate(request().headers.get("authorization"), env_token_hashes())
 
 
@@ -104,11 +106,11 @@ def created(body: dict[str, Any]) -> Response:
     return Response(body=body, status_code=201)
 
 
-def is_live(deployment: Deployment) -> bool:
+def is_live(deployment: records.Deployment) -> bool:
     return rollouts.is_live(get_data_plane(), deployment)
 
 
-def deployment_response(deployment: Deployment, status: int) -> Response:
+def deployment_response(deployment: records.Deployment, status: int) -> Response:
     """A deployment after moving it as far as the cluster allows (reads reconcile)."""
     advanced = rollouts.advance(get_data_plane(), deployment)
     return Response(
@@ -428,7 +430,6 @@ def show_deployment(deployment_id: str) -> Response:
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def reconcile_deployments(event: CloudWatchEvent) -> None:
-    get_settings()
     rollouts.advance_all_in_flight(get_data_plane())
     rollouts.restore_lost_workloads(get_data_plane())
     flush_metrics()
@@ -441,7 +442,6 @@ def reconcile_deployments(event: CloudWatchEvent) -> None:
     bucket=Settings.from_env().bucket, events=["s3:ObjectCreated:*"], prefix=ARTIFACT_PREFIX
 )
 def artifact_uploaded(event: S3Event) -> None:
-    get_settings()
     verification.handle_s3_event(get_store(), event.to_dict())
     flush_metrics()
 

@@ -1,5 +1,9 @@
 """DynamoDB records: the pynamodb models are the only description of each table.
 
+pynamodb models are module-level classes, so the stage's tables and endpoint
+are given to all of them at once by ``configure(settings)``, which the app
+calls once where it builds its other clients.
+
 State changes are named functions that carry their DynamoDB condition, so a
 wrong transition fails in DynamoDB instead of being checked here and raced.
 """
@@ -7,6 +11,7 @@ wrong transition fails in DynamoDB instead of being checked here and raced.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -19,6 +24,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
+from pynamodb.connection import Connection
 from pynamodb.constants import STRING
 from pynamodb.exceptions import PynamoDBException
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
@@ -67,7 +73,7 @@ class EnumAttribute(Attribute[_State]):
 
 
 class _Table(Model):
-    """Common table settings; ``bind_tables`` fills in names and endpoint per stage."""
+    """Common table settings; ``configure`` fills in names and endpoint per stage."""
 
     class Meta:
         abstract = True
@@ -217,19 +223,56 @@ TABLES: dict[str, type[_Table]] = {
 }
 
 
-def bind_tables(settings: Settings) -> None:
-    """Point every model at this stage's tables and DynamoDB endpoint."""
+@dataclass(frozen=True)
+class _Stage:
+    table_prefix: str
+    region: str
+    host: str | None
+    connect_timeout_seconds: int
+
+
+_configured: tuple[_Stage, Connection] | None = None
+
+
+def configure(settings: Settings) -> None:
+    """Point every model at this stage's tables and DynamoDB endpoint.
+
+    pynamodb connects a model on first use, and again whenever its table name
+    changes; so another stage (other table names) takes effect, while the same
+    tables on another endpoint would not, and are refused.
+    """
+    global _configured
+    stage = _Stage(
+        settings.table_prefix,
+        settings.region,
+        settings.dynamodb_endpoint_url,
+        settings.connect_timeout_seconds,
+    )
+    bound = _configured[0] if _configured is not None else None
+    if bound is not None and bound != stage and bound.table_prefix == stage.table_prefix:
+        raise ValueError(
+            f"the tables {stage.table_prefix}-* are already bound to another DynamoDB "
+            "endpoint; use another AETHER_TABLE_PREFIX"
+        )
     for table, model in TABLES.items():
         model.Meta.table_name = settings.table_name(table)
-        model.Meta.region = settings.region
-        model.Meta.host = settings.dynamodb_endpoint_url
-        model.Meta.connect_timeout_seconds = settings.connect_timeout_seconds
-        model._connection = None  # rebuilt lazily with the new settings
+        model.Meta.region = stage.region
+        model.Meta.host = stage.host
+        model.Meta.connect_timeout_seconds = stage.connect_timeout_seconds
+    connection = Connection(
+        region=stage.region,
+        host=stage.host,
+        connect_timeout_seconds=stage.connect_timeout_seconds,
+        max_retry_attempts=_Table.Meta.max_retry_attempts,
+    )
+    _configured = (stage, connection)
 
 
 def transaction() -> TransactWrite:
-    """A write transaction on this stage's DynamoDB endpoint (the models' own connection)."""
-    return TransactWrite(connection=Application._get_connection().connection)
+    """A write transaction on this stage's DynamoDB endpoint."""
+    if _configured is None:
+        raise RuntimeError("records.configure(settings) must run before a transaction")
+    return TransactWrite(connection=_configured[1])
 
 
 def create_tables() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.records import bind_tables, create_tables
+from chalicelib.records import configure, create_tables
 from chalicelib.settings import Settings
 
 UPLOAD_QUEUE = "aether-artifact-uploads"
@@ -26,7 +26,7 @@ def aws_client(service: str, settings: Settings, endpoint_url: str | None = None
 
 def provision_storage(settings: Settings) -> None:
     """The tables and the artifact bucket. Safe to run again: what exists is left as it is."""
-    bind_tables(settings)
+    configure(settings)
     create_tables()
     s3 = aws_client("s3", settings)
     existing = {bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])}

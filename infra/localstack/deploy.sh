@@ -28,10 +28,10 @@ import os
 from pathlib import Path
 
 from chalicelib import auth
-from chalicelib.records import bind_tables
+from chalicelib.records import configure
 from chalicelib.settings import Settings
 
-bind_tables(Settings.from_env())
+configure(Settings.from_env())
 deployed = json.loads(Path(".chalice/deployed/localstack.json").read_text())
 api = next(r for r in deployed["resources"] if r["resource_type"] == "rest_api")
 # Path-style URL: works without resolving *.execute-api.localhost.localstack.cloud.

@@ -41,20 +41,22 @@ def test_oversized_body_is_a_bad_request(api: Api) -> None:
 
 @pytest.fixture
 def unreachable_aws(control_plane: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Point the app at a port nothing listens on, then restore it."""
-    from chalicelib.records import bind_tables
+    """Point the app at a port nothing listens on (another stage's tables), then restore it."""
+    from chalicelib.records import configure
     from chalicelib.settings import Settings
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AETHER_TABLE_PREFIX", "aether-unreachable")
     monkeypatch.setenv("AETHER_CONNECT_TIMEOUT_SECONDS", "1")
     caches = (control_plane.get_settings, control_plane.get_store, control_plane.get_data_plane)
     for cached in caches:
         cached.cache_clear()
+    configure(Settings.from_env())
     yield
     monkeypatch.undo()
     for cached in caches:
         cached.cache_clear()
-    bind_tables(Settings.from_env())
+    configure(Settings.from_env())
 
 
 def test_dynamodb_unreachable_is_service_unavailable(api: Api, unreachable_aws: None) -> None:
@@ -97,3 +99,16 @@ def test_an_unexpected_failure_is_an_internal_envelope_without_details(
         dynamodb.delete_item(TableName=table, Key={"name": {"S": name}})
     assert reply.status == 500
     assert reply.json == {"code": "internal", "message": "an unexpected error occurred"}
+
+
+def test_the_same_tables_are_not_moved_to_another_endpoint(control_plane: Any) -> None:
+    import dataclasses
+
+    from chalicelib import records
+    from chalicelib.settings import Settings
+
+    settings = Settings.from_env()
+    elsewhere = dataclasses.replace(settings, dynamodb_endpoint_url="http://127.0.0.1:9")
+    with pytest.raises(ValueError, match="AETHER_TABLE_PREFIX"):
+        records.configure(elsewhere)
+    records.configure(settings)  # where they were: allowed, and nothing changes

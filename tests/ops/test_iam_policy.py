@@ -126,12 +126,12 @@ def _rebind_to_environment() -> None:
     """Give the models back to whatever the rest of the session configured."""
     import sys
 
-    from chalicelib.records import bind_tables
+    from chalicelib.records import configure
     from chalicelib.settings import Settings
 
     if "app" in sys.modules:
         _reset(sys.modules["app"])
-    bind_tables(Settings.from_env())
+    configure(Settings.from_env())
 
 
 def _exercise(api: Api, control_plane: Any, bucket: str) -> None:

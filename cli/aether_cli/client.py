@@ -84,7 +84,7 @@ def describe_connection_error(exc: BaseException) -> str:
 
 
 class ApiClient:
-    """Calls the Aether control plane (DESIGN §3)."""
+    """Calls the Aether control plane's HTTP API (README.md, "API")."""
 
     def __init__(
         self,

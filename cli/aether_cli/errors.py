@@ -1,6 +1,6 @@
 """Exceptions of the CLI and the one mapping from an exception to an exit code.
 
-Exit codes follow the spec's table: 0 success, 2 usage, 10 config, 20 runtime
+Exit codes (cli/README.md lists them): 0 success, 2 usage, 10 config, 20 runtime
 internal (also: a deployment that failed or timed out, an API refusal that is
 not about credentials), 30 I/O, 40 network (unreachable API or storage, 5xx
 after retries). 130 is used for an interrupt, as shells do.

@@ -41,7 +41,7 @@ def cache_root(env: Mapping[str, str]) -> Path:
 
 
 def xdg_dir(env: Mapping[str, str], variable: str, fallback: str) -> Path:
-    """An XDG base directory; relative values are ignored, as the spec requires."""
+    """An XDG base directory; relative values are ignored, as the XDG Base Directory specification requires."""
     value = env.get(variable, "")
     if value and Path(value).is_absolute():
         return Path(value)

@@ -1,4 +1,4 @@
-"""Ed25519 signing of artifact digests (DESIGN §4).
+"""Ed25519 signing of artifact digests.
 
 ``AETHER_SIGNING_KEY`` is either the 32-byte seed as 64 hex characters or the
 path of a file holding it. The signed message is the 64-character lowercase hex

@@ -1,7 +1,7 @@
 """A Kubernetes API simulator for Aether's tests and embedded stack.
 
 A standard-library HTTP server on 127.0.0.1 that the official ``kubernetes`` client uses
-unchanged through a kubeconfig. See ``/work/shared/kube-simulator.md`` for what it must do.
+unchanged through a kubeconfig. What it models and what not is below.
 
 Start one::
 

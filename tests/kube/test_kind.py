@@ -8,7 +8,7 @@ Run ``infra/kind/up.sh``, then::
 
 The Cluster talks as the control plane's ServiceAccount (AETHER_KIND_KUBECONFIG), so the Role
 in infra/k8s/rbac.yaml is enforced for real; the admin kubeconfig serves a test artifact from
-inside the cluster, reads what the Role may not, and cleans up. Faults come from the spec
+inside the cluster, reads what the Role may not, and cleans up. Faults come from the WorkloadSpec
 instead of simulator hooks: a wrong digest (the fetcher refuses it), a start command that
 exits, one that never listens.
 """
@@ -202,7 +202,7 @@ class KindHarness:
         )
 
     def arm(self, fault: Fault, app_name: str) -> None:
-        return  # the spec carries the fault
+        return  # the WorkloadSpec carries the fault
 
     def produce_logs(self, app_name: str, count: int) -> None:
         time.sleep(0.2 * count)  # the app prints a line every 200 ms

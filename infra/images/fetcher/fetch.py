@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Aether artifact fetcher: download app.tar.gz, verify its SHA-256, extract it safely.
 
-The init container of every app pod (DESIGN.md §6). Standard library only.
+The init container of every app pod. Standard library only.
 
     python fetch.py --url URL --digest SHA256HEX --dest DIR [--token TOKEN]
 

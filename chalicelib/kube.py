@@ -1,6 +1,6 @@
 """The data plane: an app's Kubernetes objects, and a thin layer that applies and watches them.
 
-Two halves (DESIGN.md §6):
+Two halves:
 
 - ``workload_manifests`` is pure: a ``WorkloadSpec`` in, the app's Secret, Deployment and
   Service out, as plain dicts ready for server-side apply. No client, no I/O.

@@ -319,7 +319,9 @@ def app_deployments(app_name: str) -> dict[str, Any]:
     Query: limit, cursor
     Errors: not_found
     """
-    page, cursor = deployments.history(principal(), app_name, page_size(), query("cursor"))
+    page, cursor = deployments.history(
+        principal(), app_name, page_size(), query("cursor"), get_settings().cursor_key
+    )
     return {"deployments": [deployments.deployment_json(d) for d in page], "next_cursor": cursor}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -257,11 +258,17 @@ def load(principal: Principal, deployment_id: str) -> Deployment:
 
 
 def history(
-    principal: Principal, app_name: str, limit: int, cursor: str | None
+    principal: Principal, app_name: str, limit: int, cursor: str | None, cursor_key: bytes
 ) -> tuple[list[Deployment], str | None]:
+    """One page of the app's deployments, newest first, and the cursor of the next page.
+
+    A cursor is the page's last key, signed with ``cursor_key`` for this app: only one this
+    API handed out for the same app is read, so no made-up key ever reaches DynamoDB.
+    """
     app = apps.load(principal, app_name)
-    items, last_key = newest_first(Deployment.by_app, app.name, limit, _decode_cursor(cursor))
-    return items, _encode_cursor(last_key)
+    start = _decode_cursor(cursor, app.name, cursor_key) if cursor is not None else None
+    items, last_key = newest_first(Deployment.by_app, app.name, limit, start)
+    return items, _encode_cursor(last_key, app.name, cursor_key) if last_key else None
 
 
 def latest_json(app: Application) -> dict[str, Any] | None:
@@ -273,22 +280,50 @@ def latest_json(app: Application) -> dict[str, Any] | None:
         return None
 
 
-def _encode_cursor(last_key: dict[str, Any] | None) -> str | None:
-    if not last_key:
-        return None
-    return base64.urlsafe_b64encode(json.dumps(last_key, sort_keys=True).encode()).decode()
+# What a page's last key holds in the by_app index: the table's key and the index's.
+_CURSOR_FIELDS = frozenset({"deployment_id", "app_name", "created_at"})
 
 
-def _decode_cursor(cursor: str | None) -> dict[str, Any] | None:
-    if cursor is None:
-        return None
+def _cursor_mac(app_name: str, payload: bytes, cursor_key: bytes) -> bytes:
+    return hmac.new(cursor_key, app_name.encode() + b"\n" + payload, hashlib.sha256).digest()
+
+
+def _encode_cursor(last_key: dict[str, Any], app_name: str, cursor_key: bytes) -> str:
+    payload = json.dumps(last_key, sort_keys=True, separators=(",", ":")).encode()
+    mac = _cursor_mac(app_name, payload, cursor_key)
+    return f"{_b64(payload)}.{_b64(mac)}"
+
+
+def _decode_cursor(cursor: str, app_name: str, cursor_key: bytes) -> dict[str, Any]:
+    refused = BadRequest("cursor is not one this API returned")
+    encoded, _, encoded_mac = cursor.partition(".")
     try:
-        decoded = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        payload, mac = _unb64(encoded), _unb64(encoded_mac)
     except (binascii.Error, ValueError) as exc:
-        raise BadRequest("cursor is not one this API returned") from exc
-    if not isinstance(decoded, dict):
-        raise BadRequest("cursor is not one this API returned")
+        raise refused from exc
+    if not hmac.compare_digest(mac, _cursor_mac(app_name, payload, cursor_key)):
+        raise refused
+    try:
+        decoded = json.loads(payload)
+    except ValueError as exc:  # signed with a key that is not secret (AETHER_CURSOR_SECRET unset)
+        raise refused from exc
+    if not isinstance(decoded, dict) or set(decoded) != _CURSOR_FIELDS:
+        raise refused
+    if any(not isinstance(v, dict) or not isinstance(v.get("S"), str) for v in decoded.values()):
+        raise refused
+    if decoded["app_name"]["S"] != app_name:
+        raise refused
     return decoded
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    if not text.isascii():
+        raise ValueError("not base64")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def record_event(

@@ -61,6 +61,7 @@ _JS_ERROR = re.compile(
     r"\s*(?:Uncaught\s+)?[A-Za-z_$][\w$.]*(?:Error|Exception)(?:\s*\[[^\]]*\])?:\s"
 )
 _ANY_ERROR = re.compile(r"\b(?:error|fatal)\b|ERR!", re.IGNORECASE)
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # -- manifests -------------------------------------------------------------------------------
@@ -603,9 +604,10 @@ class Cluster:
         if tail is not None and tail <= 0:
             return []
         since_seconds: int | None = None
-        if since is not None:
+        if since is not None and since > _UNIX_EPOCH:
             # The client has no sinceTime: ask for a wider window (a minute of slack for clock
-            # skew with the API server), then cut exactly here.
+            # skew with the API server), then cut exactly here. Every line is newer than 1970:
+            # an older ``since`` asks for them all (a window that long overflows servers).
             since_seconds = math.ceil((datetime.now(UTC) - since).total_seconds()) + 60
         selector = _selector(app_name, deployment_id)
         pods = self._core.list_namespaced_pod(

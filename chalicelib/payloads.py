@@ -28,6 +28,8 @@ def json_object(headers: Mapping[str, str], raw_body: bytes | str | None) -> dic
         body = json.loads(raw_body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # the parser recurses once per level of nesting
+        raise BadRequest("request body is nested too deeply") from exc
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     return body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ class Settings:
     progress_deadline_seconds: int
     # What the cluster's nodes run ("os/arch"); an artifact for another platform is refused.
     cluster_platforms: tuple[str, ...]
+    # Signs the page cursors the API hands out (AETHER_CURSOR_SECRET).
+    cursor_key: bytes
 
     @property
     def cluster_configured(self) -> bool:
@@ -69,6 +72,7 @@ class Settings:
             fetcher_image=env.get("AETHER_FETCHER_IMAGE", "aether-fetcher:1"),
             progress_deadline_seconds=_positive_int(env, "AETHER_PROGRESS_DEADLINE_SECONDS", 120),
             cluster_platforms=_platforms(env, "AETHER_CLUSTER_PLATFORMS", DEFAULT_PLATFORM),
+            cursor_key=_cursor_key(env, stage),
         )
 
 
@@ -80,6 +84,13 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {raw!r}")
     return value
+
+
+def _cursor_key(env: Mapping[str, str], stage: str) -> bytes:
+    """AETHER_CURSOR_SECRET; without it, a key anyone could derive, so that a cursor is still
+    bound to its app and checked whole before DynamoDB sees it, only not secret."""
+    secret = env.get("AETHER_CURSOR_SECRET") or f"aether-{stage}-cursors"
+    return hashlib.sha256(secret.encode()).digest()
 
 
 def _platforms(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:

@@ -107,6 +107,7 @@ def up(ports: Ports) -> None:
     provision_storage(settings)
     token = _admin_token()
     webhook_token = _secret_file(STATE / "webhook-token")
+    cursor_secret = _secret_file(STATE / "cursor-secret")  # the API's alone: not in local.env
 
     _ensure(
         "cluster",
@@ -141,7 +142,7 @@ def up(ports: Ports) -> None:
             "--no-autoreload",
         ],
         ports.api,
-        env,
+        {**env, "AETHER_CURSOR_SECRET": cursor_secret.read_text()},
     )
     _ensure(
         "relay",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -122,3 +122,67 @@ def test_a_head_error_has_no_body_so_the_connection_stays_usable(local_api: Serv
         assert (after.status, after.read()) == (200, b'{"status":"ok"}')
     finally:
         connection.close()
+
+
+@pytest.mark.parametrize("opening", ["[", '{"a":'])
+def test_json_nested_too_deeply_is_a_bad_request(api: Api, opening: str) -> None:
+    closing = "]" if opening == "[" else "}"
+    depth = 5_000  # well inside the body limit, far past the parser's recursion limit
+    reply = api.post("/apps", raw=(opening * depth + "1" + closing * depth).encode())
+    assert reply.json == {"code": "bad_request", "message": "request body is nested too deeply"}
+    assert reply.status == 400
+
+
+def made_up_cursors(app_name: str, other_app: str) -> list[str]:
+    """Cursors this API never handed out: garbage, forged keys, another app's page."""
+    import base64
+    import json
+
+    def b64(value: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
+
+    forged_key = {
+        "deployment_id": {"S": "x"},
+        "app_name": {"S": other_app},
+        "created_at": {"S": "not a time"},
+    }
+    return [
+        "garbage",
+        b64({"a": 1}),
+        b64({}),
+        b64([]),
+        b64(forged_key),
+        b64(forged_key) + "." + base64.urlsafe_b64encode(b"\0" * 32).decode(),
+        "." * 3,
+        "é.é",
+    ]
+
+
+def test_only_a_cursor_this_api_returned_for_this_app_is_read(api: Api, app_name: str) -> None:
+    from chalicelib.records import Deployment
+
+    other = app_name[:50] + "-other"
+    assert api.post("/apps", {"name": other}).status == 201
+    for name in (app_name, other):
+        for index in range(3):
+            Deployment(
+                f"{name}-{index}",
+                app_name=name,
+                artifact_digest="e" * 64,
+                runtime="node24",
+                start_command="npm start",
+                config_key=str(index),
+                created_by="admin",
+                status="failed",
+            ).save()
+    page = api.get(f"/apps/{app_name}/deployments?limit=2").json
+    theirs = api.get(f"/apps/{other}/deployments?limit=2").json["next_cursor"]
+    for cursor in [*made_up_cursors(app_name, other), theirs, page["next_cursor"][:-2]]:
+        reply = api.get(f"/apps/{app_name}/deployments?limit=2&cursor={quote(cursor)}")
+        assert reply.status == 400, (cursor, reply.body)
+        assert reply.json == {
+            "code": "bad_request",
+            "message": "cursor is not one this API returned",
+        }
+    rest = api.get(f"/apps/{app_name}/deployments?limit=2&cursor={quote(page['next_cursor'])}")
+    assert [d["app_name"] for d in rest.json["deployments"]] == [app_name]

@@ -229,6 +229,13 @@ def test_logs_page_with_since_and_tail(api: Api, app_name: str, kube_simulator: 
     middle = next(line["ts"] for line in lines if line["message"] == "one")
     rest = read(f"?since={middle}")["lines"]
     assert [line["message"] for line in rest] == ["two", "three"]
+    # The first moment RFC 3339 can write is before every line: all of them, not an overflow.
+    everything = read("?since=0001-01-01T00:00:00Z")["lines"]
+    assert [line["message"] for line in everything if line["container"] == "app"][-3:] == [
+        "one",
+        "two",
+        "three",
+    ]
 
 
 @pytest.mark.parametrize("query", ["since=yesterday", "since=2026-01-01T00:00:00", "tail=0"])

@@ -23,9 +23,9 @@ import pytest
 import requests
 
 from infra.local.private import PrivateStack, private_stack
+from tests.projects import PROJECTS
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "hello-express"
 AETHER = str(Path(sys.executable).with_name("aether"))
 CHROMIUM = Path("/usr/bin/chromium")
 DRIVER = Path(__file__).with_name("browser")
@@ -46,7 +46,7 @@ def missing() -> str | None:
         return "needs Debian's chromium (apt-get install chromium)"
     if not (DRIVER / "node_modules" / "playwright-core").is_dir():
         return "needs playwright-core (npm ci --prefix tests/dashboard/browser)"
-    if not (EXAMPLE / "node_modules" / ".aether-install.json").exists():
+    if not PROJECTS["example"].warm:
         return "needs the example's dependencies (`make fixtures`)"
     return None
 
@@ -123,8 +123,7 @@ def chatty_project(root: Path, version: str) -> Path:
 @pytest.fixture(scope="module")
 def platform(browser: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     with private_stack(tmp_path_factory.mktemp("stack")) as stack:
-        demo = tmp_path_factory.mktemp("demo") / "hello-express"
-        shutil.copytree(EXAMPLE, demo, symlinks=True, ignore=shutil.ignore_patterns(".aether"))
+        demo = PROJECTS["example"].copy_to(tmp_path_factory.mktemp("demo"))
         aether(stack, "deploy", "--path", str(demo), "--no-sbom")
         configured = aether(
             stack,

@@ -26,9 +26,8 @@ import requests
 
 from chalicelib.contract import default_runtime
 from infra.local.private import PrivateStack, private_stack, read_env_file
+from tests.projects import PROJECTS
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "hello-express"
 AETHER = str(Path(sys.executable).with_name("aether"))
 APP = "hello-express"
 COMPONENTS = ("records", "seaweedfs", "relay", "api", "cluster")
@@ -38,8 +37,7 @@ VERIFY_TRIES = 600
 POLL_SECONDS = 0.2
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None
-    or not (EXAMPLE / "node_modules" / ".aether-install.json").exists(),
+    shutil.which("node") is None or not PROJECTS["example"].warm,
     reason="needs node and the example's dependencies (`make fixtures`)",
 )
 
@@ -52,8 +50,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateStack]:
 
 @pytest.fixture(scope="module")
 def deployed(stack: PrivateStack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    project = tmp_path_factory.mktemp("project") / APP
-    shutil.copytree(EXAMPLE, project, symlinks=True, ignore=shutil.ignore_patterns(".aether"))
+    project = PROJECTS["example"].copy_to(tmp_path_factory.mktemp("project"))
     first = aether(stack, "deploy", "--path", str(project))
     assert first["status"] == "succeeded"
     assert answer(first["url"]).startswith("hello from aether")

@@ -228,7 +228,7 @@ const scenarios = {
     check(JSON.stringify(names) === JSON.stringify([context.developer_app]), `the developer sees ${names}`);
     const screenshot = await shot(page, 'developer');
     await page.goto(`${context.dashboard}#/apps/${context.demo_app}`);
-    await page.locator('#page-error').filter({ hasText: 'forbidden:' }).waitFor();
+    await page.locator('#page-error').filter({ hasText: 'not_found:' }).waitFor();
     check(await page.locator('#view').evaluate((view) => view.childElementCount) === 0, 'another owner\'s app is shown');
     return { screenshot };
   },

@@ -332,21 +332,25 @@ def app_deployments(app_name: str) -> dict[str, Any]:
 def artifact_exists(digest: str) -> Response:
     """Whether the artifact is stored and verified; no body either way.
 
+    A manifest answers 200 only once every layer it names is held too; a layer, once it
+    is stored and verified (what the CLI asks before uploading only the missing layers).
     Query: app_name
     200: stored and verified
     404: not stored, not verified, or not visible to the token
     Errors: invalid_digest
     """
     found = artifacts.find(principal(), digest, query("app_name"))
-    deployable = artifacts.is_deployable(found, get_store())
-    return Response(body="", status_code=200 if deployable else 404)
+    available = artifacts.is_available(found, get_store())
+    return Response(body="", status_code=200 if available else 404)
 
 
 @app.route("/artifacts", methods=["POST"])
 def request_upload() -> Response:
     """Record a pending artifact and presign its upload, bound to its length and digest.
 
-    An artifact already verified is a duplicate: no URL, nothing to upload.
+    An artifact already verified is a duplicate: no URL, nothing to upload. ``kind`` says
+    what it is: one archive, a layered artifact's manifest (the signature covers the
+    manifest, which names its app and its layers) or a layer such a manifest names.
     Headers: X-Aether-Artifact-Digest, X-Aether-Signature
     Body: new_artifact
     201: the upload ticket

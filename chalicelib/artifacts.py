@@ -9,9 +9,9 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
-from chalicelib import apps, contract, payloads, verification
+from chalicelib import apps, contract, layers, payloads, verification
 from chalicelib.auth import Principal, authorize_download
-from chalicelib.contract import ArtifactStatus
+from chalicelib.contract import ArtifactKind, ArtifactStatus
 from chalicelib.errors import (
     ArtifactNotVerified,
     BadSignature,
@@ -57,15 +57,20 @@ def request_upload(
     signature = _signature(signature_header)
     app = apps.load(principal, payloads.app_name(payloads.required(body, "app_name")))
     size = payloads.integer(payloads.required(body, "size_bytes"), "size_bytes", 1)
+    kind = payloads.artifact_kind(payloads.optional(body, "kind"))
     if size > settings.max_artifact_bytes:
         raise PayloadTooLarge(
             f"artifact is {size} bytes; the limit is {settings.max_artifact_bytes} bytes"
+        )
+    if kind == ArtifactKind.MANIFEST and size > contract.MAX_MANIFEST_BYTES:
+        raise PayloadTooLarge(
+            f"a manifest is {size} bytes; the limit is {contract.MAX_MANIFEST_BYTES} bytes"
         )
     runtime = payloads.runtime(payloads.optional(body, "runtime"), contract.default_runtime())
     platform = payloads.platform(payloads.optional(body, "platform"))
 
     artifact = _pending_record(
-        app.name, digest, size, runtime, platform, signature, principal.subject
+        app.name, digest, size, kind, runtime, platform, signature, principal.subject
     )
     if artifact.status == ArtifactStatus.VERIFIED and store.stat(artifact.key) is not None:
         return UploadTicket(artifact, None)
@@ -85,6 +90,7 @@ def _pending_record(
     app_name: str,
     digest: str,
     size: int,
+    kind: ArtifactKind,
     runtime: str,
     platform: str,
     signature: str | None,
@@ -94,7 +100,8 @@ def _pending_record(
     fresh = Artifact(
         digest,
         app_name,
-        key=artifact_key(app_name, digest),
+        key=artifact_key(app_name, digest, kind),
+        kind=kind,
         size_bytes=size,
         runtime=runtime,
         platform=platform,
@@ -114,6 +121,8 @@ def _pending_record(
         # The rejected object sits in quarantine; a new upload starts over.
         fresh.save(condition=Artifact.status == ArtifactStatus.REJECTED)
         return fresh
+    if existing.kind != kind:
+        raise Conflict(f"artifact {digest[:12]}… is a {existing.kind}, not a {kind}")
     if existing.platform != platform:
         raise Conflict(f"platform {platform} differs from the {existing.platform} first declared")
     if (
@@ -151,12 +160,57 @@ def _visible(digest: str, app_name: str | None, authorize: Callable[[str], Any])
     raise NotFound(f"artifact {digest} not found")
 
 
-def is_deployable(artifact: Artifact, store: ArtifactStore) -> bool:
+def is_held(artifact: Artifact, store: ArtifactStore) -> bool:
     """Verified and present; a pending upload is verified on the spot (its event may be lost)."""
     if artifact.status == ArtifactStatus.PENDING:
         verification.verify_artifact(store, artifact)
         artifact.refresh(consistent_read=True)
     return artifact.status == ArtifactStatus.VERIFIED and store.stat(artifact.key) is not None
+
+
+def is_deployable(artifact: Artifact, store: ArtifactStore) -> bool:
+    return undeployable_because(artifact, store) is None
+
+
+def is_available(artifact: Artifact, store: ArtifactStore) -> bool:
+    """What ``HEAD`` and downloads answer: a layer when it is held, else when deployable.
+
+    A layer alone never deploys, but the CLI asks which layers the platform holds, and
+    the pods of a manifest fetch its layers one by one.
+    """
+    if artifact.kind == ArtifactKind.LAYER:
+        return is_held(artifact, store)
+    return is_deployable(artifact, store)
+
+
+def undeployable_because(artifact: Artifact, store: ArtifactStore) -> str | None:
+    """Why a deployment may not run the artifact, or None when it may.
+
+    A manifest runs only when it and every layer it names are held and verified for its
+    own app: a layer another app uploaded is that app's, never this one's.
+    """
+    if artifact.kind not in contract.DEPLOYABLE_KINDS:
+        return f"a {artifact.kind} only runs through the manifest that names it"
+    if not is_held(artifact, store):
+        if artifact.status == ArtifactStatus.REJECTED:
+            return f"rejected: {artifact.reason}"
+        return str(artifact.status) if artifact.status != ArtifactStatus.VERIFIED else "missing"
+    if artifact.kind == ArtifactKind.ARCHIVE:
+        return None
+    try:
+        manifest = layers.parse(store.read_small(artifact.key, contract.MAX_MANIFEST_BYTES))
+    except layers.MalformedManifest as exc:
+        return f"its manifest is malformed: {exc}"
+    for layer in manifest.layers:
+        try:
+            held = Artifact.get(layer.digest, artifact.app_name, consistent_read=True)
+        except DoesNotExist:
+            return f"its {layer.role} layer {layer.digest[:12]}… was never uploaded"
+        if held.kind != ArtifactKind.LAYER or held.size_bytes != layer.size:
+            return f"its {layer.role} layer {layer.digest[:12]}… is not the layer it names"
+        if not is_held(held, store):
+            return f"its {layer.role} layer {layer.digest[:12]}… is not verified ({held.status})"
+    return None
 
 
 def download(
@@ -171,7 +225,7 @@ def download(
             raise NotFound(f"application {app_name} not found") from None
 
     artifact = _visible(digest, principal.app_scope, authorize)
-    if not is_deployable(artifact, store):
+    if not is_available(artifact, store):
         raise ArtifactNotVerified(f"artifact {digest} is not verified ({artifact.status})")
     return store.presign_download(artifact.key, settings.download_url_ttl_seconds)
 
@@ -190,6 +244,7 @@ def artifact_json(artifact: Artifact) -> dict[str, Any]:
         "app_name": artifact.app_name,
         "key": artifact.key,
         "size_bytes": artifact.size_bytes,
+        "kind": artifact.kind,
         "runtime": artifact.runtime,
         "platform": artifact.platform,
         "status": artifact.status,

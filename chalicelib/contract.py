@@ -44,6 +44,10 @@ MAX_PAGE = 100
 MAX_LOG_TAIL = 10_000
 # Presigned URLs: S3 enforces the expiry, so a leaked upload URL is useless after this.
 MAX_PRESIGNED_URL_SECONDS = 900
+# A layered artifact's manifest is read whole by the verifier, so it stays small.
+MAX_MANIFEST_BYTES = 64 * 1024
+MAX_LAYERS = 8
+MANIFEST_SCHEMA = "aether.artifact/v2"
 # npm's own default: the package's scripts.start, else `node server.js`.
 DEFAULT_START_COMMAND = "npm start"
 
@@ -129,11 +133,35 @@ class ArtifactStatus(StrEnum):
     REJECTED = "rejected"
 
 
+class ArtifactKind(StrEnum):
+    """What an upload is: one archive, or a manifest naming its layers, or one such layer.
+
+    A deployment runs an archive or a manifest; a layer only runs through a manifest
+    that names it, so a layer needs no signature of its own (the manifest's covers it).
+    """
+
+    ARCHIVE = "archive"
+    MANIFEST = "manifest"
+    LAYER = "layer"
+
+
+DEPLOYABLE_KINDS = frozenset({ArtifactKind.ARCHIVE, ArtifactKind.MANIFEST})
+
+
+class LayerRole(StrEnum):
+    """The dependencies (``node_modules``, rarely changing) and the app's own files."""
+
+    DEPS = "deps"
+    APP = "app"
+
+
 class RejectionReason(StrEnum):
     DIGEST_MISMATCH = "digest_mismatch"
     SIZE_MISMATCH = "size_mismatch"
     BAD_SIGNATURE = "bad_signature"
     UNSIGNED = "unsigned"  # the app requires signatures and the upload had none
+    MALFORMED_MANIFEST = "malformed_manifest"
+    APP_MISMATCH = "app_mismatch"  # a manifest that names another app than its own
 
 
 class SignatureState(StrEnum):

@@ -20,7 +20,6 @@ from chalicelib.contract import (
     DEFAULT_START_COMMAND,
     IN_FLIGHT,
     MAX_REPLICAS,
-    ArtifactStatus,
     DeploymentStatus,
 )
 from chalicelib.errors import (
@@ -72,6 +71,7 @@ def create(
         new_id(),
         app_name=app.name,
         artifact_digest=digest,
+        artifact_kind=artifact.kind,
         runtime=payloads.runtime(payloads.optional(body, "runtime"), artifact.runtime),
         platform=artifact.platform,
         start_command=payloads.string(body, "start_command", DEFAULT_START_COMMAND),
@@ -163,12 +163,8 @@ def _deployable_artifact(app: Application, digest: str, store: ArtifactStore) ->
         artifact = Artifact.get(digest, app.name, consistent_read=True)
     except DoesNotExist:
         raise NotFound(f"artifact {digest} not found for {app.name}; upload it first") from None
-    if not artifacts.is_deployable(artifact, store):
-        detail = (
-            f"rejected: {artifact.reason}"
-            if artifact.status == ArtifactStatus.REJECTED
-            else artifact.status
-        )
+    detail = artifacts.undeployable_because(artifact, store)
+    if detail is not None:
         raise ArtifactNotVerified(f"artifact {digest} is not verified ({detail})")
     return artifact
 

@@ -99,6 +99,8 @@ class WorkloadSpec:
     # The control plane's /artifacts/{digest}/download URL: it 307s to a fresh presigned GET
     # on every call, so pods can restart or scale long after the deployment (never presigned).
     artifact_url: str
+    # A manifest's pods fetch each of its layers from the same URL, by the layer's digest.
+    artifact_kind: contract.ArtifactKind = contract.ArtifactKind.ARCHIVE
     platform: str = contract.DEFAULT_PLATFORM
     fetcher_image: str = "aether-fetcher:1"
     app_image_prefix: str = "aether-nodejs"
@@ -194,6 +196,9 @@ def _container_security() -> dict[str, Any]:
 
 def _fetch_container(spec: WorkloadSpec) -> dict[str, Any]:
     limits = spec.resources
+    # Only a manifest says its format: an archive's pod spec stays what it always was.
+    layered = spec.artifact_kind == contract.ArtifactKind.MANIFEST
+    format_env = [{"name": "AETHER_ARTIFACT_FORMAT", "value": "manifest"}] if layered else []
     return {
         "name": FETCH_CONTAINER,
         "image": spec.fetcher_image,
@@ -202,6 +207,7 @@ def _fetch_container(spec: WorkloadSpec) -> dict[str, Any]:
             {"name": "AETHER_ARTIFACT_URL", "value": spec.artifact_url},
             {"name": "AETHER_ARTIFACT_DIGEST", "value": spec.digest},
             {"name": "AETHER_DEST", "value": APP_DIR},
+            *format_env,
             {
                 "name": "AETHER_PULL_TOKEN",
                 "valueFrom": {

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from chalicelib import contract
+from chalicelib.contract import ArtifactKind
 from chalicelib.errors import BadRequest, InvalidDigest, MissingDigest, UnsupportedMediaType
 
 _APP_NAME = re.compile(contract.APP_NAME_PATTERN)
@@ -150,3 +151,11 @@ def platform(value: Any) -> str:
     if value not in contract.PLATFORMS:
         raise BadRequest(f"platform must be one of {', '.join(contract.PLATFORMS)}")
     return str(value)
+
+
+def artifact_kind(value: Any) -> ArtifactKind:
+    if value is None:
+        return ArtifactKind.ARCHIVE
+    if value not in {str(kind) for kind in ArtifactKind}:
+        raise BadRequest(f"kind must be one of {', '.join(ArtifactKind)}")
+    return ArtifactKind(value)

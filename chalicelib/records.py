@@ -33,6 +33,7 @@ from pynamodb.transactions import TransactWrite
 
 from chalicelib.contract import (
     DEFAULT_PLATFORM,
+    ArtifactKind,
     ArtifactStatus,
     DeploymentStatus,
     Role,
@@ -127,6 +128,8 @@ class Artifact(_Table):
     runtime = UnicodeAttribute()
     # "os/arch" the artifact was built for; older records read as the default platform.
     platform = UnicodeAttribute(default=DEFAULT_PLATFORM)
+    # Records from before layered artifacts read as the single archive they are.
+    kind = EnumAttribute(ArtifactKind, default=ArtifactKind.ARCHIVE)
     status = EnumAttribute(ArtifactStatus, default=ArtifactStatus.PENDING)
     reason = UnicodeAttribute(null=True)
     signature_hex = UnicodeAttribute(null=True)
@@ -148,6 +151,7 @@ class Deployment(_Table):
     deployment_id = UnicodeAttribute(hash_key=True)
     app_name = UnicodeAttribute()
     artifact_digest = UnicodeAttribute()
+    artifact_kind = EnumAttribute(ArtifactKind, default=ArtifactKind.ARCHIVE)
     status = EnumAttribute(DeploymentStatus, default=DeploymentStatus.PENDING)
     reason = UnicodeAttribute(null=True)
     runtime = UnicodeAttribute()

@@ -173,6 +173,7 @@ def _apply(plane: DataPlane, cluster: kube.Cluster, deployment: Deployment) -> k
         replicas=int(deployment.replicas),
         namespace=cluster.namespace,
         artifact_url=plane.artifact_url(deployment.artifact_digest),
+        artifact_kind=deployment.artifact_kind,
         fetcher_image=plane.settings.fetcher_image,
         progress_deadline_seconds=plane.settings.progress_deadline_seconds,
     )

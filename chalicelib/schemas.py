@@ -72,6 +72,12 @@ def bodies(max_artifact_bytes: int) -> dict[str, Schema]:
             "properties": {
                 "app_name": APP_NAME,
                 "size_bytes": _integer(1, max_artifact_bytes),
+                "kind": {
+                    "description": "archive; or a layered artifact's manifest "
+                    f"(at most {contract.MAX_MANIFEST_BYTES} bytes), or one of its layers",
+                    "enum": [str(kind) for kind in contract.ArtifactKind],
+                    "default": str(contract.ArtifactKind.ARCHIVE),
+                },
                 "runtime": {**runtime, "default": contract.default_runtime()},
                 "platform": {
                     "enum": list(contract.PLATFORMS),

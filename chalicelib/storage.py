@@ -8,13 +8,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chalicelib.contract import ArtifactKind
+
 ARTIFACT_PREFIX = "artifacts/"
 QUARANTINE_PREFIX = "quarantine/"
 READ_CHUNK_BYTES = 1024 * 1024
 
 
-def artifact_key(app_name: str, digest: str) -> str:
-    return f"{ARTIFACT_PREFIX}{app_name}/{digest}/app.tar.gz"
+# The object's name under artifacts/<app>/<digest>/ says what kind of upload it is.
+OBJECT_NAMES = {
+    ArtifactKind.ARCHIVE: "app.tar.gz",
+    ArtifactKind.MANIFEST: "artifact.json",
+    ArtifactKind.LAYER: "layer.tar.gz",
+}
+
+
+def artifact_key(app_name: str, digest: str, kind: ArtifactKind = ArtifactKind.ARCHIVE) -> str:
+    return f"{ARTIFACT_PREFIX}{app_name}/{digest}/{OBJECT_NAMES[kind]}"
 
 
 def quarantine_key(key: str) -> str:
@@ -97,6 +107,15 @@ class ArtifactStore:
         body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"]
         try:
             yield from body.iter_chunks(chunk_bytes)
+        finally:
+            body.close()
+
+    def read_small(self, key: str, limit: int) -> bytes:
+        """The whole object, or ``limit + 1`` bytes of it when it is longer."""
+        body = self._s3.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{limit}")["Body"]
+        try:
+            data: bytes = body.read(limit + 1)
+            return data
         finally:
             body.close()
 

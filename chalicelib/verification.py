@@ -18,15 +18,15 @@ from urllib.parse import unquote_plus
 from aws_lambda_powertools.metrics import single_metric
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from chalicelib import apps, contract
-from chalicelib.contract import ArtifactStatus, RejectionReason, SignatureState
+from chalicelib import apps, contract, layers
+from chalicelib.contract import ArtifactKind, ArtifactStatus, RejectionReason, SignatureState
 from chalicelib.observability import MetricUnit, logger, metrics
 from chalicelib.records import Application, Artifact, is_condition_failure, utcnow
-from chalicelib.storage import ARTIFACT_PREFIX, ArtifactStore
+from chalicelib.storage import ARTIFACT_PREFIX, OBJECT_NAMES, ArtifactStore
 
 _KEY = re.compile(
     rf"artifacts/(?P<app>{contract.APP_NAME_PATTERN})/(?P<digest>{contract.DIGEST_PATTERN})"
-    r"/app\.tar\.gz"
+    rf"/(?:{'|'.join(re.escape(name) for name in OBJECT_NAMES.values())})"
 )
 
 
@@ -71,6 +71,8 @@ def verify_key(store: ArtifactStore, key: str) -> Outcome:
         artifact = Artifact.get(match["digest"], match["app"], consistent_read=True)
     except DoesNotExist:
         return _quarantine_stray(store, key, "no upload was requested for this digest")
+    if artifact.key != key:
+        return _quarantine_stray(store, key, f"the upload requested is a {artifact.kind}")
     return verify_artifact(store, artifact)
 
 
@@ -90,7 +92,7 @@ def verify_artifact(store: ArtifactStore, artifact: Artifact) -> Outcome:
 
     started = time.monotonic()
     digest, size = _hash(store.read_chunks(artifact.key))
-    reason, signature_state = _problem(artifact, digest, size)
+    reason, signature_state = _problem(store, artifact, digest, size)
     if reason is None:
         outcome = _mark_verified(artifact, signature_state, size)
     else:
@@ -117,13 +119,20 @@ def _hash(chunks: Iterable[bytes]) -> tuple[str, int]:
 
 
 def _problem(
-    artifact: Artifact, digest: str, size: int
+    store: ArtifactStore, artifact: Artifact, digest: str, size: int
 ) -> tuple[RejectionReason | None, SignatureState]:
     """Why the bytes may not run (``None`` when they may), and the signature state."""
     if digest != artifact.digest:
         return RejectionReason.DIGEST_MISMATCH, artifact.signature_state
     if size != artifact.size_bytes:
         return RejectionReason.SIZE_MISMATCH, artifact.signature_state
+    if artifact.kind == ArtifactKind.LAYER:
+        # Runs only through a manifest naming its digest; that manifest's signature covers it.
+        return None, SignatureState.ABSENT
+    if artifact.kind == ArtifactKind.MANIFEST:
+        reason = manifest_problem(store, artifact)
+        if reason is not None:
+            return reason, artifact.signature_state
     if artifact.signature_hex is None:
         app = Application.get(artifact.app_name)
         unsigned = RejectionReason.UNSIGNED if app.require_signature else None
@@ -131,6 +140,19 @@ def _problem(
     if _signed_by_active_key(artifact.app_name, artifact.digest, artifact.signature_hex):
         return None, SignatureState.VALID
     return RejectionReason.BAD_SIGNATURE, SignatureState.INVALID
+
+
+def manifest_problem(store: ArtifactStore, artifact: Artifact) -> RejectionReason | None:
+    """Why a stored manifest can never deploy its app, or None when it could."""
+    try:
+        manifest = layers.parse(store.read_small(artifact.key, contract.MAX_MANIFEST_BYTES))
+    except layers.MalformedManifest as exc:
+        logger.warning("malformed manifest", extra={"why": str(exc)})
+        return RejectionReason.MALFORMED_MANIFEST
+    if manifest.app != artifact.app_name:
+        # The signature covers the manifest, which names its app: never valid for another.
+        return RejectionReason.APP_MISMATCH
+    return None
 
 
 def _signed_by_active_key(app_name: str, digest: str, signature_hex: str) -> bool:

@@ -28,11 +28,14 @@ def request_upload(
     signature: str | None = None,
     digest: str | None = None,
     size: int | None = None,
+    kind: str | None = None,
 ) -> Reply:
     headers = {"x-aether-artifact-digest": digest or hashlib.sha256(data).hexdigest()}
     if signature:
         headers["x-aether-signature"] = signature
-    body = {"app_name": app_name, "size_bytes": len(data) if size is None else size}
+    body: dict[str, Any] = {"app_name": app_name, "size_bytes": len(data) if size is None else size}
+    if kind is not None:
+        body["kind"] = kind
     return api.post("/artifacts", {**body, "runtime": default_runtime()}, headers=headers)
 
 
@@ -42,9 +45,11 @@ def put(upload: dict[str, Any], data: bytes | BinaryIO) -> requests.Response:
     )
 
 
-def upload(api: Api, app_name: str, data: bytes, signature: str | None = None) -> str:
+def upload(
+    api: Api, app_name: str, data: bytes, signature: str | None = None, kind: str | None = None
+) -> str:
     """Request, PUT, and return the digest; fails loudly on any refusal."""
-    reply = request_upload(api, app_name, data, signature)
+    reply = request_upload(api, app_name, data, signature, kind=kind)
     assert reply.status == 201, reply.body
     if reply.json["upload"] is not None:
         response = put(reply.json["upload"], data)

@@ -19,6 +19,12 @@ TOKEN_ROLES = ("developer", "admin")  # what POST /tokens issues
 MAX_TOKEN_DAYS = 366
 APP_CONTAINER = "app"  # the container of a pod that runs the app (its cluster events name it)
 
+# A layered artifact: a small canonical JSON manifest naming its layers by digest and size.
+MANIFEST_SCHEMA = "aether.artifact/v2"
+MAX_MANIFEST_BYTES = 64 * 1024
+MAX_LAYERS = 8
+LAYER_ROLES = ("deps", "app")  # the order they are extracted in
+
 # Where an artifact can run: "os/arch", as OCI and Docker spell platforms (glibc).
 PLATFORMS = ("linux/amd64", "linux/arm64")
 DEFAULT_PLATFORM = "linux/amd64"

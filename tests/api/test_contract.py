@@ -24,8 +24,12 @@ def test_the_cli_copy_of_the_rules_equals_the_servers() -> None:
         "RESERVED_ENV_NAMES",
         "PLATFORMS",
         "DEFAULT_PLATFORM",
+        "MANIFEST_SCHEMA",
+        "MAX_MANIFEST_BYTES",
+        "MAX_LAYERS",
     ):
         assert getattr(cli_contract, name) == getattr(contract, name), name
+    assert tuple(contract.LayerRole) == cli_contract.LAYER_ROLES
     assert [dataclasses.astuple(line) for line in cli_contract.NODE_LINES] == [
         dataclasses.astuple(line) for line in contract.NODE_LINES
     ]

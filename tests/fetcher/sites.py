@@ -37,6 +37,11 @@ class Site:
         self.routes[path] = behaviour
         return self.origin + path
 
+    def mount_at(self, path: str, behaviour: Behaviour) -> str:
+        """Serve `behaviour` at `path` (starting with /); return its full URL."""
+        self.routes[path] = behaviour
+        return self.origin + path
+
     def seen(self, url: str) -> list[dict[str, str]]:
         """Headers of every request that reached `url`'s path, in order."""
         return self.requests.get(urllib.parse.urlsplit(url).path, [])

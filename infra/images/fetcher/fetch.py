@@ -3,7 +3,7 @@
 
 The init container of every app pod. Standard library only.
 
-    python fetch.py --url URL --digest SHA256HEX --dest DIR [--token TOKEN]
+    python fetch.py --url URL --digest SHA256HEX --dest DIR [--token TOKEN] [--format F]
 
 Each flag may come from the environment instead; a flag wins over its variable.
 
@@ -13,6 +13,10 @@ Each flag may come from the environment instead; a flag wins over its variable.
     --dest         AETHER_DEST               directory that receives the archive's contents
     --token        AETHER_PULL_TOKEN         "Authorization: Bearer" for the URL's own origin;
                                              never sent to a redirect target on another origin
+    --format       AETHER_ARTIFACT_FORMAT    archive (one tar.gz, the default) or manifest: the
+                                             digest is a layered artifact's JSON manifest, and
+                                             each layer it names is fetched from the same URL
+                                             with the layer's digest in place of the manifest's
     --max-bytes    AETHER_FETCH_MAX_BYTES    download size and uncompressed tar size (2 GiB)
     --max-entries  AETHER_FETCH_MAX_ENTRIES  number of archive entries (200000)
     --max-path     AETHER_FETCH_MAX_PATH     characters in an entry's path or link target (4096)
@@ -35,6 +39,11 @@ What happens to DEST
       into it (then deleted) and the staged entries moved in, one rename each.
     On failure DEST is left as it was. DEST's parent must already exist.
 
+A manifest (at most 64 KiB, canonical JSON) names 1 to 8 layers by role, SHA-256 and size;
+each layer is downloaded, checked against both, and extracted into the same tree in the
+manifest's order, under one set of the rules below: a directory may appear in several
+layers, any other path only once.
+
 Archive rules, checked per entry before tarfile's `data` filter sees it:
     only regular files, directories, symlinks and hardlinks; no absolute paths, no `..`
     components, no duplicate entries; symlinks must resolve inside the tree; hardlinks may
@@ -54,8 +63,9 @@ Exit codes (stderr's last line is one `fetch: error: ...` line on any failure)
     3    the server refused: HTTP 4xx (401/403 token, 404 digest), or a bad redirect
     4    the server is unreachable or failing (connection error, timeout, 5xx) after retries
     5    truncated download: fewer bytes than Content-Length announced, after retries
-    6    digest mismatch: the bytes are not the artifact that was asked for
-    7    not a valid gzip-compressed tar archive
+    6    digest mismatch: the bytes are not the artifact (or a layer: its size either) that
+         was asked for
+    7    not a valid gzip-compressed tar archive, or not a valid manifest
     8    unsafe archive: an entry refused by the rules above, or a size/count/path/depth/
          header limit
     9    local error: DEST unusable, disk full, permissions
@@ -69,6 +79,7 @@ import gzip
 import hashlib
 import http.client
 import io
+import json
 import os
 import posixpath
 import re
@@ -119,6 +130,12 @@ EXTENDED_HEADERS = frozenset(
     }
 )
 CHUNK = 1024 * 1024
+FORMATS = ("archive", "manifest")
+MANIFEST_SCHEMA = "aether.artifact/v2"
+MAX_MANIFEST_BYTES = 64 * 1024
+MAX_LAYERS = 8
+LAYER_ROLES = ("deps", "app")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class FetchError(Exception):
@@ -173,6 +190,7 @@ class Config:
     retries: int
     retry_delay: float
     timeout: float
+    format: str = "archive"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -193,6 +211,7 @@ def parse_args(argv: Sequence[str]) -> Config:
     parser.add_argument("--retries")
     parser.add_argument("--retry-delay")
     parser.add_argument("--timeout")
+    parser.add_argument("--format")
     args = parser.parse_args(argv)
 
     def setting(flag: str, env: str) -> str | None:
@@ -221,6 +240,11 @@ def parse_args(argv: Sequence[str]) -> Config:
     digest = required("digest", "AETHER_ARTIFACT_DIGEST").lower()
     if not re.fullmatch(r"[0-9a-f]{64}", digest):
         raise FetchError(EXIT_USAGE, "--digest must be 64 hex characters (SHA-256)")
+    artifact_format = setting("format", "AETHER_ARTIFACT_FORMAT") or "archive"
+    if artifact_format not in FORMATS:
+        raise FetchError(EXIT_USAGE, f"--format must be one of {', '.join(FORMATS)}")
+    if artifact_format == "manifest" and digest not in urllib.parse.urlsplit(url).path:
+        raise FetchError(EXIT_USAGE, "--url must name the manifest's digest in its path")
     return Config(
         url=url,
         digest=digest,
@@ -235,6 +259,7 @@ def parse_args(argv: Sequence[str]) -> Config:
         retries=int(number("retries", "AETHER_FETCH_RETRIES", 4, int)),
         retry_delay=number("retry-delay", "AETHER_FETCH_RETRY_DELAY", 1.0, float),
         timeout=number("timeout", "AETHER_FETCH_TIMEOUT", 30.0, float),
+        format=artifact_format,
     )
 
 
@@ -285,11 +310,12 @@ def _server_says(error: urllib.error.HTTPError) -> str:
     return f": {one_line(match.group(1))}" if match else ""
 
 
-def download(config: Config, into: Path) -> str:
-    """Stream the URL into a file while hashing; return the SHA-256 hex digest."""
+def download(config: Config, into: Path, url: str | None = None, limit: int | None = None) -> str:
+    """Stream the URL (``config.url`` by default) into a file while hashing; return the
+    SHA-256 hex digest. More than ``limit`` bytes (``config.max_bytes``) is refused."""
     for attempt in range(config.retries + 1):
         try:
-            return _download_once(config, into)
+            return _download_once(config, into, url or config.url, limit or config.max_bytes)
         except Transient as error:
             if attempt == config.retries:
                 raise
@@ -299,14 +325,14 @@ def download(config: Config, into: Path) -> str:
     raise AssertionError("unreachable")
 
 
-def _download_once(config: Config, into: Path) -> str:
+def _download_once(config: Config, into: Path, url: str, limit: int) -> str:
     # S310: parse_args admits only http and https, and _Redirects keeps it that way.
-    request = urllib.request.Request(config.url, headers={"Accept-Encoding": "identity"})  # noqa: S310
+    request = urllib.request.Request(url, headers={"Accept-Encoding": "identity"})  # noqa: S310
     request.add_header("User-Agent", "aether-fetcher/1")
     if config.token:
         request.add_header("Authorization", f"Bearer {config.token}")
     opener = urllib.request.build_opener(_Redirects())
-    where = redact(config.url)
+    where = redact(url)
     log(f"GET {where}")
     started = time.monotonic()
     sha256 = hashlib.sha256()
@@ -316,14 +342,12 @@ def _download_once(config: Config, into: Path) -> str:
         with opener.open(request, timeout=config.timeout) as response, into.open("wb") as out:
             announced = response.headers.get("Content-Length")
             expected = int(announced) if announced and announced.isdigit() else None
-            if expected is not None and expected > config.max_bytes:
-                raise FetchError(
-                    EXIT_UNSAFE, f"archive too large: {expected} bytes > {config.max_bytes}"
-                )
+            if expected is not None and expected > limit:
+                raise FetchError(EXIT_UNSAFE, f"archive too large: {expected} bytes > {limit}")
             while chunk := response.read(CHUNK):
                 received += len(chunk)
-                if received > config.max_bytes:
-                    raise FetchError(EXIT_UNSAFE, f"archive too large: > {config.max_bytes} bytes")
+                if received > limit:
+                    raise FetchError(EXIT_UNSAFE, f"archive too large: > {limit} bytes")
                 sha256.update(chunk)
                 out.write(chunk)
     except urllib.error.HTTPError as error:
@@ -381,6 +405,13 @@ class _Seen:
     parents: set[str] = field(default_factory=set)  # directories implied by entries' paths
     files: set[str] = field(default_factory=set)
     symlinks: set[str] = field(default_factory=set)
+    # Directories of the layers extracted before this one: a later layer may repeat them.
+    earlier_dirs: set[str] = field(default_factory=set)
+    dirs: set[str] = field(default_factory=set)
+
+    def next_layer(self) -> None:
+        self.earlier_dirs |= self.dirs
+        self.dirs = set()
 
 
 def _refuse(member: tarfile.TarInfo, why: str) -> NoReturn:
@@ -433,7 +464,8 @@ def check(member: tarfile.TarInfo, seen: _Seen, config: Config) -> None:
     name = "/".join(parts) or "."
     if name == "." and not member.isdir():
         _refuse(member, "the archive root must be a directory")
-    if name in seen.names or (name in seen.parents and not member.isdir()):
+    repeated_dir = member.isdir() and name in seen.earlier_dirs and name not in seen.dirs
+    if (name in seen.names and not repeated_dir) or (name in seen.parents and not member.isdir()):
         _refuse(member, "duplicate entry")
     if seen.symlinks:
         for depth in range(1, len(parts)):
@@ -458,6 +490,8 @@ def check(member: tarfile.TarInfo, seen: _Seen, config: Config) -> None:
                 EXIT_UNSAFE, f"archive too large: more than {config.max_bytes} bytes uncompressed"
             )
         seen.files.add(name)
+    if member.isdir():
+        seen.dirs.add(name)
     seen.names.add(name)
     # Deepest first: once a parent is known, so are all of its own (memory grows with the
     # directories, not with the square of each path's depth).
@@ -468,10 +502,12 @@ def check(member: tarfile.TarInfo, seen: _Seen, config: Config) -> None:
         seen.parents.add(parent)
 
 
-def extract(archive: Path, tree: Path, config: Config) -> None:
-    """Extract into `tree` (fresh, empty), entry by entry, checking each first."""
+def extract(archive: Path, tree: Path, config: Config, seen: _Seen | None = None) -> None:
+    """Extract into `tree` (fresh, empty, or holding the earlier layers `seen` describes),
+    entry by entry, checking each first."""
     started = time.monotonic()
-    seen = _Seen()
+    seen = seen if seen is not None else _Seen()
+    first_entry, first_size = seen.entries, seen.size
     try:
         with gzip.open(archive, "rb") as compressed:
             stream = _Bounded(compressed, config.max_bytes)
@@ -500,7 +536,84 @@ def extract(archive: Path, tree: Path, config: Config) -> None:
     except (tarfile.TarError, OSError) as error:
         raise FetchError(EXIT_LOCAL, f"extraction failed: {one_line(str(error))[:300]}") from None
     elapsed = time.monotonic() - started
-    log(f"extracted {seen.entries} entries ({seen.size} bytes) in {elapsed:.2f} s")
+    entries, size = seen.entries - first_entry, seen.size - first_size
+    log(f"extracted {entries} entries ({size} bytes) in {elapsed:.2f} s")
+
+
+# ── layered artifacts ──────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True)
+class Layer:
+    role: str
+    digest: str
+    size: int
+
+
+def read_manifest(path: Path) -> list[Layer]:
+    """The layers a manifest names, in the order they are extracted; refuses anything else."""
+    data = path.read_bytes()
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, RecursionError, ValueError):
+        raise FetchError(EXIT_BAD_ARCHIVE, "not a valid manifest: not JSON") from None
+    if not isinstance(document, dict) or document.get("schema") != MANIFEST_SCHEMA:
+        raise FetchError(EXIT_BAD_ARCHIVE, f"not a valid manifest: schema is not {MANIFEST_SCHEMA}")
+    items = document.get("layers")
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_LAYERS:
+        raise FetchError(EXIT_BAD_ARCHIVE, f"not a valid manifest: 1 to {MAX_LAYERS} layers")
+    layers = []
+    for item in items:
+        role = item.get("role") if isinstance(item, dict) else None
+        digest = item.get("digest") if isinstance(item, dict) else None
+        size = item.get("size") if isinstance(item, dict) else None
+        if (
+            role not in LAYER_ROLES
+            or not isinstance(digest, str)
+            or not _DIGEST.fullmatch(digest)
+            or isinstance(size, bool)
+            or not isinstance(size, int)
+            or size < 1
+        ):
+            raise FetchError(EXIT_BAD_ARCHIVE, "not a valid manifest: a malformed layer")
+        layers.append(Layer(role, digest, size))
+    if len({layer.role for layer in layers}) != len(layers):
+        raise FetchError(EXIT_BAD_ARCHIVE, "not a valid manifest: a role appears twice")
+    return layers
+
+
+def layer_url(config: Config, digest: str) -> str:
+    """The manifest's URL with the layer's digest in place of the manifest's (last in the path)."""
+    parts = urllib.parse.urlsplit(config.url)
+    head, _, tail = parts.path.rpartition(config.digest)
+    return urllib.parse.urlunsplit(parts._replace(path=f"{head}{digest}{tail}"))
+
+
+def fetch_layers(config: Config, work: Path, tree: Path) -> None:
+    """Download the manifest, then each layer it names, verified, into one tree."""
+    manifest = work / "artifact.json"
+    actual = download(config, manifest, limit=MAX_MANIFEST_BYTES)
+    if actual != config.digest:
+        raise FetchError(EXIT_DIGEST, f"digest mismatch: expected {config.digest}, got {actual}")
+    seen = _Seen()
+    for layer in read_manifest(manifest):
+        archive = work / f"{layer.role}.tar.gz"
+        actual = download(config, archive, url=layer_url(config, layer.digest))
+        if actual != layer.digest:
+            raise FetchError(
+                EXIT_DIGEST,
+                f"digest mismatch in the {layer.role} layer: expected {layer.digest}, got {actual}",
+            )
+        if archive.stat().st_size != layer.size:
+            raise FetchError(
+                EXIT_DIGEST,
+                f"size mismatch in the {layer.role} layer: the manifest says {layer.size} "
+                f"bytes, got {archive.stat().st_size}",
+            )
+        log(f"{layer.role} layer ok")
+        extract(archive, tree, config, seen)
+        archive.unlink()
+        seen.next_layer()
 
 
 # ── putting it in place ────────────────────────────────────────────────────────
@@ -555,17 +668,21 @@ def run(config: Config) -> None:
     except OSError as error:
         raise FetchError(EXIT_LOCAL, f"cannot write next to {config.dest}: {error}") from None
     try:
-        archive = work / "app.tar.gz"
-        actual = download(config, archive)
-        if actual != config.digest:
-            raise FetchError(
-                EXIT_DIGEST, f"digest mismatch: expected {config.digest}, got {actual}"
-            )
-        log("digest ok")
         tree = work / "tree"
-        tree.mkdir()
-        extract(archive, tree, config)
-        archive.unlink()  # give its space back early: an emptyDir may have a size limit
+        if config.format == "manifest":
+            tree.mkdir()
+            fetch_layers(config, work, tree)
+        else:
+            archive = work / "app.tar.gz"
+            actual = download(config, archive)
+            if actual != config.digest:
+                raise FetchError(
+                    EXIT_DIGEST, f"digest mismatch: expected {config.digest}, got {actual}"
+                )
+            log("digest ok")
+            tree.mkdir()
+            extract(archive, tree, config)
+            archive.unlink()  # give its space back early: an emptyDir may have a size limit
         # No SIGTERM during the swap: half a swap followed by the cleanup below would delete
         # the previous DEST without the new one in place. Left blocked: only cleanup remains.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})

@@ -18,6 +18,7 @@ from chalicelib import (
     kube,
     logs,
     middleware,
+    oidc,
     openapi,
     payloads,
     records,
@@ -75,13 +76,22 @@ def env_token_hashes() -> tuple[str, ...]:
     return tuple(auth.token_sha256(token) for token in get_settings().env_tokens)
 
 
+@functools.cache
+def get_verifier() -> oidc.Verifier | None:
+    """The identity provider's access-token checker (its keys cached), or None without one."""
+    configured = get_settings().oidc
+    return None if configured is None else oidc.Verifier(configured)
+
+
 def request() -> Request:
     assert app.current_request is not None, "only called while serving a request"
     return app.current_request
 
 
 def principal() -> auth.Principal:
-    return auth.authenticate(request().headers.get("authorization"), env_token_hashes())
+    return auth.authenticate(
+        request().headers.get("authorization"), env_token_hashes(), get_verifier()
+    )
 
 
 def json_body() -> dict[str, Any]:
@@ -181,11 +191,28 @@ def dashboard_file(name: str) -> Response:
     return dashboard.asset(name, request().headers.get("if-none-match"))
 
 
+@app.route("/auth/config")
+def auth_config() -> dict[str, Any]:
+    """How to sign in: the identity provider's issuer, the CLI's client id and its scopes.
+
+    Token: none
+    Schema: auth_config
+    200: the issuer, client id and scopes; oidc is null when only stored tokens are accepted
+    """
+    return oidc.auth_config(get_settings().oidc)
+
+
 @app.route("/whoami")
 def whoami() -> dict[str, Any]:
-    """The token's subject and role."""
+    """The token's subject, role, issuer (access tokens) and expiry."""
     who = principal()
-    return {"subject": who.subject, "role": who.role, "token_id": who.token_id}
+    return {
+        "subject": who.subject,
+        "role": who.role,
+        "token_id": who.token_id,
+        "issuer": who.issuer,
+        "expires_at": records.iso(who.expires_at),
+    }
 
 
 # Tokens

@@ -1,4 +1,5 @@
-"""Bearer tokens: issued, stored as SHA-256 only, compared in constant time."""
+"""Bearer tokens: issued, stored as SHA-256 only, compared in constant time; or an identity
+provider's access tokens (``chalicelib.oidc``) when one is configured."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist
 
-from chalicelib import payloads
+from chalicelib import oidc, payloads
 from chalicelib.contract import (
     DEFAULT_TOKEN_DAYS,
     ISSUABLE_ROLES,
@@ -31,9 +32,11 @@ class Principal:
     role: Role
     token_id: str
     app_scope: str | None = None
-    # Only for a stored token (an environment token is neither stored nor expires).
+    # A stored token's or an access token's (an environment token is neither stored nor expires).
     expires_at: datetime | None = None
     stored: bool = False
+    # Who vouches for an access token; None for the platform's own tokens.
+    issuer: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -73,7 +76,11 @@ def issue_token(
     return IssuedToken(record, secret)
 
 
-def authenticate(authorization: str | None, env_token_hashes: tuple[str, ...]) -> Principal:
+def authenticate(
+    authorization: str | None,
+    env_token_hashes: tuple[str, ...],
+    verifier: oidc.Verifier | None = None,
+) -> Principal:
     """The principal behind an ``Authorization: Bearer`` header, or 401."""
     scheme, _, token = (authorization or "").partition(" ")
     token = token.strip()
@@ -83,6 +90,15 @@ def authenticate(authorization: str | None, env_token_hashes: tuple[str, ...]) -
     for index, expected in enumerate(env_token_hashes):
         if hmac.compare_digest(presented, expected):
             return Principal(subject="admin", role=Role.ADMIN, token_id=f"env-{index + 1}")
+    if verifier is not None and oidc.looks_like_jwt(token):
+        identity = verifier.verify(token)
+        return Principal(
+            identity.subject,
+            identity.role,
+            identity.token_id,
+            expires_at=identity.expires_at,
+            issuer=identity.issuer,
+        )
     return _stored_principal(token, presented)
 
 

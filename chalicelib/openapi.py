@@ -8,6 +8,7 @@ paragraphs after it the description, and these lines say the rest::
     Query: limit, cursor             query parameters (``schemas.parameters``)
     Headers: X-Aether-Signature      header parameters (``schemas.parameters``)
     Returns: text/html               what a success carries, when it is not JSON
+    Schema: auth_config              the JSON a success carries (``schemas.responses``)
     201: the application             a success status and what it returns
     Errors: conflict                 error codes beyond the ones every route can answer
 
@@ -32,7 +33,7 @@ _ENVELOPE = {
     "required": ["code", "message"],
     "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
 }
-_FIELD = re.compile(r"(Token|Body|Query|Headers|Returns|Errors|[1-5]\d\d):\s*(.*)")
+_FIELD = re.compile(r"(Token|Body|Query|Headers|Returns|Schema|Errors|[1-5]\d\d):\s*(.*)")
 
 
 @dataclass
@@ -47,6 +48,7 @@ class _Operation:
     query: list[str] = field(default_factory=list)
     headers: list[str] = field(default_factory=list)
     media_types: list[str] = field(default_factory=lambda: ["application/json"])
+    schema: str | None = None
     successes: dict[int, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
@@ -133,6 +135,8 @@ def _parse(view: Any) -> _Operation:
             said.headers = names
         elif key == "Returns":
             said.media_types = names
+        elif key == "Schema":
+            said.schema = value.strip()
         elif key == "Errors":
             said.errors = names
         else:
@@ -162,12 +166,20 @@ def _responses(entry: RouteEntry, said: _Operation, has_input: bool) -> dict[str
     if unknown:
         raise ValueError(f"{entry.view_name}: unknown error codes {unknown}")
     bodiless = entry.method == "HEAD"
+    json_schema: dict[str, Any] = {"type": "object"}
+    if said.schema is not None:
+        described = schemas.responses()
+        if said.schema not in described:
+            raise ValueError(f"{entry.view_name}: no response schema named {said.schema!r}")
+        json_schema = described[said.schema]
     responses: dict[str, Any] = {}
     for status, what in sorted((said.successes or {200: "success"}).items()):
         responses[str(status)] = {"description": what}
         if not bodiless and 200 <= status < 300 and status != 204:
             responses[str(status)]["content"] = {
-                media: {"schema": {"type": "object" if media == "application/json" else "string"}}
+                media: {
+                    "schema": json_schema if media == "application/json" else {"type": "string"}
+                }
                 for media in said.media_types
             }
     by_status: dict[int, list[str]] = {}

@@ -144,3 +144,32 @@ def parameters() -> dict[str, Schema]:
             "schema": _pattern(contract.SIGNATURE_PATTERN),
         },
     }
+
+
+def responses() -> dict[str, Schema]:
+    """Success bodies by name, for the routes whose docstring says ``Schema: name``."""
+    url = {"type": "string", "format": "uri"}
+    return {
+        "auth_config": {
+            "type": "object",
+            "required": ["oidc"],
+            "properties": {
+                "oidc": {
+                    "description": "the identity provider to sign in with; null: stored tokens only",
+                    "oneOf": [
+                        {"type": "null"},
+                        {
+                            "type": "object",
+                            "required": ["issuer", "client_id", "scopes", "audience"],
+                            "properties": {
+                                "issuer": url,
+                                "client_id": {"type": "string", "minLength": 1},
+                                "scopes": {"type": "array", "items": {"type": "string"}},
+                                "audience": {"type": "string", "minLength": 1},
+                            },
+                        },
+                    ],
+                }
+            },
+        }
+    }

@@ -3,13 +3,94 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from chalicelib.contract import DEFAULT_PLATFORM, MAX_PRESIGNED_URL_SECONDS, PLATFORMS
 
 GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class OidcSettings:
+    """The identity provider whose access tokens the API accepts (AETHER_OIDC_*)."""
+
+    issuer: str
+    # What the token's audience claim must hold: the API's resource identifier.
+    audience: str
+    # Cognito's access tokens carry no ``aud``: their ``client_id`` names the app client.
+    audience_claim: str
+    # None: the issuer's discovery document names it.
+    jwks_url: str | None
+    groups_claim: str
+    admin_groups: frozenset[str]
+    developer_groups: frozenset[str]
+    # What ``GET /auth/config`` hands the CLI so that it needs nothing else to sign in.
+    cli_client_id: str
+    scopes: tuple[str, ...]
+    leeway_seconds: int
+    jwks_max_age_seconds: int
+    # An unknown ``kid`` refetches the keys at most this often: a stream of tokens with made-up
+    # key ids costs the issuer one request per period, not one per token.
+    jwks_refetch_seconds: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> OidcSettings | None:
+        issuer = (env.get("AETHER_OIDC_ISSUER") or "").strip()
+        if not issuer:
+            return None
+        _require_https(issuer, "AETHER_OIDC_ISSUER")
+        jwks_url = (env.get("AETHER_OIDC_JWKS_URL") or "").strip() or None
+        if jwks_url is not None:
+            _require_https(jwks_url, "AETHER_OIDC_JWKS_URL")
+        audience = (env.get("AETHER_OIDC_AUDIENCE") or "").strip()
+        client_id = (env.get("AETHER_OIDC_CLI_CLIENT_ID") or "").strip()
+        if not audience or not client_id:
+            raise ValueError(
+                "AETHER_OIDC_ISSUER needs AETHER_OIDC_AUDIENCE and AETHER_OIDC_CLI_CLIENT_ID"
+            )
+        admins = _names(env.get("AETHER_OIDC_ADMIN_GROUPS") or "admin")
+        developers = _names(env.get("AETHER_OIDC_DEVELOPER_GROUPS") or "developer")
+        return cls(
+            issuer=issuer,
+            audience=audience,
+            audience_claim=(env.get("AETHER_OIDC_AUDIENCE_CLAIM") or "aud").strip(),
+            jwks_url=jwks_url,
+            groups_claim=(env.get("AETHER_OIDC_GROUPS_CLAIM") or "groups").strip(),
+            admin_groups=frozenset(admins),
+            developer_groups=frozenset(developers),
+            cli_client_id=client_id,
+            scopes=tuple(_names(env.get("AETHER_OIDC_SCOPES") or "openid profile offline_access")),
+            leeway_seconds=_positive_int(env, "AETHER_OIDC_LEEWAY_SECONDS", 30),
+            jwks_max_age_seconds=_positive_int(env, "AETHER_OIDC_JWKS_MAX_AGE_SECONDS", 3600),
+            jwks_refetch_seconds=_positive_int(env, "AETHER_OIDC_JWKS_REFETCH_SECONDS", 30),
+        )
+
+
+def _names(raw: str) -> list[str]:
+    return [name for name in raw.replace(",", " ").split() if name]
+
+
+def _require_https(url: str, name: str) -> None:
+    """Keys fetched over plain HTTP could be anyone's; only loopback may go without TLS."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname is not None and _is_loopback(parts.hostname):
+        return
+    raise ValueError(f"{name} must be an https URL (http only on loopback), got {url!r}")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -34,6 +115,8 @@ class Settings:
     cluster_platforms: tuple[str, ...]
     # Signs the page cursors the API hands out (AETHER_CURSOR_SECRET).
     cursor_key: bytes
+    # None: only the platform's own tokens are accepted.
+    oidc: OidcSettings | None = None
 
     @property
     def cluster_configured(self) -> bool:
@@ -73,6 +156,7 @@ class Settings:
             progress_deadline_seconds=_positive_int(env, "AETHER_PROGRESS_DEADLINE_SECONDS", 120),
             cluster_platforms=_platforms(env, "AETHER_CLUSTER_PLATFORMS", DEFAULT_PLATFORM),
             cursor_key=_cursor_key(env, stage),
+            oidc=OidcSettings.from_env(env),
         )
 
 

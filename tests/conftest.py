@@ -133,6 +133,7 @@ def _reset_caches(module: Any) -> None:
         module.get_store,
         module.get_data_plane,
         module.env_token_hashes,
+        module.get_verifier,
     ):
         cached.cache_clear()
 

@@ -23,7 +23,14 @@ def test_openapi_applies_bearer_auth_globally_except_public_routes(api: Api) -> 
         for path, item in document["paths"].items()
         if any(operation.get("security") == [] for operation in item.values())
     }
-    assert public == {"/healthz", "/readyz", "/openapi.json", "/dashboard", "/dashboard/{name}"}
+    assert public == {
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+        "/auth/config",
+        "/dashboard",
+        "/dashboard/{name}",
+    }
 
 
 def test_the_document_is_openapi_3_1_with_the_contracts_rules(api: Api) -> None:

@@ -8,13 +8,18 @@
 #                                  for pytest -m kind)
 #   .aether/kind-admin-kubeconfig  cluster admin, for kubectl and the tests' fixtures
 #
-# Environment: AETHER_KIND_CLUSTER (aether), AETHER_NODE_MAJORS ("20"; e.g. "18 20 22"),
+# Environment: AETHER_KIND_CLUSTER (aether), AETHER_NODE_MAJORS (the Node lines in support
+# today, from chalicelib/contract.py; e.g. "22 24 26"),
 # AETHER_TOKEN_DURATION (24h, the control plane token's lifetime; run again to renew).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cluster="${AETHER_KIND_CLUSTER:-aether}"
-node_majors="${AETHER_NODE_MAJORS:-20}"
+supported_majors() {
+  (cd "$root" && python3 -c 'from chalicelib.contract import supported_runtimes
+print(" ".join(runtime.removeprefix("node") for runtime in supported_runtimes()))')
+}
+node_majors="${AETHER_NODE_MAJORS:-$(supported_majors)}"
 token_duration="${AETHER_TOKEN_DURATION:-24h}"
 namespace="aether-apps"
 service_account="aether-control-plane"

@@ -14,7 +14,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from chalicelib import auth, deployments, kube
+from chalicelib import auth, deployments, kube, manifests
 from chalicelib.contract import FINISHED, IN_FLIGHT, DeploymentStatus
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.observability import logger
@@ -159,10 +159,12 @@ def _start(plane: DataPlane, cluster: kube.Cluster, deployment: Deployment) -> N
     )
 
 
-def _apply(plane: DataPlane, cluster: kube.Cluster, deployment: Deployment) -> kube.WorkloadSpec:
+def _apply(
+    plane: DataPlane, cluster: kube.Cluster, deployment: Deployment
+) -> manifests.WorkloadSpec:
     """Apply the deployment's workload with a new pull token, which then replaces the app's."""
     pull = auth.issue_pull_token(deployment.app_name)
-    spec = kube.WorkloadSpec(
+    spec = manifests.WorkloadSpec(
         app_name=deployment.app_name,
         deployment_id=deployment.deployment_id,
         digest=deployment.artifact_digest,
@@ -177,7 +179,7 @@ def _apply(plane: DataPlane, cluster: kube.Cluster, deployment: Deployment) -> k
         fetcher_image=plane.settings.fetcher_image,
         progress_deadline_seconds=plane.settings.progress_deadline_seconds,
     )
-    cluster.apply(kube.workload_manifests(spec, pull.secret))
+    cluster.apply(manifests.workload_manifests(spec, pull.secret))
     auth.retire_pull_tokens(deployment.app_name, keep=pull.record.token_id)
     return spec
 

@@ -8,7 +8,8 @@ import pytest
 
 from chalicelib import rollouts
 from chalicelib.deployments import events
-from chalicelib.kube import api_client, pull_secret_name
+from chalicelib.kube import api_client
+from chalicelib.manifests import pull_secret_name
 from chalicelib.records import ApiToken, Application
 from tests.api.test_rollouts import deploy, finished, verified_digest, wait_for
 from tests.conftest import APPS_NAMESPACE, Api

@@ -584,9 +584,9 @@ def test_console_script_is_the_installed_one() -> None:
 def test_the_cli_counts_pods_by_the_control_planes_app_container() -> None:
     from aether_cli.contract import APP_CONTAINER
 
-    from chalicelib import kube
+    from chalicelib import manifests
 
-    assert APP_CONTAINER == kube.APP_CONTAINER
+    assert APP_CONTAINER == manifests.APP_CONTAINER
 
 
 def test_the_cli_offers_exactly_the_token_roles_and_lifetimes_the_api_issues(api: Any) -> None:

@@ -141,7 +141,7 @@ def test_the_readme_says_local_env_exports_a_token_that_wins_over_a_login() -> N
 
 
 def test_the_readiness_contract_is_the_probe_the_platform_sets() -> None:
-    from chalicelib.kube import WorkloadSpec, workload_manifests
+    from chalicelib.manifests import WorkloadSpec, workload_manifests
 
     spec = WorkloadSpec(
         app_name="web",

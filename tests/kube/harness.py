@@ -13,7 +13,8 @@ from typing import Literal, Protocol
 
 from kubernetes.client import ApiClient, CoreV1Api
 
-from chalicelib.kube import Cluster, Rollout, WorkloadSpec, workload_manifests
+from chalicelib.kube import Cluster, Rollout
+from chalicelib.manifests import WorkloadSpec, workload_manifests
 from infra.kubesim import Simulator
 from tests.polling import wait_for
 

@@ -9,7 +9,8 @@ import pytest
 import urllib3.exceptions
 from kubernetes.client import ApiClient, ApiException, CoreV1Api
 
-from chalicelib.kube import Cluster, api_client, is_unavailable, workload_manifests
+from chalicelib.kube import Cluster, api_client, is_unavailable
+from chalicelib.manifests import workload_manifests
 from infra.kubesim import Simulator
 from tests.kube.harness import (
     NAMESPACE as APPS_NAMESPACE,

@@ -28,7 +28,8 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiClient, ApiException, AppsV1Api, CoreV1Api
 
-from chalicelib.kube import Cluster, WorkloadSpec, api_client
+from chalicelib.kube import Cluster, api_client
+from chalicelib.manifests import WorkloadSpec
 from tests.kube.harness import NAMESPACE, Fault
 from tests.polling import wait_for
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.kube import WorkloadSpec, workload_manifests
+from chalicelib.manifests import WorkloadSpec, workload_manifests
 
 DIGEST = "ab" * 32
 TOKEN = "pull-secret-value-3f9c2a"

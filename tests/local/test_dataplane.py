@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiClient, ApiException, CoreV1Api
 
-from chalicelib.kube import Cluster, Rollout, WorkloadSpec, workload_manifests
+from chalicelib.kube import Cluster, Rollout
+from chalicelib.manifests import WorkloadSpec, workload_manifests
 from infra.local.cluster import LocalCluster
 from infra.local.processes import free_port, start
 from tests.local.apps import PULL_TOKEN, ArtifactServer, node_app, running, sha256

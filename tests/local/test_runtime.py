@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiClient
 
-from chalicelib.kube import Cluster, WorkloadSpec, workload_manifests
+from chalicelib.kube import Cluster
+from chalicelib.manifests import WorkloadSpec, workload_manifests
 from infra.local import procfs
 from infra.local.cluster import LocalCluster
 from infra.local.processes import free_port

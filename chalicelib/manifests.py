@@ -1,0 +1,294 @@
+"""An app's Kubernetes objects: a ``WorkloadSpec`` in, its Secret, Deployment and Service out.
+
+Pure: no client, no I/O. The dicts are ready for server-side apply (``chalicelib.kube`` applies
+them). The labels defined here are also what the cluster client selects the app's pods by.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from chalicelib import contract
+
+DIGEST_ANNOTATION = "aether.dev/artifact-digest"
+DEPLOYMENT_ANNOTATION = "aether.dev/deployment-id"
+FETCH_CONTAINER = "fetch"
+APP_CONTAINER = "app"
+APP_DIR = "/app"
+PULL_TOKEN_KEY = "token"  # noqa: S105 - the key in the Secret, not a value
+RUN_AS = 1000
+
+_APP_NAME = re.compile(contract.APP_NAME_PATTERN)
+_DIGEST = re.compile(contract.DIGEST_PATTERN)
+_ENV_NAME = re.compile(contract.ENV_NAME_PATTERN)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Requests and limits for the app and the fetcher, and the size of the pod's scratch."""
+
+    cpu_request: str = "100m"
+    memory_request: str = "128Mi"
+    cpu_limit: str = "1"
+    memory_limit: str = "512Mi"
+    fetch_cpu_request: str = "50m"
+    fetch_memory_request: str = "64Mi"
+    fetch_cpu_limit: str = "500m"
+    fetch_memory_limit: str = "256Mi"
+    # The fetcher stages the download on the same volume: about twice the unpacked app.
+    app_volume_limit: str = "2Gi"
+    tmp_volume_limit: str = "256Mi"
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """One deployment of one app, as the data plane needs it."""
+
+    app_name: str
+    deployment_id: str
+    digest: str
+    node_major: int
+    start_command: str
+    env: Mapping[str, str]
+    replicas: int
+    namespace: str
+    # The control plane's /artifacts/{digest}/download URL: it 307s to a fresh presigned GET
+    # on every call, so pods can restart or scale long after the deployment (never presigned).
+    artifact_url: str
+    # A manifest's pods fetch each of its layers from the same URL, by the layer's digest.
+    artifact_kind: contract.ArtifactKind = contract.ArtifactKind.ARCHIVE
+    platform: str = contract.DEFAULT_PLATFORM
+    fetcher_image: str = "aether-fetcher:1"
+    app_image_prefix: str = "aether-nodejs"
+    progress_deadline_seconds: int = 120
+    port: int = 8080
+    revision_history_limit: int = 3
+    resources: Resources = field(default_factory=Resources)
+
+    def __post_init__(self) -> None:
+        if not _APP_NAME.fullmatch(self.app_name):
+            raise ValueError(f"app name {self.app_name!r} must be {contract.APP_NAME_RULE}")
+        if not _DIGEST.fullmatch(self.digest):
+            raise ValueError("digest must be 64 lowercase hex characters")
+        if not self.deployment_id or len(self.deployment_id) > 63:
+            raise ValueError("deployment_id must be a label value (1-63 characters)")
+        url = urlsplit(self.artifact_url)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise ValueError("artifact_url must be an absolute http(s) URL")
+        if url.query or url.fragment or url.username or url.password:
+            # A query string is where presigned credentials live; they expire and leak.
+            raise ValueError("artifact_url must carry no query, fragment or credentials")
+        for name in self.env:
+            if not _ENV_NAME.fullmatch(name):
+                raise ValueError(f"env name {name!r} is not a valid variable name")
+            if name in contract.RESERVED_ENV_NAMES:
+                raise ValueError(f"env name {name!r} is set by Aether")
+        if self.replicas < 0:
+            raise ValueError("replicas must not be negative")
+        if not 1 <= self.port <= 65535:
+            raise ValueError("port must be 1-65535")
+        if self.platform not in contract.PLATFORMS:
+            raise ValueError(f"platform must be one of {', '.join(contract.PLATFORMS)}")
+
+    @property
+    def app_image(self) -> str:
+        return f"{self.app_image_prefix}:{self.node_major}-slim"
+
+    @property
+    def pull_secret_name(self) -> str:
+        return pull_secret_name(self.app_name)
+
+
+def pull_secret_name(app_name: str) -> str:
+    return f"{app_name}-pull"
+
+
+def selector_labels(app_name: str) -> dict[str, str]:
+    """What the Deployment and Service select on: stable across deployments of the app."""
+    return {"app": "aether", "app_name": app_name}
+
+
+def workload_labels(app_name: str, deployment_id: str) -> dict[str, str]:
+    return {**selector_labels(app_name), "deployment_id": deployment_id}
+
+
+def workload_manifests(spec: WorkloadSpec, pull_token: str) -> list[dict[str, Any]]:
+    """The app's Secret, Deployment and Service, in the order they must be applied."""
+    if not pull_token:
+        raise ValueError("a pull token is required")
+    return [_secret(spec, pull_token), _deployment(spec), _service(spec)]
+
+
+def _metadata(spec: WorkloadSpec, name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": spec.namespace,
+        "labels": workload_labels(spec.app_name, spec.deployment_id),
+        "annotations": {DIGEST_ANNOTATION: spec.digest, DEPLOYMENT_ANNOTATION: spec.deployment_id},
+    }
+
+
+def _secret(spec: WorkloadSpec, pull_token: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _metadata(spec, spec.pull_secret_name),
+        "type": "Opaque",
+        "stringData": {PULL_TOKEN_KEY: pull_token},
+    }
+
+
+def _container_security() -> dict[str, Any]:
+    return {
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _fetch_container(spec: WorkloadSpec) -> dict[str, Any]:
+    limits = spec.resources
+    # Only a manifest says its format: an archive's pod spec stays what it always was.
+    layered = spec.artifact_kind == contract.ArtifactKind.MANIFEST
+    format_env = [{"name": "AETHER_ARTIFACT_FORMAT", "value": "manifest"}] if layered else []
+    return {
+        "name": FETCH_CONTAINER,
+        "image": spec.fetcher_image,
+        "imagePullPolicy": "IfNotPresent",
+        "env": [
+            {"name": "AETHER_ARTIFACT_URL", "value": spec.artifact_url},
+            {"name": "AETHER_ARTIFACT_DIGEST", "value": spec.digest},
+            {"name": "AETHER_DEST", "value": APP_DIR},
+            *format_env,
+            {
+                "name": "AETHER_PULL_TOKEN",
+                "valueFrom": {
+                    "secretKeyRef": {"name": spec.pull_secret_name, "key": PULL_TOKEN_KEY}
+                },
+            },
+        ],
+        "volumeMounts": [{"name": "app", "mountPath": APP_DIR}],
+        "resources": {
+            "requests": {"cpu": limits.fetch_cpu_request, "memory": limits.fetch_memory_request},
+            "limits": {"cpu": limits.fetch_cpu_limit, "memory": limits.fetch_memory_limit},
+        },
+        "securityContext": _container_security(),
+        # The fetcher's last stderr line ("fetch: error: digest mismatch ...") becomes the
+        # termination message, so the reason shows in the pod's status.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def _app_container(spec: WorkloadSpec) -> dict[str, Any]:
+    limits = spec.resources
+    env = [{"name": name, "value": spec.env[name]} for name in sorted(spec.env)]
+    env.append({"name": "PORT", "value": str(spec.port)})
+    return {
+        "name": APP_CONTAINER,
+        "image": spec.app_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["sh", "-c", spec.start_command.strip() or contract.DEFAULT_START_COMMAND],
+        "workingDir": APP_DIR,
+        "env": env,
+        "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
+        # TCP, not HTTP GET /: the contract with an app is "listen on $PORT"; many APIs answer
+        # 404 (a probe failure) or need auth on /, and would never become ready.
+        "readinessProbe": {
+            "tcpSocket": {"port": "http"},
+            "initialDelaySeconds": 1,
+            "periodSeconds": 2,
+            "timeoutSeconds": 2,
+            "failureThreshold": 3,
+            "successThreshold": 1,
+        },
+        "volumeMounts": [
+            {"name": "app", "mountPath": APP_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the pod's own emptyDir
+        ],
+        "resources": {
+            "requests": {"cpu": limits.cpu_request, "memory": limits.memory_request},
+            "limits": {"cpu": limits.cpu_limit, "memory": limits.memory_limit},
+        },
+        "securityContext": _container_security(),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def _deployment(spec: WorkloadSpec) -> dict[str, Any]:
+    labels = workload_labels(spec.app_name, spec.deployment_id)
+    annotations = {DIGEST_ANNOTATION: spec.digest, DEPLOYMENT_ANNOTATION: spec.deployment_id}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(spec, spec.app_name),
+        "spec": {
+            "replicas": spec.replicas,
+            # Only the stable labels: a new deployment_id rolls this same Deployment.
+            "selector": {"matchLabels": selector_labels(spec.app_name)},
+            # The old pods keep serving until the new ones are ready; a failed rollout leaves
+            # the previous version up.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
+            },
+            "progressDeadlineSeconds": spec.progress_deadline_seconds,
+            "revisionHistoryLimit": spec.revision_history_limit,
+            "template": {
+                "metadata": {"labels": labels, "annotations": annotations},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    # Only nodes that can run the artifact's native code (its addons).
+                    "nodeSelector": contract.node_selector(spec.platform),
+                    "securityContext": {
+                        "runAsUser": RUN_AS,
+                        "runAsGroup": RUN_AS,
+                        "fsGroup": RUN_AS,
+                        "runAsNonRoot": True,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "initContainers": [_fetch_container(spec)],
+                    "containers": [_app_container(spec)],
+                    "volumes": [
+                        {
+                            "name": "app",
+                            "emptyDir": {"sizeLimit": spec.resources.app_volume_limit},
+                        },
+                        {
+                            "name": "tmp",
+                            "emptyDir": {"sizeLimit": spec.resources.tmp_volume_limit},
+                        },
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _service(spec: WorkloadSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(spec, spec.app_name),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(spec.app_name),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def label_selector(app_name: str, deployment_id: str | None = None) -> str:
+    """The label selector for the app's objects, or for one deployment's pods."""
+    labels = (
+        workload_labels(app_name, deployment_id) if deployment_id else selector_labels(app_name)
+    )
+    return ",".join(f"{key}={value}" for key, value in labels.items())

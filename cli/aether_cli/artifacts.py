@@ -16,10 +16,11 @@ from typing import IO
 
 import requests
 
-from aether_cli.client import ApiClient, backoff_delay, describe_connection_error
+from aether_cli.client import ApiClient
 from aether_cli.errors import ApiError, InternalError, LocalIOError, NetworkError
 from aether_cli.log import get_logger
 from aether_cli.output import Output
+from aether_cli.retry import describe_connection_error, send_with_retries
 
 UPLOAD_TIMEOUT = (10.0, 300.0)  # storage may hash a large body before it answers
 _CHUNK = 256 * 1024
@@ -134,43 +135,37 @@ def put_file(
     # disagree with what was signed.
     storage.headers.clear()
     host = re.sub(r"^(https?://[^/?#]+).*$", r"\1", url)
-    attempt = 0
+
+    def send() -> requests.Response:
+        with path.open("rb") as handle, output.progress(size_bytes, "uploading") as advance:
+            return storage.put(
+                url,
+                data=ProgressReader(handle, size_bytes, advance),
+                headers=dict(headers),
+                auth=NoAuth(),
+                timeout=UPLOAD_TIMEOUT,
+            )
+
     try:
-        while True:
-            try:
-                with path.open("rb") as handle, output.progress(size_bytes, "uploading") as advance:
-                    response = storage.put(
-                        url,
-                        data=ProgressReader(handle, size_bytes, advance),
-                        headers=dict(headers),
-                        auth=NoAuth(),
-                        timeout=UPLOAD_TIMEOUT,
-                    )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                reason = describe_connection_error(exc)
-                if attempt < retries:
-                    delay = backoff_delay(attempt, backoff)
-                    log.warning("upload to %s: %s; retrying in %.1fs", host, reason, delay)
-                    sleep(delay)
-                    attempt += 1
-                    continue
-                raise NetworkError(f"cannot upload the artifact to {host}: {reason}") from exc
-            except OSError as exc:
-                raise LocalIOError(f"cannot read the artifact {path}: {exc.strerror}") from exc
-            if response.status_code >= 500 and attempt < retries:
-                delay = backoff_delay(attempt, backoff)
-                log.warning(
-                    "upload to %s: HTTP %d; retrying in %.1fs", host, response.status_code, delay
-                )
-                sleep(delay)
-                attempt += 1
-                continue
-            if response.status_code >= 400:
-                raise _storage_error(response, host)
-            log.info("uploaded %s bytes", f"{size_bytes:,}")
-            return
+        response = send_with_retries(
+            send,
+            what=f"upload to {host}",
+            retries=retries,
+            backoff=backoff,
+            transient=lambda answer: answer.status_code >= 500,
+            sleep=sleep,
+        )
+    # A ConnectionError is an OSError too: it must be told apart from a local read first.
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        reason = describe_connection_error(exc)
+        raise NetworkError(f"cannot upload the artifact to {host}: {reason}") from exc
+    except OSError as exc:
+        raise LocalIOError(f"cannot read the artifact {path}: {exc.strerror}") from exc
     finally:
         storage.close()
+    if response.status_code >= 400:
+        raise _storage_error(response, host)
+    log.info("uploaded %s bytes", f"{size_bytes:,}")
 
 
 def _storage_error(response: requests.Response, host: str) -> Exception:

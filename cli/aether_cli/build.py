@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from aether_cli.artifact_tree import artifact_entries
+from aether_cli.atomic import write_atomic
 from aether_cli.closure import Closure, production_closure
 from aether_cli.ignore import IgnoreRules
 from aether_cli.native import NativeAddon, check_addon
@@ -208,10 +209,7 @@ def _with_shim(tool: Tool, shims: Path) -> Tool:
     shim = shims / tool.manager.name
     script = "#!/bin/sh\nexec " + " ".join(shlex.quote(a) for a in tool.argv) + ' "$@"\n'
     if not shim.is_file() or shim.read_text() != script:
-        tmp = shim.with_name(shim.name + ".tmp")
-        tmp.write_text(script)
-        tmp.chmod(0o755)
-        tmp.replace(shim)
+        write_atomic(shim, script, mode=0o755)
     return Tool(tool.manager, (tool.manager.name,), tool.version)
 
 
@@ -628,6 +626,4 @@ def _read_json(path: Path) -> Any:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, sort_keys=True, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(data, sort_keys=True, indent=1) + "\n")

@@ -9,7 +9,6 @@ idempotent (an artifact by digest, a deployment of the same app+digest+config).
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,7 @@ from aether_cli.errors import (
     UnsupportedError,
 )
 from aether_cli.log import get_logger
+from aether_cli.retry import describe_connection_error, send_with_retries
 
 if TYPE_CHECKING:
     from aether_cli.config import Settings
@@ -56,31 +56,6 @@ class BearerAuth(requests.auth.AuthBase):
         if self._token:
             request.headers["Authorization"] = f"Bearer {self._token}"
         return request
-
-
-def backoff_delay(attempt: int, base: float, cap: float = 8.0) -> float:
-    """Exponential backoff with full jitter on top: base·2ⁿ plus up to base."""
-    return float(min(cap, base * 2.0**attempt)) + random.uniform(0, base)  # noqa: S311 - jitter
-
-
-def describe_connection_error(exc: BaseException) -> str:
-    """A few words for why a connection failed, without urllib3's object reprs."""
-    text = str(exc)
-    for needle, words in (
-        ("Connection refused", "connection refused"),
-        ("Name or service not known", "unknown host"),
-        ("nodename nor servname", "unknown host"),
-        ("Temporary failure in name resolution", "unknown host"),
-        ("timed out", "timed out"),
-        ("Connection reset", "connection reset"),
-        ("CERTIFICATE_VERIFY_FAILED", "TLS certificate not trusted"),
-        ("RemoteDisconnected", "connection closed by the server"),
-    ):
-        if needle in text:
-            return words
-    if isinstance(exc, requests.Timeout):
-        return "timed out"
-    return type(exc).__name__
 
 
 class ApiClient:
@@ -305,59 +280,44 @@ class ApiClient:
             # response, which would corrupt the next response on a kept-alive
             # connection: a HEAD gets a connection of its own, closed after it.
             headers["Connection"] = "close"
-        attempt = 0
-        while True:
+
+        def send() -> requests.Response:
             started = time.monotonic()
             http = self._http if method != "HEAD" else self._one_off_session()
             try:
                 response = http.request(
-                    method,
-                    url,
-                    params=params,
-                    json=json,
-                    headers=headers,
-                    timeout=self.timeout,
+                    method, url, params=params, json=json, headers=headers, timeout=self.timeout
                 )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                reason = describe_connection_error(exc)
-                if retryable and attempt < self.retries:
-                    self._wait(attempt, f"{method} {url}: {reason}")
-                    attempt += 1
-                    continue
-                raise NetworkError(
-                    f"cannot reach the control plane at {self.base_url}: {reason}"
-                ) from exc
             finally:
                 if http is not self._http:
                     http.close()
-            self._log.debug(
-                "%s %s -> %s (%.0f ms)",
-                method,
-                url,
-                response.status_code,
-                (time.monotonic() - started) * 1000,
-            )
-            if response.status_code in RETRY_STATUSES and retryable and attempt < self.retries:
-                self._wait(attempt, f"{method} {url}: HTTP {response.status_code}", response)
-                attempt += 1
-                continue
-            if response.status_code >= 400:
-                raise self._error(response, method, segments)
+            elapsed = (time.monotonic() - started) * 1000
+            self._log.debug("%s %s -> %s (%.0f ms)", method, url, response.status_code, elapsed)
             return response
+
+        try:
+            response = send_with_retries(
+                send,
+                what=f"{method} {url}",
+                retries=self.retries if retryable else 0,
+                backoff=self.backoff,
+                transient=lambda answer: answer.status_code in RETRY_STATUSES,
+                sleep=self._sleep,
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            reason = describe_connection_error(exc)
+            raise NetworkError(
+                f"cannot reach the control plane at {self.base_url}: {reason}"
+            ) from exc
+        if response.status_code >= 400:
+            raise self._error(response, method, segments)
+        return response
 
     def _one_off_session(self) -> requests.Session:
         session = requests.Session()
         session.auth = self._http.auth
         session.headers.update(self._http.headers)
         return session
-
-    def _wait(self, attempt: int, what: str, response: requests.Response | None = None) -> None:
-        delay = backoff_delay(attempt, self.backoff)
-        retry_after = response.headers.get("Retry-After") if response is not None else None
-        if retry_after and retry_after.isdigit():
-            delay = max(delay, min(float(retry_after), 10.0))
-        self._log.warning("%s; retrying in %.1fs (%d/%d)", what, delay, attempt + 1, self.retries)
-        self._sleep(delay)
 
     def _error(
         self, response: requests.Response, method: str, segments: tuple[str, ...]

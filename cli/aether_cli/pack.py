@@ -21,12 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from aether_cli.atomic import atomic_write
 from aether_cli.ignore import IgnoreRules
 from aether_cli.pgzip import BLOCK_SIZE, ParallelGzipWriter
 from aether_cli.tar_format import padding, tar_header
@@ -270,34 +271,14 @@ def _write_large_file(gz: ParallelGzipWriter, entry: Entry) -> ManifestEntry:
     return ManifestEntry(entry.path, "file", entry.mode, entry.size, digest.hexdigest())
 
 
-class _atomic_file:
-    """Write to a temporary file beside ``path``; rename over it only on success."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file: BinaryIO | None = None
-        self._tmp = Path()
-
-    def __enter__(self) -> BinaryIO:
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        except OSError as exc:
-            raise PackError(f"cannot write in {self.path.parent}: {exc.strerror or exc}") from None
-        self._tmp = Path(tmp)
-        self._file = os.fdopen(fd, "wb")
-        return self._file
-
-    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        assert self._file is not None
-        try:
-            self._file.close()
-            if exc_type is None:
-                self._tmp.chmod(0o644)  # mkstemp makes it 0600
-                self._tmp.replace(self.path)
-        except OSError as exc:
-            raise PackError(f"cannot write {self.path}: {exc.strerror or exc}") from None
-        finally:
-            self._tmp.unlink(missing_ok=True)
+@contextmanager
+def _atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """``atomic_write``, its failures (and the block's writes') as a ``PackError``."""
+    try:
+        with atomic_write(path) as handle:
+            yield handle
+    except OSError as exc:
+        raise PackError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _write_manifest(

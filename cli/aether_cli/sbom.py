@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aether_cli import __version__
+from aether_cli.atomic import write_atomic
 
 if TYPE_CHECKING:
     from aether_cli.build import BuildResult
@@ -35,9 +36,7 @@ _SPDX_ID = re.compile(r"[A-Za-z0-9.+-]+")
 
 def write_sbom(built: BuildResult, packed: PackResult, path: Path) -> Path:
     bom = sbom_for(built, packed.digest)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(bom, indent=2, sort_keys=True, ensure_ascii=False) + "\n", "utf-8")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(bom, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     return path
 
 

@@ -9,12 +9,12 @@ never half of one).
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from aether_cli.atomic import write_atomic
 from aether_cli.errors import ConfigError, LocalIOError
 
 SESSION_MODE = 0o600
@@ -96,22 +96,7 @@ def save(path: Path, session: Session) -> None:
     body = json.dumps(asdict(session), indent=2, sort_keys=True) + "\n"
     try:
         path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, SESSION_MODE)
-        try:
-            # The umask can only remove bits from 0600; fchmod makes it exact.
-            os.fchmod(fd, SESSION_MODE)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                fd = -1
-                handle.write(body)
-                handle.flush()
-                os.fsync(handle.fileno())
-            tmp.replace(path)
-        except BaseException:
-            if fd >= 0:
-                os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
+        write_atomic(path, body, mode=SESSION_MODE, durable=True)
     except OSError as exc:
         raise LocalIOError(f"cannot write the session file {path}: {exc.strerror}") from exc
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import nacl.signing
 
+from aether_cli.atomic import write_atomic
 from aether_cli.errors import ConfigError
 
 _SEED = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -78,8 +79,4 @@ def write_new_key(path: Path) -> nacl.signing.SigningKey:
 
 def write_signature(path: Path, signature_hex: str) -> None:
     """Write ``<artifact>.sig`` whole or not at all."""
-    import os
-
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(signature_hex + "\n", encoding="ascii")
-    tmp.replace(path)
+    write_atomic(path, signature_hex + "\n")

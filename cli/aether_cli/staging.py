@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from aether_cli.atomic import write_atomic
 from aether_cli.ignore import ENV_TAG, IgnoreRules
 from aether_cli.tree import Entry, Skipped, collect_entries
 
@@ -160,9 +161,7 @@ def _read_state(path: Path) -> dict[str, list[object]]:
 
 
 def _write_state(path: Path, state: dict[str, list[object]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"version": _STATE_VERSION, "paths": state}), encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, json.dumps({"version": _STATE_VERSION, "paths": state}))
 
 
 def remove_outputs(mirror: Path, state_file: Path) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from nacl.signing import SigningKey
 
-from chalicelib import contract, kube, layers
+from chalicelib import contract, layers, manifests
 from tests.conftest import Api
 from tests.uploads import put, random_bytes, request_upload, sign, upload
 from tests.verification.delivery import deliver_pending_events
@@ -247,7 +247,7 @@ def test_the_openapi_document_carries_the_kind(api: Api) -> None:
 
 def test_only_a_manifests_pods_are_told_their_format() -> None:
     def fetch_env(kind: contract.ArtifactKind) -> dict[str, Any]:
-        spec = kube.WorkloadSpec(
+        spec = manifests.WorkloadSpec(
             app_name="shop",
             deployment_id="d1",
             digest="a" * 64,
@@ -259,7 +259,7 @@ def test_only_a_manifests_pods_are_told_their_format() -> None:
             artifact_url="http://api/artifacts/" + "a" * 64 + "/download",
             artifact_kind=kind,
         )
-        deployment = kube.workload_manifests(spec, "token")[1]
+        deployment = manifests.workload_manifests(spec, "token")[1]
         fetch = deployment["spec"]["template"]["spec"]["initContainers"][0]
         return {item["name"]: item.get("value") for item in fetch["env"]}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -18,6 +19,7 @@ import requests
 
 from aether_cli.client import ApiClient
 from aether_cli.errors import ApiError, InternalError, LocalIOError, NetworkError
+from aether_cli.layers import LayeredArtifact
 from aether_cli.log import get_logger
 from aether_cli.output import Output
 from aether_cli.retry import describe_connection_error, send_with_retries
@@ -58,6 +60,93 @@ class ProgressReader:
             yield chunk
 
 
+@dataclass(frozen=True)
+class LayerUpload:
+    role: str
+    digest: str
+    size: int
+    path: Path
+    uploaded: bool
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "role": self.role,
+            "digest": self.digest,
+            "size": self.size,
+            "path": str(self.path),
+            "uploaded": self.uploaded,
+        }
+
+
+@dataclass(frozen=True)
+class Published:
+    """What publishing sent: per layer, and the bytes in all (manifest included)."""
+
+    layers: tuple[LayerUpload, ...]
+    uploaded_bytes: int
+
+    @property
+    def uploaded(self) -> bool:
+        return self.uploaded_bytes > 0
+
+
+def ensure_layered_uploaded(
+    client: ApiClient,
+    output: Output,
+    *,
+    app: str,
+    artifact: LayeredArtifact,
+    runtime: str,
+    platform: str,
+    signature_hex: str | None,
+) -> Published:
+    """Make the platform hold the manifest and every layer, uploading only what it lacks.
+
+    A layer the platform holds for this app (an unchanged ``node_modules``) is not sent
+    again; the manifest goes last, once every layer it names is there.
+    """
+    log = get_logger()
+    held = client.artifact_exists(artifact.digest, app)
+    if held:
+        log.info("artifact %s is already on the platform; nothing to upload", artifact.digest[:12])
+    layers: list[LayerUpload] = []
+    sent = 0
+    for role, packed in artifact.layers:
+        uploaded = not held and _upload(
+            client,
+            output,
+            app=app,
+            path=packed.artifact,
+            digest=packed.digest,
+            size_bytes=packed.size_bytes,
+            runtime=runtime,
+            platform=platform,
+            signature_hex=None,
+            kind="layer",
+            what=f"{role} layer",
+        )
+        sent += packed.size_bytes if uploaded else 0
+        layers.append(
+            LayerUpload(role, packed.digest, packed.size_bytes, packed.artifact, uploaded)
+        )
+    if not held and _upload(
+        client,
+        output,
+        app=app,
+        path=artifact.manifest,
+        digest=artifact.digest,
+        size_bytes=artifact.manifest_bytes,
+        runtime=runtime,
+        platform=platform,
+        signature_hex=signature_hex,
+        kind="manifest",
+        what="manifest",
+        check_first=False,
+    ):
+        sent += artifact.manifest_bytes
+    return Published(tuple(layers), sent)
+
+
 def ensure_uploaded(
     client: ApiClient,
     output: Output,
@@ -70,11 +159,42 @@ def ensure_uploaded(
     platform: str,
     signature_hex: str | None,
 ) -> bool:
-    """Make the platform hold ``artifact``; True when bytes were uploaded."""
+    """Make the platform hold the single archive ``artifact``; True when bytes were uploaded."""
+    return _upload(
+        client,
+        output,
+        app=app,
+        path=artifact,
+        digest=digest,
+        size_bytes=size_bytes,
+        runtime=runtime,
+        platform=platform,
+        signature_hex=signature_hex,
+        kind="archive",
+        what="artifact",
+    )
+
+
+def _upload(
+    client: ApiClient,
+    output: Output,
+    *,
+    app: str,
+    path: Path,
+    digest: str,
+    size_bytes: int,
+    runtime: str,
+    platform: str,
+    signature_hex: str | None,
+    kind: str,
+    what: str,
+    check_first: bool = True,
+) -> bool:
     log = get_logger()
-    if client.artifact_exists(digest, app):
-        log.info("artifact %s is already on the platform; nothing to upload", digest[:12])
+    if check_first and client.artifact_exists(digest, app):
+        log.info("%s %s is already on the platform; nothing to upload", what, digest[:12])
         return False
+    artifact = path
 
     def request_upload() -> dict[str, object]:
         return client.create_artifact(
@@ -84,6 +204,7 @@ def ensure_uploaded(
             runtime=runtime,
             platform=platform,
             signature_hex=signature_hex,
+            kind=kind,
         )
 
     try:
@@ -100,7 +221,7 @@ def ensure_uploaded(
         grant = request_upload()
     upload = grant.get("upload")
     if not isinstance(upload, dict):
-        log.info("the platform already has artifact %s; nothing to upload", digest[:12])
+        log.info("the platform already has %s %s; nothing to upload", what, digest[:12])
         return False
     url = upload.get("url")
     headers = upload.get("headers") or {}

@@ -150,11 +150,18 @@ class ApiClient:
         runtime: str,
         platform: str,
         signature_hex: str | None,
+        kind: str = "archive",
     ) -> dict[str, Any]:
         headers = {"X-Aether-Artifact-Digest": digest}
         if signature_hex:
             headers["X-Aether-Signature"] = signature_hex
-        body = {"app_name": app, "size_bytes": size_bytes, "runtime": runtime, "platform": platform}
+        body = {
+            "app_name": app,
+            "size_bytes": size_bytes,
+            "kind": kind,
+            "runtime": runtime,
+            "platform": platform,
+        }
         return self._json("POST", ("artifacts",), json=body, headers=headers, idempotent=True)
 
     def get_artifact(self, digest: str) -> dict[str, Any]:

@@ -115,8 +115,9 @@ def pack_entries(
     describe: dict[str, Any] | None = None,
     log: Callable[[str], None] = _no_log,
     threads: int | None = None,
+    archive_name: str = ARTIFACT_NAME,
 ) -> PackResult:
-    """Pack ``entries`` (sorted byte-wise by path) into ``out_dir/app.tar.gz``.
+    """Pack ``entries`` (sorted byte-wise by path) into ``out_dir/<archive_name>``.
 
     ``describe`` goes into the manifest as it is (target, runtime, native addons).
     One pass: each file is read once, its bytes going to its manifest hash and to
@@ -128,7 +129,7 @@ def pack_entries(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     out_dir = out_dir.resolve()  # results carry absolute paths
-    artifact = out_dir / ARTIFACT_NAME
+    artifact = out_dir / archive_name
     stamp = out_dir / PACK_STAMP_NAME
     tree = _tree_fingerprint(entries, describe or {})
     reused = _unchanged_pack(stamp, tree, artifact, out_dir)
@@ -151,7 +152,7 @@ def pack_entries(
 
     files = [m for m in manifest_entries if m.kind == "file"]
     manifest = out_dir / MANIFEST_NAME
-    _write_manifest(manifest, digest, size, manifest_entries, describe or {})
+    _write_manifest(manifest, artifact.name, digest, size, manifest_entries, describe or {})
     log(
         f"packed {len(files)} files ({_human(sum(m.size for m in files))}) into {artifact.name}: "
         f"{_human(size)}, sha256:{digest[:12]}"
@@ -282,13 +283,18 @@ def _atomic_file(path: Path) -> Iterator[BinaryIO]:
 
 
 def _write_manifest(
-    path: Path, digest: str, size: int, entries: list[ManifestEntry], describe: dict[str, Any]
+    path: Path,
+    name: str,
+    digest: str,
+    size: int,
+    entries: list[ManifestEntry],
+    describe: dict[str, Any],
 ) -> None:
     files = [e for e in entries if e.kind == "file"]
     head = {
         **describe,
         "schema": MANIFEST_SCHEMA,
-        "artifact": {"name": ARTIFACT_NAME, "sha256": digest, "size_bytes": size},
+        "artifact": {"name": name, "sha256": digest, "size_bytes": size},
         "file_count": len(files),
         "content_bytes": sum(e.size for e in files),
         "gzip_block_size": BLOCK_SIZE,

@@ -25,7 +25,6 @@ from aether_cli.atomic import write_atomic
 if TYPE_CHECKING:
     from aether_cli.build import BuildResult
     from aether_cli.closure import Package
-    from aether_cli.pack import PackResult
 
 SPEC_VERSION = "1.5"
 DIGEST_PROPERTY = "aether:artifact-sha256"
@@ -34,8 +33,8 @@ _HASH_ALGORITHMS = {"sha512": "SHA-512", "sha384": "SHA-384", "sha256": "SHA-256
 _SPDX_ID = re.compile(r"[A-Za-z0-9.+-]+")
 
 
-def write_sbom(built: BuildResult, packed: PackResult, path: Path) -> Path:
-    bom = sbom_for(built, packed.digest)
+def write_sbom(built: BuildResult, digest: str, path: Path) -> Path:
+    bom = sbom_for(built, digest)
     write_atomic(path, json.dumps(bom, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     return path
 

@@ -115,17 +115,29 @@ def test_first_deploy_uploads_exactly_the_signed_headers_and_follows_the_rollout
     assert result.returncode == 0, result.stderr
     out = single_json(result.stdout)
     artifact = Path(out["artifact"])
-    body = artifact.read_bytes()
-    assert out["digest"] == hashlib.sha256(body).hexdigest()
-    assert out["size_bytes"] == len(body)
-    assert artifact == project / ".aether" / "build" / "app.tar.gz"
+    manifest = artifact.read_bytes()
+    assert out["digest"] == hashlib.sha256(manifest).hexdigest()
+    assert artifact == project / ".aether" / "build" / "artifact.json"
+    # No dependencies: one layer, the app's own files.
+    (layer,) = out["layers"]
+    body = Path(layer["path"]).read_bytes()
+    assert (layer["role"], layer["size"], layer["uploaded"]) == ("app", len(body), True)
+    assert layer["digest"] == hashlib.sha256(body).hexdigest()
+    assert json.loads(manifest) == {
+        "schema": "aether.artifact/v2",
+        "app": "demo-app",
+        "layers": [{"role": "app", "digest": layer["digest"], "size": len(body)}],
+    }
+    assert out["size_bytes"] == len(body) + len(manifest) == out["uploaded_bytes"]
     assert Path(out["manifest"]).is_file()
     assert (out["sbom"], out["signature"]) == (None, None)
     assert (out["uploaded"], out["deployment_id"], out["status"]) == (True, "dep-1", "succeeded")
     assert out["url"] == "http://demo-app.example"
 
-    (put,) = fake_api.calls("PUT", r"/storage/.*")
+    # The layer first, then the manifest that names it.
+    put, put_manifest = fake_api.calls("PUT", r"/storage/.*")
     assert put.body == body
+    assert put_manifest.body == manifest
     assert put.query == {"X-Amz-Signature": ["abc"]}
     assert put.headers["content-length"] == str(len(body))
     assert (
@@ -136,12 +148,15 @@ def test_first_deploy_uploads_exactly_the_signed_headers_and_follows_the_rollout
     assert "authorization" not in put.headers
     assert TOKEN not in json.dumps(put.headers)
 
-    (post,) = fake_api.calls("POST", "/artifacts")
+    post_layer, post = fake_api.calls("POST", "/artifacts")
+    assert post_layer.headers["x-aether-artifact-digest"] == layer["digest"]
+    assert post_layer.json["kind"] == "layer"
     assert post.headers["x-aether-artifact-digest"] == out["digest"]
     assert "x-aether-signature" not in post.headers
     assert post.json == {
         "app_name": "demo-app",
-        "size_bytes": len(body),
+        "size_bytes": len(manifest),
+        "kind": "manifest",
         "runtime": "node24",
         "platform": "linux/amd64",
     }
@@ -176,6 +191,33 @@ def test_an_artifact_the_platform_has_is_not_uploaded_again(
     assert fake_api.calls("POST", "/artifacts") == []
     assert fake_api.calls("PUT", r"/storage/.*") == []
     assert fake_api.calls("GET", "/deployments/dep-1") == []
+    assert [layer["uploaded"] for layer in out["layers"]] == [False]
+    assert out["uploaded_bytes"] == 0
+
+
+def test_a_layer_the_platform_holds_is_not_uploaded_again(
+    fake_api: ScriptedServer, project: Path, tmp_path: Path
+) -> None:
+    packed = run_aether(
+        ["deploy", "--pack-only", "--format", "json", "--no-sbom"],
+        isolated_env(tmp_path),
+        cwd=project,
+    )
+    (layer,) = single_json(packed.stdout)["layers"]
+    script_happy_path(fake_api)
+    fake_api.on("HEAD", f"/artifacts/{layer['digest']}", Reply(200))
+    result = run_aether(
+        ["deploy", "--format", "json", "--no-sbom", "--no-wait"],
+        logged_in(tmp_path, fake_api),
+        cwd=project,
+    )
+    assert result.returncode == 0, result.stderr
+    out = single_json(result.stdout)
+    assert out["layers"][0]["digest"] == layer["digest"]  # the app's name is not in a layer
+    assert out["layers"][0]["uploaded"] is False
+    (put,) = fake_api.calls("PUT", r"/storage/.*")
+    assert put.body == Path(out["artifact"]).read_bytes()  # only the manifest
+    assert out["uploaded_bytes"] == len(put.body)
 
 
 def test_a_duplicate_without_upload_grant_is_not_uploaded(
@@ -213,7 +255,7 @@ def test_an_unknown_app_is_registered_and_the_request_retried_once(
         "name": "demo-app",
         "require_signature": False,
     }
-    assert len(fake_api.calls("POST", "/artifacts")) == 2
+    assert len(fake_api.calls("POST", "/artifacts")) == 3  # the layer twice, then the manifest
     assert single_json(result.stdout)["uploaded"] is True
 
 
@@ -233,8 +275,10 @@ def test_the_upload_is_retried_after_a_5xx_with_the_same_bytes(
         cwd=project,
     )
     assert result.returncode == 0, result.stderr
-    first, second = fake_api.calls("PUT", r"/storage/.*")
-    assert first.body == second.body == Path(single_json(result.stdout)["artifact"]).read_bytes()
+    first, second, manifest = fake_api.calls("PUT", r"/storage/.*")
+    layer = Path(single_json(result.stdout)["layers"][0]["path"]).read_bytes()
+    assert first.body == second.body == layer
+    assert manifest.body == Path(single_json(result.stdout)["artifact"]).read_bytes()
 
 
 def test_storage_refusing_the_upload_is_reported(
@@ -271,7 +315,10 @@ def test_signed_deploy_writes_the_signature_and_sends_it(
     out = single_json(result.stdout)
     signature = Path(out["signature"]).read_text().strip()
     assert Path(out["signature"]) == Path(out["artifact"] + ".sig")
-    assert fake_api.calls("POST", "/artifacts")[0].headers["x-aether-signature"] == signature
+    posts = fake_api.calls("POST", "/artifacts")
+    assert [post.json["kind"] for post in posts] == ["layer", "manifest"]
+    assert "x-aether-signature" not in posts[0].headers  # the manifest's signature covers it
+    assert posts[1].headers["x-aether-signature"] == signature
     verify = nacl.signing.SigningKey(bytes.fromhex(SEED)).verify_key
     verify.verify(out["digest"].encode(), bytes.fromhex(signature))
 
@@ -355,10 +402,12 @@ def test_pack_only_needs_no_login_and_no_valid_app_name(tmp_path: Path) -> None:
         cwd=project,
     )
     assert result.returncode == 0, result.stderr
-    assert single_json(result.stdout)["status"] == "packed"
+    out = single_json(result.stdout)
+    assert out["status"] == "packed"
+    assert json.loads(Path(out["artifact"]).read_bytes())["app"] is None  # no app yet
     # GNU tar reads it.
     listing = subprocess.run(
-        ["tar", "-tzf", single_json(result.stdout)["artifact"]],
+        ["tar", "-tzf", out["layers"][0]["path"]],
         capture_output=True,
         text=True,
         check=True,
@@ -469,7 +518,8 @@ def test_a_head_answer_with_a_stray_body_does_not_break_the_next_call(
         cwd=project,
     )
     assert result.returncode == 0, result.stderr
-    assert len(fake_api.calls("POST", "/artifacts")) == 1  # no retry was needed
+    # One for the layer, one for the manifest: no retry was needed.
+    assert len(fake_api.calls("POST", "/artifacts")) == 2
     assert "retrying" not in result.stderr
 
 

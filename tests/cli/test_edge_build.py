@@ -99,8 +99,9 @@ def run_artifact(artifact: Path, start_command: str, tmp_path: Path) -> requests
     from aether_cli.nodejs import ensure_node
 
     app = tmp_path / "extracted"
-    with tarfile.open(artifact) as archive:
-        archive.extractall(app, filter="data")
+    for layer in _layers(artifact):  # in the manifest's order, into one tree
+        with tarfile.open(layer) as archive:
+            archive.extractall(app, filter="data")
     node = ensure_node(24)
     port = _free_port()
     env = {"PATH": f"{node.bin_dir}:{os.environ['PATH']}", "PORT": str(port), "HOME": str(tmp_path)}
@@ -144,6 +145,7 @@ def test_each_kind_of_project_builds_an_artifact_that_runs(kind: str, tmp_path: 
     assert answer.status_code == 200
     if kind != "example":  # the example answers in plain text
         assert answer.json()["node"].startswith("v24.")
+    assert_split(Path(result["artifact"]))
     names = _names(Path(result["artifact"]))
     assert not any("/typescript/" in n or n.startswith("node_modules/typescript/") for n in names)
     assert not any(n.startswith(("apps/web", "node_modules/is-number")) for n in names)
@@ -153,9 +155,39 @@ def project_root(app_dir: Path, project: Project) -> Path:
     return app_dir.parents[len(Path(project.app).parts) - 1] if project.app else app_dir
 
 
+def _layers(artifact: Path) -> list[Path]:
+    """The layer archives ``artifact.json`` names, as the CLI left them beside it."""
+    manifest = json.loads(artifact.read_bytes())
+    layers = [
+        artifact.parent / "layers" / layer["role"] / "layer.tar.gz" for layer in manifest["layers"]
+    ]
+    for path, named in zip(layers, manifest["layers"], strict=True):
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == named["digest"]
+    return layers
+
+
+def _layer_names(artifact: Path) -> dict[str, list[tuple[str, bool]]]:
+    """Each layer's (entry name, is a directory), by role."""
+    found = {}
+    for path in _layers(artifact):
+        with tarfile.open(path) as archive:
+            found[path.parent.name] = [(m.name, m.isdir()) for m in archive.getmembers()]
+    return found
+
+
 def _names(artifact: Path) -> list[str]:
-    with tarfile.open(artifact) as archive:
-        return archive.getnames()
+    return sorted({name for layer in _layer_names(artifact).values() for name, _ in layer})
+
+
+def assert_split(artifact: Path) -> None:
+    """node_modules in the deps layer, the rest in the app layer; only a directory in both."""
+    layers = _layer_names(artifact)
+    deps, app = layers.get("deps", []), layers["app"]
+    assert deps, "every fixture project has dependencies"
+    assert all("node_modules" in name.split("/") or is_dir for name, is_dir in deps)
+    assert not any("node_modules" in name.split("/") for name, _ in app)
+    shared = {name for name, _ in deps} & {name for name, _ in app}
+    assert all(is_dir for name, is_dir in deps + app if name in shared)
 
 
 def test_an_unchanged_project_installs_builds_and_packs_nothing(tmp_path: Path) -> None:
@@ -165,7 +197,7 @@ def test_an_unchanged_project_installs_builds_and_packs_nothing(tmp_path: Path) 
     assert again["digest"] == first["digest"]
     assert "nothing to install" in again["log"]
     assert "nothing to build" in again["log"]
-    assert "reusing app.tar.gz" in again["log"]
+    assert again["log"].count("reusing layer.tar.gz") == 2  # neither layer is packed again
 
 
 def test_a_source_change_rebuilds_without_installing(tmp_path: Path) -> None:
@@ -177,6 +209,10 @@ def test_a_source_change_rebuilds_without_installing(tmp_path: Path) -> None:
     assert "nothing to install" in changed["log"]
     assert "building: npm run build" in changed["log"]
     assert changed["digest"] != first["digest"]
+    # Only the app layer changed: the dependencies are not packed again.
+    assert "deps layer: nothing changed since the last pack" in changed["log"]
+    assert changed["layers"][0]["digest"] == first["layers"][0]["digest"]
+    assert changed["layers"][1]["digest"] != first["layers"][1]["digest"]
     answer = run_artifact(Path(changed["artifact"]), changed["start_command"], tmp_path)
     assert answer.json()["message"] == "changed at the edge"
 

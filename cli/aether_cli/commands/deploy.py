@@ -1,9 +1,10 @@
 """``aether deploy``: build here, upload what the platform lacks, release, follow the rollout.
 
 Three stages, each its own function: :func:`build_artifact` (detect the project,
-install, build, keep the production closure, pack, SBOM, sign), :func:`publish`
-(skip the upload when the platform has the digest, else stream it through a
-presigned URL) and :func:`release` (create the deployment, follow its events).
+install, build, keep the production closure, pack its dependencies and its own files
+as two layers and a manifest naming them, SBOM, sign the manifest), :func:`publish`
+(upload, through presigned URLs, only the layers the platform lacks, then the
+manifest) and :func:`release` (create the deployment, follow its events).
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ from aether_cli.contract import DEFAULT_PLATFORM, ENV_NAME_PATTERN, PLATFORMS
 from aether_cli.output import Output, format_option
 
 if TYPE_CHECKING:
+    from aether_cli.artifacts import Published
     from aether_cli.build import BuildResult, NodeRuntime
     from aether_cli.client import ApiClient
     from aether_cli.config import Settings
-    from aether_cli.pack import PackResult
+    from aether_cli.layers import LayeredArtifact
     from aether_cli.project import NodeProject
 
 _ENV_KEY = re.compile(ENV_NAME_PATTERN)
-BUILD_DIR = "build"  # under .aether/: the archive, its manifest, SBOM and signature
+BUILD_DIR = "build"  # under .aether/: the layers, the manifests, SBOM and signature
 
 
 def _parse_env(
@@ -126,8 +128,9 @@ def deploy(
     packs the build output with the production dependencies, and deploys it.
 
     With --format json, stdout is one JSON object: artifact, digest, size_bytes,
-    manifest, sbom, signature, platform, runtime, uploaded, deployment_id, status
-    (and url when known); on failure {"error": {"code", "message"}}.
+    manifest, sbom, signature, platform, runtime, layers (role, digest, size, path,
+    uploaded), uploaded, uploaded_bytes, deployment_id, status (and url when known);
+    on failure {"error": {"code", "message"}}.
     """
     request = DeployRequest(
         project_dir=project_dir,
@@ -185,12 +188,12 @@ def run_deploy(request: DeployRequest) -> dict[str, Any]:
         f"Node {project.node_major} from {project.node_major_source}",
         project.manager.label,
     )
-    built, packed, sbom_path, signature = build_artifact(project, request, settings)
+    built, packed, sbom_path, signature = build_artifact(project, request, settings, app)
     summary: dict[str, Any] = {
-        "artifact": str(packed.artifact),
+        "artifact": str(packed.manifest),
         "digest": packed.digest,
         "size_bytes": packed.size_bytes,
-        "manifest": str(packed.manifest),
+        "manifest": str(packed.describe),
         "sbom": str(sbom_path) if sbom_path else None,
         "signature": str(signature[0]) if signature else None,
         "file_count": packed.file_count,
@@ -198,7 +201,18 @@ def run_deploy(request: DeployRequest) -> dict[str, Any]:
         "platform": built.platform,
         "runtime": f"node{project.node_major}",
         "start_command": built.start_command,
+        "layers": [
+            {
+                "role": role,
+                "digest": layer.digest,
+                "size": layer.size_bytes,
+                "path": str(layer.artifact),
+                "uploaded": False,
+            }
+            for role, layer in packed.layers
+        ],
         "uploaded": False,
+        "uploaded_bytes": 0,
         "deployment_id": None,
         "status": None,
     }
@@ -211,13 +225,16 @@ def run_deploy(request: DeployRequest) -> dict[str, Any]:
             summary["status"] = "packed"
         return summary
     assert app is not None
-    summary["uploaded"] = publish(
+    published = publish(
         client,
         app=app,
         packed=packed,
         built=built,
         signature_hex=signature[1] if signature else None,
     )
+    summary["layers"] = [layer.to_json() for layer in published.layers]
+    summary["uploaded"] = published.uploaded
+    summary["uploaded_bytes"] = published.uploaded_bytes
     deployment = release(client, request, project, built, app=app, digest=packed.digest)
     summary["deployment_id"] = deployment.get("deployment_id")
     summary["status"] = deployment.get("status")
@@ -227,13 +244,14 @@ def run_deploy(request: DeployRequest) -> dict[str, Any]:
 
 
 def build_artifact(
-    project: NodeProject, request: DeployRequest, settings: Settings
-) -> tuple[BuildResult, PackResult, Path | None, tuple[Path, str] | None]:
-    """Build and pack; the SBOM path and (signature file, hex) when there is one."""
+    project: NodeProject, request: DeployRequest, settings: Settings, app: str | None = None
+) -> tuple[BuildResult, LayeredArtifact, Path | None, tuple[Path, str] | None]:
+    """Build and pack for ``app`` (None: no app yet, as --pack-only); the SBOM path and
+    (signature file, hex) when there is one."""
     from aether_cli.build import Reporter, build_project
+    from aether_cli.layers import pack_layers
     from aether_cli.log import get_logger
     from aether_cli.output import Output
-    from aether_cli.pack import pack_entries
     from aether_cli.signing import load_signing_key, sign_digest, write_signature
 
     log = get_logger()
@@ -251,22 +269,26 @@ def build_artifact(
         fresh=request.clean,
     )
     with out.step("packing the artifact"):
-        packed = pack_entries(
-            built.entries, work_dir / BUILD_DIR, describe=built.describe(), log=engine_log
+        packed = pack_layers(
+            built.entries, work_dir / BUILD_DIR, app=app, describe=built.describe(), log=engine_log
         )
     log.debug(
-        "packed %s files into %s (%s bytes), sha256 %s",
+        "packed %s files into %s (%s bytes in %s layers), sha256 %s",
         packed.file_count,
-        packed.artifact,
+        packed.manifest,
         f"{packed.size_bytes:,}",
+        len(packed.layers),
         packed.digest,
     )
     sbom_path = None
     if request.sbom:
         from aether_cli.sbom import write_sbom
 
-        sbom_path = write_sbom(built, packed, work_dir / BUILD_DIR / "sbom.json")
-    signature_path = packed.artifact.with_name(packed.artifact.name + ".sig")
+        sbom_path = write_sbom(built, packed.digest, work_dir / BUILD_DIR / "sbom.json")
+    # Single-archive packs of earlier versions: they describe other bytes now.
+    for stale in ("app.tar.gz", "app.tar.gz.sig", "pack-stamp.json"):
+        (work_dir / BUILD_DIR / stale).unlink(missing_ok=True)
+    signature_path = packed.manifest.with_name(packed.manifest.name + ".sig")
     if signing_key is None:
         # A signature left from an earlier pack would describe other bytes.
         signature_path.unlink(missing_ok=True)
@@ -300,22 +322,20 @@ def publish(
     client: ApiClient,
     *,
     app: str,
-    packed: PackResult,
+    packed: LayeredArtifact,
     built: BuildResult,
     signature_hex: str | None,
-) -> bool:
-    """Make the platform hold the artifact; True when bytes were uploaded."""
-    from aether_cli.artifacts import ensure_uploaded
+) -> Published:
+    """Make the platform hold the artifact, sending only the layers it lacks."""
+    from aether_cli.artifacts import ensure_layered_uploaded
     from aether_cli.output import Output
 
     output = click.get_current_context().find_object(Output) or Output()
-    return ensure_uploaded(
+    return ensure_layered_uploaded(
         client,
         output,
         app=app,
-        artifact=packed.artifact,
-        digest=packed.digest,
-        size_bytes=packed.size_bytes,
+        artifact=packed,
         runtime=f"node{built.project.node_major}",
         platform=built.platform,
         signature_hex=signature_hex,
@@ -390,6 +410,8 @@ def _render(out: Output, summary: dict[str, Any]) -> None:
         out.line(f"{verb} {summary['artifact']}")
         out.line(f"  digest    {summary['digest']}")
         out.line(f"  size      {summary['size_bytes']:,} bytes, {summary['file_count']} files")
+        for layer in summary["layers"]:
+            out.line(f"  {layer['role']:<9} {layer['size']:,} bytes, sha256:{layer['digest'][:12]}")
         out.line(f"  target    {summary['platform']}, {summary['runtime']}")
         out.line(f"  start     {summary['start_command']}")
         if summary.get("app"):
@@ -411,5 +433,11 @@ def _render(out: Output, summary: dict[str, Any]) -> None:
         f"  digest      {summary['digest']}"
         + ("" if summary["uploaded"] else " (already uploaded)")
     )
+    if summary["uploaded"]:
+        sent = [layer["role"] for layer in summary["layers"] if layer["uploaded"]]
+        out.line(
+            f"  uploaded    {summary['uploaded_bytes']:,} bytes"
+            + (f" ({', '.join(sent)} layer{'s' if len(sent) > 1 else ''})" if sent else "")
+        )
     if summary.get("url"):
         out.line(f"  url         {summary['url']}")

@@ -1,8 +1,8 @@
 """The main job on the embedded stack, as ``make demo`` runs it, through the real CLI.
 
 Deploy → the app answers → an unchanged redeploy uploads nothing → a source
-change rolls out a new digest at the same URL → rollback brings the old answer
-back → a tampered artifact never runs.
+change uploads only the app layer and rolls out a new digest at the same URL →
+rollback brings the old answer back → a tampered artifact never runs.
 """
 
 from __future__ import annotations
@@ -75,6 +75,10 @@ def test_deploy_redeploy_change_rollback_and_refuse_tampering(
 ) -> None:
     first = aether(stack, "deploy", "--path", str(project))
     assert (first["uploaded"], first["status"]) == (True, "succeeded")
+    assert [(layer["role"], layer["uploaded"]) for layer in first["layers"]] == [
+        ("deps", True),
+        ("app", True),
+    ]
     url = first["url"]
     assert url.startswith("http://127.0.0.1:")
     assert answer(url) == "hello from aether (hello-express 1.0.0)\n"
@@ -89,6 +93,14 @@ def test_deploy_redeploy_change_rollback_and_refuse_tampering(
     changed = aether(stack, "deploy", "--path", str(project))
     assert changed["uploaded"] is True
     assert changed["digest"] != first["digest"]
+    # A source-only change: the dependencies layer is the one the platform holds.
+    deps, app = changed["layers"]
+    assert (deps["digest"], deps["uploaded"], app["uploaded"]) == (
+        first["layers"][0]["digest"],
+        False,
+        True,
+    )
+    assert changed["uploaded_bytes"] < 0.05 * changed["size_bytes"]
     assert changed["url"] == url
     assert answer(url) == "hello again from aether (hello-express 1.0.0)\n"
 

@@ -1,6 +1,7 @@
 """Deploy latency: `aether deploy` until the app answers, beside a server-side build.
 
     .venv/bin/python bench/deploy_bench.py [--reps 5] [--apps small,typescript,large]
+        [--scenarios cold,unchanged,source-only,dependency-change]
 
 Starts a private embedded stack (`python -m infra.local up` in a temporary state
 directory on free loopback ports; stopped again at the end, also on failure) and
@@ -25,7 +26,14 @@ URL it reports:
 * cold: a fresh app name, so the whole artifact is uploaded;
 * unchanged: redeploy of the bench app with nothing changed (no upload);
 * source-only: a comment line appended to the entry file, then a deploy (new
-  digest, upload, rollout).
+  digest, only the app layer uploaded, rollout);
+* dependency-change: one small package added to (or, the next repetition, removed
+  from) package.json and the lockfile with `npm install --package-lock-only` (untimed),
+  then a deploy: the CLI installs again, packs and uploads the dependencies layer (and
+  the app layer, which holds package.json), and rolls out.
+
+Each deploy's bytes uploaded (layers and manifest) are printed beside the artifact's
+total size; the last line is the summary as one JSON object.
 
 "rollout" is the part of our time from the end of the upload step (the CLI's last
 log record before it reports the new deployment) to the first successful GET.
@@ -76,7 +84,8 @@ ROOT = HERE.parent
 
 WORK = HERE / ".work" / "deploy"
 AETHER = str(Path(sys.executable).with_name("aether"))
-SCENARIOS = ("cold", "unchanged", "source-only")
+SCENARIOS = ("cold", "unchanged", "source-only", "dependency-change")
+EXTRA_PACKAGE = "is-number@7.0.0"  # what the dependency change adds and removes
 APPS = ("small", "typescript", "large")
 INSTALL_SKIPPED = "dependencies unchanged since the last install: nothing to install"
 BASELINE_BUCKET = "aether-bench-baseline"
@@ -123,9 +132,11 @@ class Deploy:
     uploaded: bool
     digest: str
     size_bytes: int
+    uploaded_bytes: int = 0
+    uploaded_layers: tuple[str, ...] = ()
 
 
-def deploy(stack: PrivateStack, project: Path, app: str) -> Deploy:
+def deploy(stack: PrivateStack, project: Path, app: str, *, installs: bool = False) -> Deploy:
     """One `aether deploy` process, timed until its URL answers."""
     env = {**stack.cli_env(), "AETHER_LOG_FORMAT": "json", "AETHER_LOG_LEVEL": "info"}
     command = [AETHER, "deploy", "--app", app, "--path", str(project), "--format", "json"]
@@ -142,8 +153,10 @@ def deploy(stack: PrivateStack, project: Path, app: str) -> Deploy:
 
     records = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     messages = [r["message"] for r in records]
-    if INSTALL_SKIPPED not in messages:
-        raise RuntimeError(f"the deploy of {project} installed dependencies again")
+    if (INSTALL_SKIPPED in messages) == installs:
+        raise RuntimeError(
+            f"the deploy of {project} installed {'nothing' if installs else 'again'}"
+        )
     created = next(i for i, m in enumerate(messages) if m.startswith("deployment "))
     upload_done = datetime.fromisoformat(records[created - 1]["ts"].replace("Z", "+00:00"))
     return Deploy(
@@ -152,6 +165,8 @@ def deploy(stack: PrivateStack, project: Path, app: str) -> Deploy:
         uploaded=bool(result["uploaded"]),
         digest=result["digest"],
         size_bytes=int(result["size_bytes"]),
+        uploaded_bytes=int(result["uploaded_bytes"]),
+        uploaded_layers=tuple(layer["role"] for layer in result["layers"] if layer["uploaded"]),
     )
 
 
@@ -230,14 +245,30 @@ def _node24_env() -> dict[str, str]:
 
 @dataclass
 class AppRun:
+    scenarios: tuple[str, ...] = SCENARIOS
     ours: dict[str, list[Deploy]] = field(default_factory=lambda: {s: [] for s in SCENARIOS})
     builds: list[Build] = field(default_factory=list)
 
 
-def bench_app(stack: PrivateStack, app: str, reps: int, s3: Any) -> AppRun:
+def change_dependencies(project: Path, rep: int) -> None:
+    """Add the extra package on even repetitions, remove it on odd ones (lockfile only)."""
+    verb = "install" if rep % 2 == 0 else "uninstall"
+    package = EXTRA_PACKAGE if verb == "install" else EXTRA_PACKAGE.rpartition("@")[0]
+    quiet = ["--package-lock-only", "--no-audit", "--no-fund"]
+    subprocess.run(["npm", verb, *quiet, package], cwd=project, check=True, capture_output=True)
+
+
+def bench_app(
+    stack: PrivateStack, app: str, reps: int, s3: Any, scenarios: tuple[str, ...] = SCENARIOS
+) -> AppRun:
     project = prepare(app)
     entry = entry_file(project)
     original = entry.read_text()
+    manifests = {
+        name: (project / name).read_bytes()
+        for name in ("package.json", "package-lock.json")
+        if (project / name).is_file()
+    }
     name = f"bench-{app}"
     # Untimed warm-up: the staging install is made, the bench app exists and runs, npm's
     # cache and the page cache are warm.
@@ -246,50 +277,78 @@ def bench_app(stack: PrivateStack, app: str, reps: int, s3: Any) -> AppRun:
     print(f"{app}: {project} ({tree_size(staged) / 1e6:.0f} MB node_modules)", file=sys.stderr)
     server_build(project, s3, f"{app}/warm-up/app.tar.gz")
 
-    run = AppRun()
-    expected_upload = {"cold": True, "unchanged": False, "source-only": True}
+    run = AppRun(scenarios)
+    expected_upload = {
+        "cold": ("deps", "app"),
+        "unchanged": (),
+        "source-only": ("app",),
+        "dependency-change": ("deps", "app"),
+    }
     try:
         for rep in range(reps):
-            for scenario in SCENARIOS:
+            for scenario in scenarios:
                 if scenario == "source-only":
                     with entry.open("a") as handle:
                         handle.write(f"// deploy bench change {rep}\n")
+                if scenario == "dependency-change":
+                    change_dependencies(project, rep)
                 target = f"{name}-cold-{rep}" if scenario == "cold" else name
-                sample = deploy(stack, project, target)
-                if sample.uploaded != expected_upload[scenario]:
-                    raise RuntimeError(f"{app} {scenario}: uploaded={sample.uploaded}")
+                sample = deploy(stack, project, target, installs=scenario == "dependency-change")
+                if sample.uploaded_layers != expected_upload[scenario]:
+                    raise RuntimeError(f"{app} {scenario}: uploaded {sample.uploaded_layers}")
                 run.ours[scenario].append(sample)
             run.builds.append(server_build(project, s3, f"{app}/{rep}/app.tar.gz"))
             print(
                 f"{app} rep {rep + 1}/{reps}: "
-                + ", ".join(f"{s} {run.ours[s][-1].seconds:.2f}s" for s in SCENARIOS)
+                + ", ".join(f"{s} {run.ours[s][-1].seconds:.2f}s" for s in scenarios)
                 + f", server build {run.builds[-1].seconds:.2f}s",
                 file=sys.stderr,
             )
     finally:
         entry.write_text(original)
+        for file_name, data in manifests.items():
+            (project / file_name).write_bytes(data)
     return run
 
 
-def report(app: str, run: AppRun) -> None:
+def report(app: str, run: AppRun) -> dict[str, Any]:
     p95 = pack_bench.p95
     median = statistics.median
     builds = [b.seconds for b in run.builds]
-    rollout = {
-        "cold": median(d.rollout for d in run.ours["cold"]),
-        "source-only": median(d.rollout for d in run.ours["source-only"]),
+    # The incumbent rolls out a new artifact every time: a cold rollout for a new app,
+    # else the rollout of a changed one (ours, measured in the same run).
+    changed = next(
+        (s for s in ("source-only", "dependency-change", "cold") if run.ours.get(s)), None
+    )
+    rollout = {s: median(d.rollout for d in run.ours[s]) for s in run.scenarios}
+    baseline_rollout = {
+        s: rollout["cold"] if s == "cold" else rollout[changed or s] for s in run.scenarios
     }
-    rollout["unchanged"] = rollout["source-only"]
-    for scenario in SCENARIOS:
-        ours = [d.seconds for d in run.ours[scenario]]
-        base = [b + rollout[scenario] for b in builds]
-        reduction = 100 * (1 - p95(ours) / p95(base))
+    summary: dict[str, Any] = {}
+    for scenario in run.scenarios:
+        samples = run.ours[scenario]
+        ours = [d.seconds for d in samples]
+        base = [b + baseline_rollout[scenario] for b in builds]
+        ratio = p95(ours) / p95(base)
+        sent = max(d.uploaded_bytes for d in samples)
+        size = samples[-1].size_bytes
         print(
-            f"{app:6} {scenario:12} {median(ours):8.2f} {p95(ours):8.2f} "
-            f"{median(d.rollout for d in run.ours[scenario]):8.2f}  "
-            f"{median(base):8.2f} {p95(base):8.2f} {rollout[scenario]:8.2f}  "
-            f"{reduction:6.1f} %"
+            f"{app:6} {scenario:17} {median(ours):8.2f} {p95(ours):8.2f} "
+            f"{rollout[scenario]:8.2f}  "
+            f"{median(base):8.2f} {p95(base):8.2f} {baseline_rollout[scenario]:8.2f}  "
+            f"{100 * ratio:7.1f} %  {sent / 1e6:9.3f} {100 * sent / size:7.2f} %"
         )
+        summary[scenario] = {
+            "ours_p50_s": round(median(ours), 3),
+            "ours_p95_s": round(p95(ours), 3),
+            "baseline_p50_s": round(median(base), 3),
+            "baseline_p95_s": round(p95(base), 3),
+            "p95_of_baseline": round(ratio, 4),
+            "uploaded_bytes_max": sent,
+            "artifact_bytes": size,
+            "uploaded_layers": list(samples[-1].uploaded_layers),
+        }
+    return summary
 
 
 def details(app: str, run: AppRun) -> None:
@@ -302,7 +361,7 @@ def details(app: str, run: AppRun) -> None:
         f"artifact ours {cold.size_bytes / 1e6:.1f} MB, baseline "
         f"{run.builds[-1].size_bytes / 1e6:.1f} MB"
     )
-    for scenario in SCENARIOS:
+    for scenario in run.scenarios:
         print(f"  ours {scenario}: {[round(d.seconds, 2) for d in run.ours[scenario]]}")
     print(f"  server builds: {[round(b.seconds, 2) for b in run.builds]}")
 
@@ -317,10 +376,17 @@ def main() -> int:
     parser.add_argument(
         "--apps", default=",".join(APPS), help=f"comma-separated: {', '.join(APPS)}"
     )
+    parser.add_argument(
+        "--scenarios", default=",".join(SCENARIOS), help=f"comma-separated: {', '.join(SCENARIOS)}"
+    )
     args = parser.parse_args()
     apps = [a for a in args.apps.split(",") if a]
-    if not set(apps) <= set(APPS) or args.reps < 1:
-        parser.error(f"--apps takes {', '.join(APPS)}; --reps at least 1")
+    scenarios = tuple(s for s in SCENARIOS if s in args.scenarios.split(","))
+    unknown = set(args.scenarios.split(",")) - set(SCENARIOS)
+    if not set(apps) <= set(APPS) or args.reps < 1 or unknown or not scenarios:
+        parser.error(
+            f"--apps takes {', '.join(APPS)}; --scenarios {', '.join(SCENARIOS)}; --reps at least 1"
+        )
     signal.signal(signal.SIGTERM, _stop)
 
     import boto3
@@ -339,7 +405,7 @@ def main() -> int:
         )
         s3.create_bucket(Bucket=BASELINE_BUCKET)
         for app in apps:
-            runs[app] = bench_app(stack, app, args.reps, s3)
+            runs[app] = bench_app(stack, app, args.reps, s3, scenarios)
     elapsed = time.perf_counter() - began
 
     print(
@@ -359,14 +425,15 @@ def main() -> int:
         "(cold: our cold rollouts; unchanged, source-only: our source-only rollouts)"
     )
     print(
-        f"{'app':6} {'scenario':12} {'ours p50':>8} {'p95':>8} {'rollout':>8}  "
-        f"{'base p50':>8} {'p95':>8} {'rollout':>8}  {'p95 less':>8}"
+        f"{'app':6} {'scenario':17} {'ours p50':>8} {'p95':>8} {'rollout':>8}  "
+        f"{'base p50':>8} {'p95':>8} {'rollout':>8}  {'p95/base':>9}  {'sent MB':>9} "
+        f"{'of size':>9}"
     )
-    for app, run in runs.items():
-        report(app, run)
+    summary = {app: report(app, run) for app, run in runs.items()}
     for app, run in runs.items():
         details(app, run)
     print(f"whole run: {elapsed:.0f}s")
+    print(json.dumps({"reps": args.reps, "apps": summary}, sort_keys=True))
     return 0
 
 

@@ -61,8 +61,7 @@ BASELINE = (
 
 
 def setup() -> None:
-    from aether_cli.project import detect_project, install_production_dependencies
-
+    """The project and its lockfile; the CLI's first deploy (or pack) installs it."""
     APP.mkdir(parents=True, exist_ok=True)
     package = APP / "package.json"
     text = json.dumps(PACKAGE_JSON, indent=2) + "\n"
@@ -77,9 +76,6 @@ def setup() -> None:
             cwd=APP,
             check=True,
         )
-    install_production_dependencies(
-        detect_project(APP), log=lambda m: print(f"setup: {m}", file=sys.stderr)
-    )
 
 
 def tree_stats() -> tuple[int, int]:

@@ -156,6 +156,7 @@ def platform(value: Any) -> str:
 def artifact_kind(value: Any) -> ArtifactKind:
     if value is None:
         return ArtifactKind.ARCHIVE
-    if value not in {str(kind) for kind in ArtifactKind}:
+    # Only a string is looked up: an object or a list is not hashable, and no kind.
+    if not isinstance(value, str) or value not in {str(kind) for kind in ArtifactKind}:
         raise BadRequest(f"kind must be one of {', '.join(ArtifactKind)}")
     return ArtifactKind(value)

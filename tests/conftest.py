@@ -96,7 +96,7 @@ def control_plane(aws_environment: dict[str, str]) -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def local_api(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    """The same app served over HTTP by ``chalice local``, as ``make up`` serves it."""
+    """The same app served over HTTP by Chalice's local gateway, as ``make up`` serves it."""
     import os
     import sys
     from pathlib import Path
@@ -108,15 +108,15 @@ def local_api(control_plane: Any, tmp_path_factory: pytest.TempPathFactory) -> I
     service = start(
         "api",
         [
-            str(Path(sys.executable).with_name("chalice")),
-            "local",
+            sys.executable,
+            "-m",
+            "infra.local.api",
             "--host",
             "127.0.0.1",
             "--port",
             str(port),
             "--stage",
             "local",
-            "--no-autoreload",
         ],
         port,
         tmp_path_factory.mktemp("api") / "api.log",

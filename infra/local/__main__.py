@@ -131,15 +131,15 @@ def up(ports: Ports) -> None:
     _ensure(
         "api",
         [
-            str(Path(sys.executable).with_name("chalice")),
-            "local",
+            sys.executable,
+            "-m",
+            "infra.local.api",
             "--host",
             "127.0.0.1",
             "--port",
             str(ports.api),
             "--stage",
             "local",
-            "--no-autoreload",
         ],
         ports.api,
         {**env, "AETHER_CURSOR_SECRET": cursor_secret.read_text()},

@@ -55,8 +55,8 @@ case "${1:-}" in
     queue_url="$(.venv/bin/python -c 'import boto3; print(boto3.client("sqs").create_queue(QueueName="aether-artifact-uploads")["QueueUrl"])')"
 
     stop
-    setsid .venv/bin/chalice local --host 127.0.0.1 --port "$api_port" --stage local \
-      --no-autoreload >>"$state/logs/minio-api.log" 2>&1 &
+    setsid .venv/bin/python -m infra.local.api --host 127.0.0.1 --port "$api_port" --stage local \
+      >>"$state/logs/minio-api.log" 2>&1 &
     echo $! >"$state/pids/minio-api.pid"
     setsid .venv/bin/python -m infra.local.relay --queue-url "$queue_url" \
       --webhook-port "$webhook_port" --webhook-token-file "$state/webhook-token" \

@@ -68,6 +68,14 @@ def test_a_deployment_field_of_the_wrong_kind_is_refused(
     assert reply.json["code"] in ("bad_request", "invalid_digest")
 
 
+@pytest.mark.parametrize("kind", [{}, [], ["manifest"], 1, "MANIFEST"], ids=repr)
+def test_an_artifact_kind_that_is_no_kind_is_a_400(api: Api, app_name: str, kind: object) -> None:
+    reply = ask_upload(api, app_name, kind=kind)
+    assert reply.status == 400, reply.body
+    assert reply.json["message"].startswith("kind must be one of")
+    assert api.get(f"/artifacts?app_name={app_name}").json["artifacts"] == []
+
+
 def test_an_empty_signature_header_is_a_bad_signature(api: Api, app_name: str) -> None:
     reply = ask_upload(api, app_name, headers={"x-aether-signature": ""})
     assert reply.status == 400
@@ -186,3 +194,82 @@ def test_only_a_cursor_this_api_returned_for_this_app_is_read(api: Api, app_name
         }
     rest = api.get(f"/apps/{app_name}/deployments?limit=2&cursor={quote(page['next_cursor'])}")
     assert [d["app_name"] for d in rest.json["deployments"]] == [app_name]
+
+
+def test_no_head_answer_carries_a_body_so_one_connection_stays_in_sync(
+    local_api: Service,
+) -> None:
+    """Every kind of HEAD answer on one kept-alive connection, each followed by a GET."""
+    url = urlsplit(local_api.url)
+    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    absent = "0" * 64
+    heads = [
+        ("/healthz", {}, None),  # a GET-only route whose GET has a body
+        (f"/artifacts/{absent}", auth, 404),
+        (f"/artifacts/{absent}", {}, 401),  # no token
+        (f"/artifacts/{absent}", {"Authorization": "Bearer nope"}, 401),
+        (f"/artifacts/{absent}?app_name=Not_An_App", auth, 400),
+        ("/no/such/route", auth, None),  # answered by the dev server's router, not a view
+        ("/apps", auth, None),  # a route with no HEAD
+    ]
+    try:
+        for path, headers, status in heads:
+            connection.request("HEAD", path, headers=headers)
+            answer = connection.getresponse()
+            assert answer.read() == b"", path
+            if status is not None:
+                assert answer.status == status, path
+            connection.request("GET", "/healthz")
+            after = connection.getresponse()
+            assert (after.status, after.read()) == (200, b'{"status":"ok"}'), path
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"artifact_digest": 5},
+        {"artifact_digest": ["a" * 64]},
+        {"artifact_digest": None},
+        {"artifact_digest": True},
+        {"start_command": 7},
+        {"start_command": ["npm", "start"]},
+        {"env": {"A": None}},
+        {"env": {"A": 1}},
+        {"env": []},
+        {"replicas": "2"},
+        {"app_name": 5},
+    ],
+    ids=lambda b: f"{next(iter(b))}={next(iter(b.values()))!r}",
+)
+def test_a_deployment_field_of_any_other_type_is_a_400(
+    api: Api, app_name: str, body: dict[str, object]
+) -> None:
+    digest = upload(api, app_name, random_bytes())
+    deliver_pending_events()
+    before = api.get(f"/apps/{app_name}/deployments").json["deployments"]
+    reply = api.post("/deployments", {"app_name": app_name, "artifact_digest": digest, **body})
+    assert reply.status == 400, reply.body
+    assert reply.json["code"] in ("bad_request", "invalid_digest", "missing_digest")
+    assert api.get(f"/apps/{app_name}/deployments").json["deployments"] == before
+
+
+@pytest.mark.parametrize("to", [5, None, ["x"], {"deployment_id": "x"}, True])
+def test_a_rollback_target_of_another_type_is_a_400(api: Api, app_name: str, to: object) -> None:
+    reply = api.post(f"/apps/{app_name}/rollback", {"to": to})
+    assert reply.status == 400, reply.body
+    assert reply.json["code"] == "bad_request"
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["a,b", "x!=y", "app_name=other", "a b", "é", "a" * 64, "(x)", "in"],
+)
+def test_a_deployment_filter_that_is_no_id_never_reaches_the_label_selector(
+    api: Api, app_name: str, value: str
+) -> None:
+    reply = api.get(f"/apps/{app_name}/logs?deployment={quote(value)}")
+    assert reply.status == 400, reply.body
+    assert reply.json["code"] == "bad_request"

@@ -71,22 +71,27 @@ def add_public_key(principal: Principal, app_name: str, body: dict[str, Any]) ->
 
 
 def _ensure_ed25519_point(key_hex: str) -> None:
+    """A key whose signatures prove something: a canonical point of the prime-order group.
+
+    The identity, the all-zero encoding and the other points of small order are accepted by
+    a plain decoding, yet a signature under them can be forged without any private key.
+    """
+    from nacl.bindings import crypto_core_ed25519_is_valid_point
     from nacl.exceptions import CryptoError
     from nacl.signing import VerifyKey
 
     try:
-        VerifyKey(bytes.fromhex(key_hex))
+        point = bytes.fromhex(key_hex)
+        VerifyKey(point)
     except (CryptoError, ValueError) as exc:
         raise BadRequest("public_key_hex is not a valid Ed25519 public key") from exc
+    if not crypto_core_ed25519_is_valid_point(point):
+        raise BadRequest("public_key_hex is a low-order Ed25519 point, which anyone can sign for")
 
 
 def public_keys(principal: Principal, app_name: str) -> list[PublicKey]:
     app = load(principal, app_name)
     return sorted(PublicKey.query(app.name), key=lambda key: key.created_at)
-
-
-def active_keys(app_name: str) -> list[str]:
-    return [key.public_key_hex for key in PublicKey.query(app_name) if key.active]
 
 
 def deactivate_public_key(principal: Principal, app_name: str, key_id: str) -> PublicKey:

@@ -13,7 +13,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
 
-from chalicelib import apps, artifacts, payloads
+from chalicelib import apps, artifacts, payloads, verification
 from chalicelib.auth import Principal
 from chalicelib.contract import (
     DEFAULT_REPLICAS,
@@ -166,6 +166,9 @@ def _deployable_artifact(app: Application, digest: str, store: ArtifactStore) ->
     detail = artifacts.undeployable_because(artifact, store)
     if detail is not None:
         raise ArtifactNotVerified(f"artifact {digest} is not verified ({detail})")
+    distrusted = verification.signature_problem(artifact)
+    if distrusted is not None:
+        raise ArtifactNotVerified(f"artifact {digest} may not run: {distrusted}")
     return artifact
 
 

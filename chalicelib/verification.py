@@ -18,10 +18,10 @@ from urllib.parse import unquote_plus
 from aws_lambda_powertools.metrics import single_metric
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from chalicelib import apps, contract, layers
+from chalicelib import contract, layers
 from chalicelib.contract import ArtifactKind, ArtifactStatus, RejectionReason, SignatureState
 from chalicelib.observability import MetricUnit, logger, metrics
-from chalicelib.records import Application, Artifact, is_condition_failure, utcnow
+from chalicelib.records import Application, Artifact, PublicKey, is_condition_failure, utcnow
 from chalicelib.storage import ARTIFACT_PREFIX, OBJECT_NAMES, ArtifactStore
 
 _KEY = re.compile(
@@ -156,17 +156,41 @@ def manifest_problem(store: ArtifactStore, artifact: Artifact) -> RejectionReaso
 
 
 def _signed_by_active_key(app_name: str, digest: str, signature_hex: str) -> bool:
+    signer = _signer(app_name, digest, signature_hex)
+    return signer is not None and signer.active
+
+
+def _signer(app_name: str, digest: str, signature_hex: str) -> PublicKey | None:
+    """The app's key, active or not, whose signature over ``digest`` this is; an active one
+    first when several verify."""
     from nacl.exceptions import BadSignatureError
     from nacl.signing import VerifyKey
 
     signature = bytes.fromhex(signature_hex)
-    for key_hex in apps.active_keys(app_name):
+    keys = sorted(PublicKey.query(app_name), key=lambda key: not key.active)
+    for key in keys:
         try:
-            VerifyKey(bytes.fromhex(key_hex)).verify(digest.encode(), signature)
+            VerifyKey(bytes.fromhex(key.public_key_hex)).verify(digest.encode(), signature)
         except BadSignatureError:
             continue
-        return True
-    return False
+        return key
+    return None
+
+
+def signature_problem(artifact: Artifact) -> str | None:
+    """Why the signature that verified ``artifact`` no longer vouches for it, else None.
+
+    Trust is asked again whenever the artifact is about to run (a deployment or a
+    rollback): a key deactivated since takes every artifact it signed out of service.
+    """
+    if artifact.signature_state != SignatureState.VALID or artifact.signature_hex is None:
+        return None
+    signer = _signer(artifact.app_name, artifact.digest, artifact.signature_hex)
+    if signer is None:
+        return "no registered public key verifies its signature any more"
+    if not signer.active:
+        return f"it is signed by public key {signer.key_id}, which has been deactivated"
+    return None
 
 
 def _mark_verified(artifact: Artifact, signature_state: SignatureState, size: int) -> Outcome:

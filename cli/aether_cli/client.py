@@ -46,15 +46,23 @@ _DEFAULT_CODES = {
 }
 
 
-class BearerAuth(requests.auth.AuthBase):
-    """Explicit auth object, so requests never substitutes credentials from ~/.netrc."""
+TokenSource = str | Callable[[], str] | None
 
-    def __init__(self, token: str | None) -> None:
+
+class BearerAuth(requests.auth.AuthBase):
+    """Explicit auth object, so requests never substitutes credentials from ~/.netrc.
+
+    A callable token is asked before every request: a session signed in with an identity
+    provider refreshes its short-lived access token there, even in the middle of a command.
+    """
+
+    def __init__(self, token: TokenSource) -> None:
         self._token = token
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        if self._token:
-            request.headers["Authorization"] = f"Bearer {self._token}"
+        token = self._token() if callable(self._token) else self._token
+        if token:
+            request.headers["Authorization"] = f"Bearer {token}"
         return request
 
 
@@ -64,7 +72,7 @@ class ApiClient:
     def __init__(
         self,
         base_url: str,
-        token: str | None,
+        token: TokenSource,
         *,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         retries: int = 3,
@@ -364,4 +372,10 @@ def connect(settings: Settings | None = None) -> ApiClient:
     api_url, token = require_credentials(settings)
     if settings.credentials_from is None:
         return ApiClient(api_url, token)
-    return ApiClient(api_url, token, refusal_hint=REFUSAL_HINTS[settings.credentials_from])
+    source: TokenSource = token
+    saved = settings.session
+    if settings.credentials_from == "session" and saved is not None and saved.refresh_token:
+        from aether_cli.login import SessionTokens
+
+        source = SessionTokens(settings.session_path, saved)
+    return ApiClient(api_url, source, refusal_hint=REFUSAL_HINTS[settings.credentials_from])

@@ -1,6 +1,7 @@
 """The login session: ``${XDG_CACHE_HOME:-~/.cache}/aether/session.json``, mode 0600.
 
-The file holds a bearer token, so it is never readable by anyone else, not even
+The file holds a bearer token (and, after signing in with an identity provider, its refresh
+token and the access token's expiry), so it is never readable by anyone else, not even
 for an instant: it is created under a temporary name with mode 0600 by
 ``os.open`` and renamed over the old one (readers see the old or the new file,
 never half of one).
@@ -29,6 +30,12 @@ class Session:
     role: str | None = None
     token_id: str | None = None
     created_at: str | None = None
+    # Signed in with an identity provider (``aether_cli.login``): how to refresh and revoke.
+    issuer: str | None = None
+    client_id: str | None = None
+    scopes: list[str] | None = None
+    refresh_token: str | None = None
+    expires_at: str | None = None
 
 
 def cache_root(env: Mapping[str, str]) -> Path:
@@ -73,6 +80,11 @@ def load(path: Path) -> Session | None:
             role=data.get("role"),
             token_id=data.get("token_id"),
             created_at=data.get("created_at"),
+            issuer=data.get("issuer"),
+            client_id=data.get("client_id"),
+            scopes=data.get("scopes"),
+            refresh_token=data.get("refresh_token"),
+            expires_at=data.get("expires_at"),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(

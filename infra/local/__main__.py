@@ -5,7 +5,8 @@ root (or ``AETHER_STATE_DIR``): ``local.env`` (mode 0600), ``logs/``, ``pids/``,
 ``kubeconfig``, ``pods/`` (the files of the apps the local cluster runs), and the
 durable state: ``records/`` (DynamoDB's snapshot and journal), ``seaweedfs/``
 (objects, the S3 identity), ``relay-cursor.json`` (how far upload events were
-delivered) and ``service-ports.json`` (each app's loopback port).
+delivered), ``service-ports.json`` (each app's loopback port) and ``oidc/`` (the identity
+provider's signing keys and local users).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.local import processes, seaweedfs
+from infra.local import oidc, processes, seaweedfs
 from infra.local.private import read_env_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +33,7 @@ RECORDS = STATE / "records"
 SEAWEEDFS = STATE / "seaweedfs"
 RELAY_CURSOR = STATE / "relay-cursor.json"
 SERVICE_PORTS = STATE / "service-ports.json"
+OIDC = STATE / "oidc"
 APPS_NAMESPACE = "aether-apps"
 # The cluster stops its pods on SIGTERM, each with a grace period of its own: wait for that.
 CLUSTER_STOP_TIMEOUT = 20.0
@@ -48,6 +50,7 @@ class Ports:
     api: int = int(os.environ.get("AETHER_API_PORT", "8000"))
     webhook: int = int(os.environ.get("AETHER_WEBHOOK_PORT", "8001"))
     kube: int = int(os.environ.get("AETHER_KUBE_PORT", "6443"))
+    oidc: int = int(os.environ.get("AETHER_OIDC_PORT", "8002"))
 
     @property
     def seaweedfs(self) -> dict[str, int]:
@@ -71,6 +74,8 @@ def stack_environment(ports: Ports, identity: seaweedfs.Identity) -> dict[str, s
         "AETHER_PUBLIC_API_URL": f"http://127.0.0.1:{ports.api}",
         "KUBECONFIG": str(KUBECONFIG),
         "AETHER_DEFAULT_NAMESPACE": APPS_NAMESPACE,
+        # The API trusts the embedded identity provider's access tokens.
+        **oidc.api_environment(ports.oidc),
     }
 
 
@@ -128,6 +133,15 @@ def up(ports: Ports) -> None:
         env,
         before=_stop_stray_pods,
     )
+    oidc.install()
+    _ensure(
+        "oidc",
+        oidc.command(oidc.write_config(OIDC, ports.oidc)),
+        ports.oidc,
+        # The provider needs none of the stack's secrets: PATH and HOME alone.
+        {name: os.environ[name] for name in ("PATH", "HOME") if name in os.environ},
+        inherit=False,
+    )
     _ensure(
         "api",
         [
@@ -166,8 +180,15 @@ def up(ports: Ports) -> None:
         ports.webhook,
         env,
     )
-    _write_env({**env, "AETHER_TOKEN": token})
+    _write_env(
+        {
+            **env,
+            "AETHER_TOKEN": token,
+            **oidc.credentials_environment(oidc.users(OIDC)),
+        }
+    )
     print(f"aether local stack is up: API {env['AETHER_API_URL']}")
+    print(f"  sign in: aether login (users in {_shown(LOCAL_ENV)}), issuer {oidc.issuer_url(ports.oidc)}")
     print(f"  kubernetes: KUBECONFIG={_shown(KUBECONFIG)} namespace {APPS_NAMESPACE}")
     print(f"  environment: source {_shown(LOCAL_ENV)}   logs: {_shown(LOGS)}/")
 
@@ -280,7 +301,7 @@ def _write_env(values: dict[str, str]) -> None:
 
 
 # Consumers before what they consume: the records go last.
-STOP_ORDER = ("relay", "api", "cluster", "seaweedfs", "records")
+STOP_ORDER = ("relay", "api", "oidc", "cluster", "seaweedfs", "records")
 
 
 def down() -> None:
@@ -305,6 +326,7 @@ def status(ports: Ports) -> int:
         "cluster": ports.kube,
         "api": ports.api,
         "relay": ports.webhook,
+        "oidc": ports.oidc,
     }
     healthy = True
     for name, port in services.items():

@@ -74,7 +74,7 @@ class PrivateStack:
         return stopped.stdout
 
     def pid(self, name: str) -> int:
-        """The process group leader of one component (records, seaweedfs, cluster, api, relay)."""
+        """The process group leader of one component (records, seaweedfs, cluster, api, relay, oidc)."""
         return int((self.state / "pids" / f"{name}.pid").read_text())
 
     def kill(self, name: str) -> None:
@@ -98,6 +98,7 @@ def private_stack(state: Path) -> Iterator[PrivateStack]:
         "AETHER_API_PORT": str(free_port()),
         "AETHER_WEBHOOK_PORT": str(free_port()),
         "AETHER_KUBE_PORT": str(free_port()),
+        "AETHER_OIDC_PORT": str(free_port()),
         "AETHER_APP_PORT_BASE": str(free_port()),
     }
     stack = PrivateStack(state, dict(launch_env), launch_env)

@@ -188,7 +188,9 @@ def up(ports: Ports) -> None:
         }
     )
     print(f"aether local stack is up: API {env['AETHER_API_URL']}")
-    print(f"  sign in: aether login (users in {_shown(LOCAL_ENV)}), issuer {oidc.issuer_url(ports.oidc)}")
+    print(
+        f"  sign in: aether login (users in {_shown(LOCAL_ENV)}), issuer {oidc.issuer_url(ports.oidc)}"
+    )
     print(f"  kubernetes: KUBECONFIG={_shown(KUBECONFIG)} namespace {APPS_NAMESPACE}")
     print(f"  environment: source {_shown(LOCAL_ENV)}   logs: {_shown(LOGS)}/")
 

@@ -24,15 +24,30 @@ def form_action(page: requests.Response) -> str:
     return urljoin(page.url, html.unescape(match[1]))
 
 
-def sign_in(http: requests.Session, page: requests.Response, user: str, password: str) -> requests.Response:
+def sign_in(
+    http: requests.Session, page: requests.Response, user: str, password: str
+) -> requests.Response:
     """Submit the login form ``page`` shows; returns where the redirects end."""
-    return http.post(
-        form_action(page), data={"username": user, "password": password}, timeout=30
-    )
+    return http.post(form_action(page), data={"username": user, "password": password}, timeout=30)
 
 
 def hidden_fields(page: requests.Response) -> dict[str, str]:
     return {name: html.unescape(value) for name, value in HIDDEN.findall(page.text)}
+
+
+def complete(url: str, user: str, password: str, pages: int = 10) -> requests.Response:
+    """Open ``url`` and submit every form the provider shows (the device code, the login, the
+    confirmation) as a user would, until a page has none; returns that page."""
+    with requests.Session() as http:
+        page = http.get(url, timeout=30)
+        for _ in range(pages):
+            if FORM.search(page.text) is None:
+                return page
+            fields = hidden_fields(page)
+            if 'name="username"' in page.text:
+                fields.update(username=user, password=password)
+            page = http.post(form_action(page), data=fields, timeout=30)
+    raise AssertionError(f"still a form after {pages} pages: {page.text[:500]}")
 
 
 def main() -> int:

@@ -1,0 +1,332 @@
+"""Signing in with the embedded stack's OpenID provider: its login form driven by a real HTTP
+client (``tests.oidc.browser``), both flows, refresh, revocation, roles, and where tokens go."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from infra.local import oidc
+from infra.local.private import PrivateStack, private_stack
+from tests.cli.fixtures_commands import write_project
+from tests.oidc import browser
+
+AETHER = str(Path(sys.executable).with_name("aether"))
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("node") is None or not oidc.installed(),
+    reason="needs node and oidc-provider (`npm ci --prefix infra/local/oidc-provider`)",
+)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateStack]:
+    with private_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
+
+
+class Cli:
+    """The ``aether`` CLI as one user on one machine: its own config and cache directories,
+    no AETHER_TOKEN, and ``tests.oidc.browser`` as its browser."""
+
+    def __init__(self, stack: PrivateStack, home: Path, role: str) -> None:
+        self.stack = stack
+        self.home = home
+        self.user = stack.env[f"AETHER_LOCAL_{role.upper()}_USER"]
+        self.password = stack.env[f"AETHER_LOCAL_{role.upper()}_PASSWORD"]
+        env = {**stack.cli_env(), "HOME": str(home)}
+        env.pop("AETHER_TOKEN")
+        env.pop("DISPLAY", None)
+        env.pop("WAYLAND_DISPLAY", None)
+        env.update(
+            XDG_CONFIG_HOME=str(home / "config"),
+            XDG_CACHE_HOME=str(home / "cache"),
+            AETHER_TEST_SIGN_IN_USER=self.user,
+            AETHER_TEST_SIGN_IN_PASSWORD=self.password,
+            BROWSER=f"{sys.executable} -m tests.oidc.browser %s",
+            PYTHONPATH=str(ROOT),
+        )
+        self.env = env
+
+    @property
+    def session_path(self) -> Path:
+        return self.home / "cache" / "aether" / "session.json"
+
+    def session(self) -> dict[str, Any]:
+        return dict(json.loads(self.session_path.read_text()))
+
+    def run(self, *args: str, exit_code: int = 0, env: dict[str, str] | None = None) -> Any:
+        done = subprocess.run(
+            [AETHER, "--log-level", "debug", *args],
+            env=env or self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == exit_code, done.stdout + done.stderr
+        return done
+
+    def login_in_browser(self) -> subprocess.CompletedProcess[str]:
+        done: subprocess.CompletedProcess[str] = self.run(
+            "login", "--sso", "--api-url", self.stack.api_url
+        )
+        return done
+
+    def login_on_device(self, *flags: str) -> str:
+        """``aether login`` without a browser: it shows a code, entered here as a user would
+        on a phone; returns what the CLI said."""
+        env = {k: v for k, v in self.env.items() if k != "BROWSER"}
+        signing_in = subprocess.Popen(
+            [AETHER, "--log-level", "debug", "login", *flags, "--api-url", self.stack.api_url],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert signing_in.stderr is not None
+        said = ""
+        while "or open " not in said:
+            line = signing_in.stderr.readline()
+            assert line, f"the CLI ended before showing a code: {said}"
+            said += line
+        url = said.split("or open ")[1].split()[0]
+        page = browser.complete(url, self.user, self.password)
+        assert "Signed in" in page.text, page.text
+        stdout, stderr = signing_in.communicate(timeout=120)
+        assert signing_in.returncode == 0, said + stderr
+        return said + stdout + stderr
+
+
+@pytest.fixture
+def developer(stack: PrivateStack, tmp_path: Path) -> Cli:
+    return Cli(stack, tmp_path / "developer", "developer")
+
+
+@pytest.fixture
+def admin(stack: PrivateStack, tmp_path: Path) -> Cli:
+    return Cli(stack, tmp_path / "admin", "admin")
+
+
+def whoami(cli: Cli) -> dict[str, Any]:
+    return dict(json.loads(cli.run("whoami", "--format", "json").stdout))
+
+
+def test_make_up_writes_the_users_and_the_issuer_to_local_env(stack: PrivateStack) -> None:
+    local_env = stack.state / "local.env"
+    assert stat.S_IMODE(local_env.stat().st_mode) == 0o600
+    issuer = stack.env["AETHER_OIDC_ISSUER"]
+    assert issuer == f"http://127.0.0.1:{stack.launch_env['AETHER_OIDC_PORT']}"
+    for role in ("ADMIN", "DEVELOPER"):
+        assert stack.env[f"AETHER_LOCAL_{role}_USER"] == f"{role.lower()}@aether.local"
+        assert len(stack.env[f"AETHER_LOCAL_{role}_PASSWORD"]) >= 20
+    discovery = requests.get(f"{issuer}/.well-known/openid-configuration", timeout=10).json()
+    assert discovery["issuer"] == issuer
+    assert "S256" in discovery["code_challenge_methods_supported"]
+    config = requests.get(f"{stack.api_url}/auth/config", timeout=10).json()["oidc"]
+    assert config["issuer"] == issuer
+    assert config["client_id"] == oidc.CLI_CLIENT_ID
+    for private in (stack.state / "oidc").iterdir():
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600, private
+
+
+def test_the_provider_listens_on_loopback_only(stack: PrivateStack) -> None:
+    port = int(stack.launch_env["AETHER_OIDC_PORT"])
+    listening = [
+        line.split()[1]
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+        if line.split()[3] == "0A"  # LISTEN
+    ]
+    bound = [address for address in listening if int(address.split(":")[1], 16) == port]
+    assert bound == ["0100007F:" + f"{port:04X}"]
+
+
+def test_a_wrong_password_is_refused_at_the_form(stack: PrivateStack, developer: Cli) -> None:
+    env = {**developer.env, "AETHER_TEST_SIGN_IN_PASSWORD": "not-the-password"}
+    issuer = stack.env["AETHER_OIDC_ISSUER"]
+    with requests.Session() as http:
+        page = http.get(
+            f"{issuer}/auth",
+            params={
+                "client_id": oidc.CLI_CLIENT_ID,
+                "response_type": "code",
+                "scope": "openid",
+                "redirect_uri": "http://127.0.0.1:9/callback",
+                "code_challenge": "x" * 43,
+                "code_challenge_method": "S256",
+            },
+            timeout=30,
+        )
+        refused = browser.sign_in(http, page, developer.user, env["AETHER_TEST_SIGN_IN_PASSWORD"])
+    assert refused.status_code == 401
+    assert "Wrong user or password" in refused.text
+    assert "/callback" not in refused.url
+
+
+def test_browser_sign_in_as_the_developer(stack: PrivateStack, developer: Cli) -> None:
+    done = developer.login_in_browser()
+    assert "Signed in to" in done.stdout
+    assert "browser: HTTP 200 at http://127.0.0.1:" in done.stderr  # the loopback redirect
+    who = whoami(developer)
+    assert who["role"] == "developer"
+    assert who["issuer"] == stack.env["AETHER_OIDC_ISSUER"]
+    assert who["subject"].startswith("oidc:")
+    expires = datetime.fromisoformat(who["expires_at"])
+    lifetime = expires - datetime.now(UTC)
+    assert timedelta(0) < lifetime <= timedelta(seconds=oidc.ACCESS_TOKEN_TTL_SECONDS)
+
+
+def test_device_sign_in_without_a_browser_as_the_admin(stack: PrivateStack, admin: Cli) -> None:
+    said = admin.login_on_device("--sso")  # no BROWSER, no DISPLAY: the device flow by itself
+    assert "enter the code" in said
+    assert whoami(admin)["role"] == "admin"
+
+
+def test_device_sign_in_on_request(developer: Cli) -> None:
+    developer.login_on_device("--device")
+    assert whoami(developer)["role"] == "developer"
+
+
+def test_the_access_token_is_refreshed_before_it_expires(developer: Cli) -> None:
+    developer.login_in_browser()
+    before = developer.session()
+    # The token has (as the CLI sees it) seconds left: the next command refreshes it first.
+    nearly = (datetime.now(UTC) + timedelta(seconds=20)).isoformat(timespec="seconds")
+    developer.session_path.write_text(json.dumps({**before, "expires_at": nearly}))
+    developer.session_path.chmod(0o600)
+    who = whoami(developer)
+    after = developer.session()
+    assert who["role"] == "developer"
+    assert after["token"] != before["token"]
+    assert after["refresh_token"] != before["refresh_token"]  # rotated: a public client
+    assert datetime.fromisoformat(after["expires_at"]) > datetime.fromisoformat(nearly)
+    assert stat.S_IMODE(developer.session_path.stat().st_mode) == 0o600
+    # The spent refresh token is no good any more.
+    assert refresh_with(developer, before["refresh_token"]).status_code == 400
+
+
+def test_a_deploy_works_across_a_refresh(
+    stack: PrivateStack, developer: Cli, tmp_path: Path
+) -> None:
+    developer.login_in_browser()
+    before = developer.session()
+    nearly = (datetime.now(UTC) + timedelta(seconds=20)).isoformat(timespec="seconds")
+    developer.session_path.write_text(json.dumps({**before, "expires_at": nearly}))
+    project = write_project(
+        tmp_path / "signed-in", name=f"signed-in-{os.getpid()}", extra={"engines": {"node": ">=22"}}
+    )
+    done = developer.run(
+        "deploy", "--path", str(project), "--no-sbom", "--no-wait", "--format", "json"
+    )
+    deployed = json.loads(done.stdout)
+    assert developer.session()["token"] != before["token"]
+    listed = json.loads(developer.run("list", "--format", "json").stdout)
+    assert deployed["app"] in [app["name"] for app in listed["apps"]]
+    assert_no_token_in(done.stdout + done.stderr, developer.session(), before)
+
+
+def test_logout_revokes_the_refresh_token(developer: Cli) -> None:
+    developer.login_in_browser()
+    saved = developer.session()
+    done = developer.run("logout")
+    assert "Revoked the refresh token" in done.stdout
+    assert not developer.session_path.exists()
+    refused = refresh_with(developer, saved["refresh_token"], saved["issuer"])
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "invalid_grant"
+
+
+def test_a_developer_sees_only_its_own_apps(
+    stack: PrivateStack, developer: Cli, admin: Cli
+) -> None:
+    developer.login_in_browser()
+    admin.login_on_device("--device")
+    api = stack.api_url
+    mine, theirs = f"dev-own-{os.getpid()}", f"admin-own-{os.getpid()}"
+    as_developer = {"Authorization": f"Bearer {developer.session()['token']}"}
+    as_admin = {"Authorization": f"Bearer {admin.session()['token']}"}
+    assert requests.post(f"{api}/apps", json={"name": mine}, headers=as_developer, timeout=30).ok
+    assert requests.post(f"{api}/apps", json={"name": theirs}, headers=as_admin, timeout=30).ok
+    seen = [a["name"] for a in json.loads(developer.run("list", "--format", "json").stdout)["apps"]]
+    assert mine in seen and theirs not in seen
+    assert requests.get(f"{api}/apps/{theirs}", headers=as_developer, timeout=30).status_code == 404
+    everything = json.loads(admin.run("list", "--format", "json").stdout)["apps"]
+    assert {mine, theirs} <= {a["name"] for a in everything}
+
+
+def test_no_token_in_a_file_others_can_read_or_in_the_logs(developer: Cli) -> None:
+    signed_in = developer.login_in_browser()
+    listed = developer.run("list")
+    saved = developer.session()
+    assert_no_token_in(signed_in.stdout + signed_in.stderr + listed.stdout + listed.stderr, saved)
+    secrets = [saved["token"], saved["refresh_token"]]
+    holding = []
+    for path in developer.home.rglob("*"):
+        if path.is_file() and any(s in path.read_text(errors="replace") for s in secrets):
+            holding.append(path)
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert holding == [developer.session_path]
+    assert stat.S_IMODE(developer.session_path.parent.stat().st_mode) == 0o700
+
+
+def test_new_tokens_verify_after_the_provider_rotates_its_key(
+    stack: PrivateStack, developer: Cli
+) -> None:
+    developer.login_in_browser()
+    assert whoami(developer)["role"] == "developer"
+    old_kid = token_kid(developer.session()["token"])
+    new_kid = oidc.rotate_signing_key(stack.state / "oidc")
+    os.killpg(stack.pid("oidc"), 15)
+    wait_until_gone(stack.pid("oidc"))
+    stack.up()  # starts the provider alone; the API keeps running with its cached keys
+    developer.login_in_browser()
+    assert token_kid(developer.session()["token"]) == new_kid != old_kid
+    assert whoami(developer)["role"] == "developer"
+
+
+def token_kid(token: str) -> str:
+    import base64
+
+    header = token.split(".")[0]
+    return str(json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"])
+
+
+def wait_until_gone(pid: int) -> None:
+    for _ in range(200):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+
+
+def refresh_with(cli: Cli, refresh_token: str, issuer: str | None = None) -> requests.Response:
+    issuer = issuer or cli.stack.env["AETHER_OIDC_ISSUER"]
+    discovery = requests.get(f"{issuer}/.well-known/openid-configuration", timeout=10).json()
+    return requests.post(
+        discovery["token_endpoint"],
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": oidc.CLI_CLIENT_ID,
+        },
+        timeout=30,
+    )
+
+
+def assert_no_token_in(text: str, *sessions: dict[str, Any]) -> None:
+    for saved in sessions:
+        for name in ("token", "refresh_token"):
+            assert saved[name] not in text, f"the {name} is in the output"

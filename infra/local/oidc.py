@@ -92,11 +92,19 @@ def users(state: Path) -> list[User]:
     return made
 
 
+# Where local.env puts each role's credentials.
+CREDENTIAL_VARIABLES = {
+    "admin": ("AETHER_LOCAL_ADMIN_USER", "AETHER_LOCAL_ADMIN_PASSWORD"),
+    "developer": ("AETHER_LOCAL_DEVELOPER_USER", "AETHER_LOCAL_DEVELOPER_PASSWORD"),
+}
+
+
 def credentials_environment(made: list[User]) -> dict[str, str]:
     env: dict[str, str] = {}
     for user in made:
-        env[f"AETHER_LOCAL_{user.role.upper()}_USER"] = user.username
-        env[f"AETHER_LOCAL_{user.role.upper()}_PASSWORD"] = user.password
+        user_variable, password_variable = CREDENTIAL_VARIABLES[user.role]
+        env[user_variable] = user.username
+        env[password_variable] = user.password
     return env
 
 

@@ -46,7 +46,13 @@ FIXTURE_APPS := $(EXAMPLE) $(addprefix tests/fixtures/projects/,\
 	ts-express esbuild-bundle pnpm-app yarn-classic yarn-berry native-addon fixed-port \
 	npm-workspaces/apps/api pnpm-workspaces/apps/api)
 FIXTURE_STAMPS := $(addsuffix /.aether/stamps/install.json,$(FIXTURE_APPS))
-fixtures: $(FIXTURE_STAMPS)
+OIDC_PROVIDER := infra/local/oidc-provider/node_modules/oidc-provider/package.json
+fixtures: $(FIXTURE_STAMPS) $(OIDC_PROVIDER)
+
+# The embedded stack's OpenID provider, from its lockfile (`make up` does this too, once).
+$(OIDC_PROVIDER): infra/local/oidc-provider/package-lock.json
+	npm ci --prefix infra/local/oidc-provider --no-audit --no-fund --ignore-scripts
+	touch $@
 
 %/.aether/stamps/install.json: %/package.json $(STAMP)
 	$(BIN)/aether --log-format text --log-level warn deploy --pack-only --no-sbom --path $*

@@ -294,7 +294,11 @@ def bench_app(
                     change_dependencies(project, rep)
                 target = f"{name}-cold-{rep}" if scenario == "cold" else name
                 sample = deploy(stack, project, target, installs=scenario == "dependency-change")
-                if sample.uploaded_layers != expected_upload[scenario]:
+                expected = expected_upload[scenario]
+                if scenario == "dependency-change" and rep % 2:
+                    # Back to the original lockfile: its dependencies layer is held already.
+                    expected = ("app",)
+                if sample.uploaded_layers != expected:
                     raise RuntimeError(f"{app} {scenario}: uploaded {sample.uploaded_layers}")
                 run.ours[scenario].append(sample)
             run.builds.append(server_build(project, s3, f"{app}/{rep}/app.tar.gz"))

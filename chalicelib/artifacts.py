@@ -72,8 +72,14 @@ def request_upload(
     artifact = _pending_record(
         app.name, digest, size, kind, runtime, platform, signature, principal.subject
     )
-    if artifact.status == ArtifactStatus.VERIFIED and store.stat(artifact.key) is not None:
-        return UploadTicket(artifact, None)
+    if artifact.status == ArtifactStatus.VERIFIED:
+        if is_held(artifact, store):
+            return UploadTicket(artifact, None)
+        if artifact.status in {ArtifactStatus.REJECTED}:  # is_held may have un-verified it
+            # The stored object was not the verified one and is quarantined: upload it again.
+            artifact = _pending_record(
+                app.name, digest, size, kind, runtime, platform, signature, principal.subject
+            )
     upload = store.presign_upload(artifact.key, size, digest, settings.upload_url_ttl_seconds)
     return UploadTicket(artifact, upload)
 
@@ -161,11 +167,20 @@ def _visible(digest: str, app_name: str | None, authorize: Callable[[str], Any])
 
 
 def is_held(artifact: Artifact, store: ArtifactStore) -> bool:
-    """Verified and present; a pending upload is verified on the spot (its event may be lost)."""
+    """Verified and present as verified; a pending upload is verified on the spot (its event
+    may be lost), and a verified one whose size, checksum or version changed is hashed again."""
     if artifact.status == ArtifactStatus.PENDING:
         verification.verify_artifact(store, artifact)
         artifact.refresh(consistent_read=True)
-    return artifact.status == ArtifactStatus.VERIFIED and store.stat(artifact.key) is not None
+    if artifact.status != ArtifactStatus.VERIFIED:
+        return False
+    stored = store.stat(artifact.key)
+    if stored is None:
+        return False
+    if not verification.is_intact(artifact, stored):
+        verification.recheck_verified(store, artifact)
+        artifact.refresh(consistent_read=True)
+    return artifact.status == ArtifactStatus.VERIFIED
 
 
 def is_deployable(artifact: Artifact, store: ArtifactStore) -> bool:

@@ -46,6 +46,9 @@ MAX_LOG_TAIL = 10_000
 MAX_PRESIGNED_URL_SECONDS = 900
 # A layered artifact's manifest is read whole by the verifier, so it stays small.
 MAX_MANIFEST_BYTES = 64 * 1024
+# How long one reader hashing a stored object holds it: others wait for its verdict instead of
+# downloading the same version again; past it, a reader that died is taken over.
+HASH_LEASE_SECONDS = 120
 MAX_LAYERS = 8
 MANIFEST_SCHEMA = "aether.artifact/v2"
 # npm's own default: the package's scripts.start, else `node server.js`.

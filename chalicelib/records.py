@@ -137,6 +137,11 @@ class Artifact(_Table):
     uploaded_by = UnicodeAttribute()
     created_at = UTCDateTimeAttribute(default=utcnow)
     verified_at = UTCDateTimeAttribute(null=True)
+    # The stored version (``StoredObject.version``) whose bytes were hashed and verified.
+    object_version = UnicodeAttribute(null=True)
+    # A hash under way: of which version, and until when other readers wait for its verdict.
+    hashing_version = UnicodeAttribute(null=True)
+    hashing_until = UTCDateTimeAttribute(null=True)
     by_app = ArtifactsByApp()
 
 

@@ -49,8 +49,27 @@ class PresignedRequest:
 
 @dataclass(frozen=True)
 class StoredObject:
+    """What the store says about an object without reading it."""
+
     key: str
     size_bytes: int
+    # The S3 version id where the bucket keeps versions, else None.
+    version_id: str | None = None
+    etag: str = ""
+    # The x-amz-checksum-sha256 the object was written with, when the store keeps one.
+    checksum_sha256: str | None = None
+
+    @property
+    def version(self) -> str:
+        """One name per stored version of the key: a new PUT, even of the same bytes, gets a
+        new version id; without versioning, the ETag (the content's MD5) stands in."""
+        return f"version:{self.version_id}" if self.version_id else f"etag:{self.etag}"
+
+    def may_hold(self, digest: str, size_bytes: int) -> bool:
+        """False when the size or the stored checksum says these are not those bytes."""
+        if self.size_bytes != size_bytes:
+            return False
+        return self.checksum_sha256 is None or self.checksum_sha256 == checksum_header(digest)
 
 
 class ArtifactStore:
@@ -95,16 +114,35 @@ class ArtifactStore:
         from botocore.exceptions import ClientError
 
         try:
-            head = self._s3.head_object(Bucket=self.bucket, Key=key)
+            head = self._s3.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
                 return None
             raise
-        return StoredObject(key, int(head["ContentLength"]))
+        version_id = head.get("VersionId")
+        return StoredObject(
+            key,
+            int(head["ContentLength"]),
+            version_id=version_id if version_id and version_id != "null" else None,
+            etag=str(head.get("ETag", "")).strip('"'),
+            checksum_sha256=head.get("ChecksumSHA256"),
+        )
 
-    def read_chunks(self, key: str, chunk_bytes: int = READ_CHUNK_BYTES) -> Iterator[bytes]:
-        """Stream an object in bounded chunks, whatever its size."""
-        body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+    def read_chunks(
+        self,
+        key: str,
+        chunk_bytes: int = READ_CHUNK_BYTES,
+        *,
+        version: StoredObject | None = None,
+    ) -> Iterator[bytes]:
+        """Stream an object in bounded chunks, whatever its size: exactly the ``version``
+        given (by version id, else by ETag), so what is hashed is what was looked at."""
+        pinned: dict[str, str] = {}
+        if version is not None and version.version_id:
+            pinned["VersionId"] = version.version_id
+        elif version is not None and version.etag:
+            pinned["IfMatch"] = f'"{version.etag}"'
+        body = self._s3.get_object(Bucket=self.bucket, Key=key, **pinned)["Body"]
         try:
             yield from body.iter_chunks(chunk_bytes)
         finally:

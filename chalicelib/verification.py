@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 from urllib.parse import unquote_plus
@@ -22,7 +23,7 @@ from chalicelib import contract, layers
 from chalicelib.contract import ArtifactKind, ArtifactStatus, RejectionReason, SignatureState
 from chalicelib.observability import MetricUnit, logger, metrics
 from chalicelib.records import Application, Artifact, PublicKey, is_condition_failure, utcnow
-from chalicelib.storage import ARTIFACT_PREFIX, OBJECT_NAMES, ArtifactStore
+from chalicelib.storage import ARTIFACT_PREFIX, OBJECT_NAMES, ArtifactStore, StoredObject
 
 _KEY = re.compile(
     rf"artifacts/(?P<app>{contract.APP_NAME_PATTERN})/(?P<digest>{contract.DIGEST_PATTERN})"
@@ -73,6 +74,10 @@ def verify_key(store: ArtifactStore, key: str) -> Outcome:
         return _quarantine_stray(store, key, "no upload was requested for this digest")
     if artifact.key != key:
         return _quarantine_stray(store, key, f"the upload requested is a {artifact.kind}")
+    if artifact.status == ArtifactStatus.VERIFIED:
+        # Nothing uploads to a verified key (its upload answers duplicate): a new object
+        # there was written around the platform, and is suspect until hashed again.
+        return recheck_verified(store, artifact)
     return verify_artifact(store, artifact)
 
 
@@ -89,14 +94,133 @@ def verify_artifact(store: ArtifactStore, artifact: Artifact) -> Outcome:
     stored = store.stat(artifact.key)
     if stored is None:
         return Outcome(artifact.key, Verdict.MISSING)
+    if not _claim_hash(artifact, stored):
+        return _await_hash(artifact, stored)
 
     started = time.monotonic()
-    digest, size = _hash(store.read_chunks(artifact.key))
+    digest, size = _hash(store.read_chunks(artifact.key, version=stored))
     reason, signature_state = _problem(store, artifact, digest, size)
     if reason is None:
-        outcome = _mark_verified(artifact, signature_state, size)
+        outcome = _mark_verified(artifact, signature_state, size, stored)
     else:
         outcome = _mark_rejected(store, artifact, reason, signature_state)
+    _log_hash(outcome, size, started)
+    return outcome
+
+
+def is_intact(artifact: Artifact, stored: StoredObject) -> bool:
+    """Whether the stored object is still the one verified, as far as the store can tell
+    without a read: same size, same checksum where the store keeps one, same version."""
+    if not stored.may_hold(artifact.digest, int(artifact.size_bytes)):
+        return False
+    return artifact.object_version is None or artifact.object_version == stored.version
+
+
+def recheck_verified(store: ArtifactStore, artifact: Artifact) -> Outcome:
+    """Hash a verified artifact's object again unless it is the version already verified;
+    other bytes are quarantined and the record leaves ``verified`` (the owner may upload
+    again)."""
+    logger.append_keys(app=artifact.app_name, digest=artifact.digest)
+    stored = store.stat(artifact.key)
+    if stored is None:
+        return Outcome(artifact.key, Verdict.MISSING)
+    if is_intact(artifact, stored) and artifact.object_version is not None:
+        return Outcome(artifact.key, Verdict.UNCHANGED, "the version already verified")
+    if not _claim_hash(artifact, stored):
+        return _await_hash(artifact, stored)
+    started = time.monotonic()
+    digest, size = _hash(store.read_chunks(artifact.key, version=stored))
+    if digest == artifact.digest and size == artifact.size_bytes:
+        outcome = _still_verified(artifact, stored)
+    else:
+        reason = (
+            RejectionReason.DIGEST_MISMATCH
+            if digest != artifact.digest
+            else RejectionReason.SIZE_MISMATCH
+        )
+        outcome = _unverify(store, artifact, reason)
+    _log_hash(outcome, size, started)
+    return outcome
+
+
+def _claim_hash(artifact: Artifact, stored: StoredObject) -> bool:
+    """Take the hash of this version for this reader; False when another holds it."""
+    now = utcnow()
+    try:
+        artifact.update(
+            actions=[
+                Artifact.hashing_version.set(stored.version),
+                Artifact.hashing_until.set(now + timedelta(seconds=contract.HASH_LEASE_SECONDS)),
+            ],
+            condition=(Artifact.status == artifact.status)
+            & (
+                Artifact.hashing_version.does_not_exist()
+                | (Artifact.hashing_version != stored.version)
+                | (Artifact.hashing_until < now)
+            ),
+        )
+    except UpdateError as exc:
+        if is_condition_failure(exc):
+            return False
+        raise
+    return True
+
+
+def _await_hash(artifact: Artifact, stored: StoredObject) -> Outcome:
+    """Wait for the reader hashing this version to record its verdict, bounded by its lease."""
+    status = artifact.status
+    deadline = time.monotonic() + contract.HASH_LEASE_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        try:
+            artifact.refresh(consistent_read=True)
+        except DoesNotExist:
+            break
+        if artifact.status != status or artifact.hashing_version != stored.version:
+            break
+    return Outcome(artifact.key, Verdict.UNCHANGED, "hashed by another reader")
+
+
+def _still_verified(artifact: Artifact, stored: StoredObject) -> Outcome:
+    try:
+        artifact.update(
+            actions=[
+                Artifact.object_version.set(stored.version),
+                Artifact.hashing_version.remove(),
+                Artifact.hashing_until.remove(),
+            ],
+            condition=Artifact.status == ArtifactStatus.VERIFIED,
+        )
+    except UpdateError as exc:
+        if not is_condition_failure(exc):
+            raise
+    return Outcome(artifact.key, Verdict.UNCHANGED, "the same bytes")
+
+
+def _unverify(store: ArtifactStore, artifact: Artifact, reason: RejectionReason) -> Outcome:
+    try:
+        artifact.update(
+            actions=[
+                Artifact.status.set(ArtifactStatus.REJECTED),
+                Artifact.reason.set(reason),
+                Artifact.verified_at.remove(),
+                Artifact.hashing_version.remove(),
+                Artifact.hashing_until.remove(),
+            ],
+            condition=Artifact.status == ArtifactStatus.VERIFIED,
+        )
+    except UpdateError as exc:
+        if not is_condition_failure(exc):
+            raise
+        return Outcome(artifact.key, Verdict.UNCHANGED)
+    # The record no longer says verified, so nothing deploys it even if this fails.
+    store.quarantine(artifact.key)
+    logger.warning("a verified artifact was overwritten in storage", extra={"reason": reason})
+    _count_outcome("overwritten")
+    return Outcome(artifact.key, Verdict.REJECTED, reason)
+
+
+def _log_hash(outcome: Outcome, size: int, started: float) -> None:
     logger.info(
         "artifact verification",
         extra={
@@ -106,7 +230,6 @@ def verify_artifact(store: ArtifactStore, artifact: Artifact) -> Outcome:
             "seconds": round(time.monotonic() - started, 3),
         },
     )
-    return outcome
 
 
 def _hash(chunks: Iterable[bytes]) -> tuple[str, int]:
@@ -193,7 +316,9 @@ def signature_problem(artifact: Artifact) -> str | None:
     return None
 
 
-def _mark_verified(artifact: Artifact, signature_state: SignatureState, size: int) -> Outcome:
+def _mark_verified(
+    artifact: Artifact, signature_state: SignatureState, size: int, stored: StoredObject
+) -> Outcome:
     now = utcnow()
     try:
         artifact.update(
@@ -202,6 +327,9 @@ def _mark_verified(artifact: Artifact, signature_state: SignatureState, size: in
                 Artifact.signature_state.set(signature_state),
                 Artifact.verified_at.set(now),
                 Artifact.reason.remove(),
+                Artifact.object_version.set(stored.version),
+                Artifact.hashing_version.remove(),
+                Artifact.hashing_until.remove(),
             ],
             condition=Artifact.status == ArtifactStatus.PENDING,
         )
@@ -232,6 +360,8 @@ def _mark_rejected(
                 Artifact.status.set(ArtifactStatus.REJECTED),
                 Artifact.reason.set(reason),
                 Artifact.signature_state.set(signature_state),
+                Artifact.hashing_version.remove(),
+                Artifact.hashing_until.remove(),
             ],
             condition=Artifact.status == ArtifactStatus.PENDING,
         )

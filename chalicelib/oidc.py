@@ -269,5 +269,6 @@ def auth_config(settings: OidcSettings | None) -> dict[str, Any]:
             "client_id": settings.cli_client_id,
             "scopes": list(settings.scopes),
             "audience": settings.audience,
+            "redirect_uri": settings.redirect_uri,
         }
     }

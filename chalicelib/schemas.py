@@ -166,6 +166,10 @@ def responses() -> dict[str, Schema]:
                                 "client_id": {"type": "string", "minLength": 1},
                                 "scopes": {"type": "array", "items": {"type": "string"}},
                                 "audience": {"type": "string", "minLength": 1},
+                                "redirect_uri": {
+                                    "description": "the loopback redirect to use; null: any port on 127.0.0.1",
+                                    "oneOf": [{"type": "null"}, url],
+                                },
                             },
                         },
                     ],

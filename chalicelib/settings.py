@@ -31,6 +31,9 @@ class OidcSettings:
     # What ``GET /auth/config`` hands the CLI so that it needs nothing else to sign in.
     cli_client_id: str
     scopes: tuple[str, ...]
+    # The loopback redirect the CLI must use, for a provider that wants it exact (Cognito);
+    # None: any port on 127.0.0.1, as native apps are allowed.
+    redirect_uri: str | None
     leeway_seconds: int
     jwks_max_age_seconds: int
     # An unknown ``kid`` refetches the keys at most this often: a stream of tokens with made-up
@@ -52,6 +55,14 @@ class OidcSettings:
             raise ValueError(
                 "AETHER_OIDC_ISSUER needs AETHER_OIDC_AUDIENCE and AETHER_OIDC_CLI_CLIENT_ID"
             )
+        redirect_uri = (env.get("AETHER_OIDC_REDIRECT_URI") or "").strip() or None
+        if redirect_uri is not None:
+            parts = urlsplit(redirect_uri)
+            if parts.scheme != "http" or not _is_loopback(parts.hostname or "") or not parts.port:
+                raise ValueError(
+                    "AETHER_OIDC_REDIRECT_URI must be http://localhost:PORT/... or "
+                    f"http://127.0.0.1:PORT/..., got {redirect_uri!r}"
+                )
         admins = _names(env.get("AETHER_OIDC_ADMIN_GROUPS") or "admin")
         developers = _names(env.get("AETHER_OIDC_DEVELOPER_GROUPS") or "developer")
         return cls(
@@ -64,6 +75,7 @@ class OidcSettings:
             developer_groups=frozenset(developers),
             cli_client_id=client_id,
             scopes=tuple(_names(env.get("AETHER_OIDC_SCOPES") or "openid profile offline_access")),
+            redirect_uri=redirect_uri,
             leeway_seconds=_positive_int(env, "AETHER_OIDC_LEEWAY_SECONDS", 30),
             jwks_max_age_seconds=_positive_int(env, "AETHER_OIDC_JWKS_MAX_AGE_SECONDS", 3600),
             jwks_refetch_seconds=_positive_int(env, "AETHER_OIDC_JWKS_REFETCH_SECONDS", 30),

@@ -65,6 +65,8 @@ class Provider:
     token_endpoint: str
     device_authorization_endpoint: str | None
     revocation_endpoint: str | None
+    # An exact loopback redirect the provider insists on; None: any port on 127.0.0.1.
+    redirect_uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ def discover(config: Mapping[str, Any]) -> Provider:
         token_endpoint=token_endpoint,
         device_authorization_endpoint=document.get("device_authorization_endpoint"),
         revocation_endpoint=document.get("revocation_endpoint"),
+        redirect_uri=config.get("redirect_uri") or None,
     )
 
 
@@ -137,8 +140,10 @@ def browser_sign_in(
     verifier = secrets.token_urlsafe(64)
     challenge = _b64url(hashlib.sha256(verifier.encode()).digest())
     state = secrets.token_urlsafe(24)
-    with _loopback_receiver() as receiver:
-        redirect_uri = f"http://127.0.0.1:{receiver.port}/callback"
+    fixed = urlsplit(provider.redirect_uri) if provider.redirect_uri else None
+    path = (fixed.path or "/") if fixed else "/callback"
+    with _loopback_receiver((fixed.port or 0) if fixed else 0, path) as receiver:
+        redirect_uri = provider.redirect_uri or f"http://127.0.0.1:{receiver.port}{path}"
         url = f"{provider.authorization_endpoint}?" + urlencode(
             {
                 "response_type": "code",
@@ -188,7 +193,7 @@ class _Receiver:
 
 
 @contextlib.contextmanager
-def _loopback_receiver() -> Iterator[_Receiver]:
+def _loopback_receiver(port: int, path: str) -> Iterator[_Receiver]:
     """One HTTP listener on 127.0.0.1 (never another interface), for the one redirect."""
     holder: list[_Receiver] = []
 
@@ -196,7 +201,7 @@ def _loopback_receiver() -> Iterator[_Receiver]:
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
             receiver = holder[0]
-            if parts.path != "/callback" or receiver.done.is_set():
+            if parts.path != path or receiver.done.is_set():
                 self.send_error(404)
                 return
             receiver.query = {k: v[0] for k, v in parse_qs(parts.query).items()}
@@ -217,7 +222,10 @@ def _loopback_receiver() -> Iterator[_Receiver]:
         def log_message(self, format: str, *args: Any) -> None:
             pass  # the query holds the code: never print it
 
-    server = HTTPServer(("127.0.0.1", 0), Handler)
+    try:
+        server = HTTPServer(("127.0.0.1", port), Handler)
+    except OSError as exc:
+        raise SignInError(f"cannot listen on 127.0.0.1:{port} for the sign-in: {exc}") from exc
     holder.append(_Receiver(server))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

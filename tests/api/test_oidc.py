@@ -231,6 +231,7 @@ def test_auth_config_tells_the_cli_how_to_sign_in(oidc_api: Api, issuer: Issuer)
             "client_id": CLI_CLIENT_ID,
             "scopes": ["openid", "profile", "offline_access"],
             "audience": AUDIENCE,
+            "redirect_uri": None,
         }
     }
 
@@ -285,6 +286,15 @@ def test_cognito_access_tokens_name_their_client_instead_of_an_audience(
                 "AETHER_OIDC_JWKS_URL": "http://keys.example.com/jwks",
             },
             "must be an https URL",
+        ),
+        (
+            {
+                "AETHER_OIDC_ISSUER": "https://idp.example.com",
+                "AETHER_OIDC_AUDIENCE": "a",
+                "AETHER_OIDC_CLI_CLIENT_ID": "c",
+                "AETHER_OIDC_REDIRECT_URI": "https://app.example.com/callback",
+            },
+            "AETHER_OIDC_REDIRECT_URI must be",
         ),
     ],
 )

@@ -336,3 +336,35 @@ def assert_no_token_in(text: str, *sessions: dict[str, Any]) -> None:
     for saved in sessions:
         for name in ("token", "refresh_token"):
             assert saved[name] not in text, f"the {name} is in the output"
+
+
+def test_a_fixed_loopback_redirect_is_used_as_the_platform_gives_it(
+    stack: PrivateStack, developer: Cli
+) -> None:
+    """A provider that wants the redirect exact (Cognito) gets it: that port, that path."""
+    import threading
+
+    from aether_cli import login
+    from infra.local.processes import free_port
+
+    port = free_port()
+    provider = login.discover(
+        {
+            "issuer": stack.env["AETHER_OIDC_ISSUER"],
+            "client_id": oidc.CLI_CLIENT_ID,
+            "scopes": ["openid", "offline_access"],
+            "redirect_uri": f"http://127.0.0.1:{port}/callback",
+        }
+    )
+    opened: list[str] = []
+
+    def open_url(url: str) -> bool:
+        opened.append(url)
+        threading.Thread(
+            target=browser.complete, args=(url, developer.user, developer.password), daemon=True
+        ).start()
+        return True
+
+    tokens = login.browser_sign_in(provider, lambda _: None, open_url=open_url)
+    assert f"redirect_uri=http%3A%2F%2F127.0.0.1%3A{port}%2Fcallback" in opened[0]
+    assert tokens.refresh_token and tokens.expires_at is not None

@@ -345,6 +345,7 @@ def test_a_fixed_loopback_redirect_is_used_as_the_platform_gives_it(
     import threading
 
     from aether_cli import login
+
     from infra.local.processes import free_port
 
     port = free_port()

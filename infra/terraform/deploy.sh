@@ -19,16 +19,8 @@ vars="stages/$stage.tfvars.json"
 
 rm -rf "$here/chalice"
 (cd "$root" && .venv/bin/chalice package --stage "$stage" --pkg-format terraform "$here/chalice")
-# chalice 1.34 caps its module at Terraform < 1.4.0; nothing in it needs that.
-"$root/.venv/bin/python" - "$here/chalice/chalice.tf.json" <<'PY'
-import json, sys
-path = sys.argv[1]
-with open(path) as handle:
-    module = json.load(handle)
-module["terraform"]["required_version"] = ">= 0.12.26"
-with open(path, "w") as handle:
-    json.dump(module, handle, indent=2)
-PY
+# Lift chalice's Terraform cap and merge what only Terraform knows into the functions' environment.
+"$root/.venv/bin/python" "$here/chalice_module.py" "$here/chalice/chalice.tf.json"
 
 terraform -chdir="$here" init -input=false
 terraform -chdir="$here" workspace select "$stage" 2>/dev/null \

@@ -58,6 +58,18 @@ def only(blocks: list[dict[str, Any]]) -> dict[str, Any]:
     return blocks[0]
 
 
+def patched(module: dict[str, Any]) -> dict[str, Any]:
+    """The chalice module as deploy.sh leaves it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("chalice_module", TERRAFORM / "chalice_module.py")
+    assert spec is not None and spec.loader is not None
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    result: dict[str, Any] = loaded.patch(json.loads(json.dumps(module)))
+    return result
+
+
 def stage_value(template: str, stage: str) -> str:
     return template.replace("${var.stage}", stage)
 
@@ -217,7 +229,9 @@ def test_provider_versions_admit_the_chalice_module(chalice_module: Path) -> Non
         assert ours_upper is not None
         assert tuple(int(p) for p in ours_upper.group(1).split("."))[: len(ceiling)] <= ceiling
     deploy = (TERRAFORM / "deploy.sh").read_text()
-    assert 'module["terraform"]["required_version"]' in deploy  # lifts chalice's < 1.4.0
+    assert '"$here/chalice_module.py" "$here/chalice/chalice.tf.json"' in deploy
+    generated = json.loads((chalice_module / "chalice.tf.json").read_text())
+    assert patched(generated)["terraform"]["required_version"] == ">= 0.12.26"  # lifts < 1.4.0
 
 
 @pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed")
@@ -227,9 +241,7 @@ def test_terraform_loads_the_configuration_offline(tmp_path: Path, chalice_modul
     shutil.copytree(TERRAFORM, work, ignore=shutil.ignore_patterns("chalice", ".terraform"))
     shutil.copytree(chalice_module, work / "chalice")
     module = work / "chalice" / "chalice.tf.json"
-    generated = json.loads(module.read_text())
-    generated["terraform"]["required_version"] = ">= 0.12.26"  # as deploy.sh does
-    module.write_text(json.dumps(generated))
+    module.write_text(json.dumps(patched(json.loads(module.read_text()))))  # as deploy.sh does
     env = {**os.environ, **OFFLINE, "TF_CLI_CONFIG_FILE": "/dev/null", "TF_IN_AUTOMATION": "1"}
     done = subprocess.run(
         ["terraform", "init", "-backend=false", "-input=false", "-no-color"],
@@ -262,3 +274,109 @@ def test_gateway_answers_of_its_own_use_the_error_envelope(chalice_module: Path)
         template = response["response_templates"]["application/json"]
         assert '"code"' in template
         assert '"message"' in template
+
+
+def test_cognito_signs_in_the_cli_with_pkce_and_names_the_two_roles() -> None:
+    client = resource("aws_cognito_user_pool_client", "cli")
+    assert client["generate_secret"] is False  # a public client: the CLI keeps no secret
+    assert client["allowed_oauth_flows"] == ["code"]
+    assert client["callback_urls"] == ["${local.cli_redirect_uri}"]
+    assert client["enable_token_revocation"] is True
+    assert merged("locals")["cli_redirect_uri"].startswith("http://localhost:")
+    groups = {resource("aws_cognito_user_group", g)["name"] for g in ("admin", "developer")}
+    assert groups == {"admin", "developer"}
+    pool = resource("aws_cognito_user_pool", "users")
+    assert pool["admin_create_user_config"] == [{"allow_admin_create_user_only": True}]
+    for block in [pool, client, resource("aws_cognito_user_pool_domain", "sign_in")]:
+        assert block["count"] == "${local.cognito ? 1 : 0}"  # none with another issuer
+
+
+def test_the_control_plane_is_told_the_issuer_in_settings_it_reads() -> None:
+    from chalicelib.settings import OidcSettings
+
+    settings_text = (ROOT / "chalicelib" / "settings.py").read_text()
+    locals_ = merged("locals")
+    for branch in ("cognito_oidc_environment", "external_oidc_environment"):
+        names = set(locals_[branch])
+        assert names == set(locals_["cognito_oidc_environment"])
+        assert all(f'"{name}"' in settings_text for name in names), names
+    cognito = locals_["cognito_oidc_environment"]
+    assert cognito["AETHER_OIDC_AUDIENCE_CLAIM"] == "client_id"  # Cognito's access tokens
+    assert cognito["AETHER_OIDC_GROUPS_CLAIM"] == "cognito:groups"
+    assert "offline_access" not in cognito["AETHER_OIDC_SCOPES"]  # not a Cognito scope
+    assert merged("module")["control_plane"]["extra_environment"] == "${local.oidc_environment}"
+    example = {name: "x" for name in cognito} | {
+        "AETHER_OIDC_ISSUER": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_a",
+        "AETHER_OIDC_REDIRECT_URI": "http://localhost:53682/callback",
+    }
+    parsed = OidcSettings.from_env(example)
+    assert parsed is not None and parsed.audience_claim == "x"
+
+
+def test_every_function_gets_the_extra_environment(chalice_module: Path) -> None:
+    module = patched(json.loads((chalice_module / "chalice.tf.json").read_text()))
+    assert module["variable"]["extra_environment"]["type"] == "map(string)"
+    for function in module["resource"]["aws_lambda_function"].values():
+        variables = function["environment"]["variables"]
+        assert variables.startswith("${merge(jsondecode(")
+        assert variables.endswith(", var.extra_environment)}")
+
+
+@pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed")
+def test_the_identity_settings_evaluate_for_cognito_and_for_another_issuer(
+    tmp_path: Path, chalice_module: Path
+) -> None:
+    """``terraform plan`` of the locals alone (the resources' ids stubbed): needs no provider."""
+    identity = json.loads((TERRAFORM / "identity.tf.json").read_text())
+    module = patched(json.loads((chalice_module / "chalice.tf.json").read_text()))
+    stubbed = json.dumps(
+        {
+            "locals": identity["locals"],
+            "variable": {
+                **identity["variable"],
+                "region": {"default": "us-east-1"},
+                "stub": {"type": "list(string)", "default": []},
+                "extra_environment": {"type": "map(string)", "default": {"AETHER_OIDC_X": "y"}},
+            },
+            "output": {
+                "env": {"value": "${local.oidc_environment}"},
+                "function": {
+                    "value": module["resource"]["aws_lambda_function"]["api_handler"][
+                        "environment"
+                    ]["variables"]
+                },
+            },
+        }
+    )
+    for reference in (
+        "aws_cognito_user_pool.users[*].id",
+        "aws_cognito_user_pool_client.cli[*].id",
+    ):
+        stubbed = stubbed.replace(reference, "var.stub")
+    (tmp_path / "main.tf.json").write_text(stubbed)
+    env = {**os.environ, **OFFLINE, "TF_CLI_CONFIG_FILE": "/dev/null", "TF_IN_AUTOMATION": "1"}
+
+    def plan(*variables: str) -> str:
+        done = subprocess.run(
+            ["terraform", "plan", "-no-color", "-input=false", *variables],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    cognito = plan()
+    assert 'AETHER_OIDC_GROUPS_CLAIM   = "cognito:groups"' in cognito
+    assert 'AETHER_OIDC_ISSUER         = "https://cognito-idp.us-east-1.amazonaws.com/' in cognito
+    assert "AETHER_OIDC_X" in cognito and "AETHER_STAGE" in cognito  # merged into the function
+    okta = plan(
+        "-var=external_oidc_issuer=https://example.okta.com/oauth2/default",
+        "-var=external_oidc_audience=api://aether",
+        "-var=external_oidc_cli_client_id=0oa-cli",
+    )
+    assert 'AETHER_OIDC_ISSUER         = "https://example.okta.com/oauth2/default"' in okta
+    assert 'AETHER_OIDC_AUDIENCE_CLAIM = "aud"' in okta

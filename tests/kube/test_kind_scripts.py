@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+
+from chalicelib.contract import supported_runtimes
 
 KIND = Path(__file__).resolve().parents[2] / "infra" / "kind"
 SCRIPTS = [KIND / "up.sh", KIND / "down.sh"]
@@ -51,4 +54,23 @@ def test_up_builds_loads_applies_and_writes_the_kubeconfig_in_order() -> None:
     positions = [text.index(step) for step in steps]
     assert positions == sorted(positions)
     assert 'kubeconfig="$out/kind-kubeconfig"' in text
-    assert 'node_majors="${AETHER_NODE_MAJORS:-20}"' in text
+    assert 'node_majors="${AETHER_NODE_MAJORS:-$(supported_majors)}"' in text
+
+
+def test_up_builds_an_image_for_each_node_line_in_support_by_default() -> None:
+    text = (KIND / "up.sh").read_text()
+    function = text[
+        text.index("supported_majors() {") : text.index("\n}\n", text.index("supported_majors() {"))
+        + 3
+    ]
+    root = KIND.parents[1]
+    done = subprocess.run(
+        ["bash", "-c", f"root={shlex.quote(str(root))}\n{function}supported_majors"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    expected = [runtime.removeprefix("node") for runtime in supported_runtimes()]
+    assert done.stdout.split() == expected
+    assert "20" not in expected

@@ -17,6 +17,11 @@ Each flag may come from the environment instead; a flag wins over its variable.
                                              digest is a layered artifact's JSON manifest, and
                                              each layer it names is fetched from the same URL
                                              with the layer's digest in place of the manifest's
+    --cache        AETHER_LAYER_CACHE        the node's layer cache directory (manifests only):
+                                             a dependencies layer found there, verified, is
+                                             linked into DEST instead of downloaded (below)
+    --cache-max-bytes AETHER_LAYER_CACHE_MAX_BYTES  the cache's bound; least recently
+                                             used layers are evicted past it (4 GiB)
     --max-bytes    AETHER_FETCH_MAX_BYTES    download size and uncompressed tar size (2 GiB)
     --max-entries  AETHER_FETCH_MAX_ENTRIES  number of archive entries (200000)
     --max-path     AETHER_FETCH_MAX_PATH     characters in an entry's path or link target (4096)
@@ -43,6 +48,20 @@ A manifest (at most 64 KiB, canonical JSON) names 1 to 8 layers by role, SHA-256
 each layer is downloaded, checked against both, and extracted into the same tree in the
 manifest's order, under one set of the rules below: a directory may appear in several
 layers, any other path only once.
+
+The node's layer cache (--cache, a directory on the node that only fetchers write)
+    keeps each dependencies layer extracted, by digest: `<cache>/<digest>/tree` and a stamp
+    listing every entry's type, size, mode and mtime. A layer found there and matching its
+    stamp is neither downloaded nor extracted: its directories and symlinks are made anew in
+    the tree and its files hard-linked (cloned or copied when the cache is on another
+    mount), each entry checked by the rules below against the layers before it. A missing
+    or mismatching entry is downloaded, extracted into a staging directory in the cache and
+    renamed into place in one step (a concurrent fetcher of the same layer loses the rename
+    and uses the winner's); a corrupt one is replaced. Cached files are read-only and belong
+    to the fetcher's user, so an app running as another user cannot change them through its
+    links; the rest of the tree is made writable by the group (the app's). Least recently
+    used layers are evicted past --cache-max-bytes (a pod keeps its links). A cache this user
+    cannot write is not used.
 
 Archive rules, checked per entry before tarfile's `data` filter sees it:
     only regular files, directories, symlinks and hardlinks; no absolute paths, no `..`
@@ -75,6 +94,8 @@ Exit codes (stderr's last line is one `fetch: error: ...` line on any failure)
 from __future__ import annotations
 
 import argparse
+import errno
+import fcntl
 import gzip
 import hashlib
 import http.client
@@ -85,6 +106,7 @@ import posixpath
 import re
 import shutil
 import signal
+import stat
 import sys
 import tarfile
 import tempfile
@@ -117,6 +139,7 @@ DEFAULT_MAX_BYTES = 2 * 1024**3
 DEFAULT_MAX_ENTRIES = 200_000
 DEFAULT_MAX_PATH = 4096
 DEFAULT_MAX_DEPTH = 128
+DEFAULT_CACHE_MAX_BYTES = 4 * 1024**3
 NAME_MAX = 255  # longest single path component on Linux filesystems
 SHOWN_NAME = 100  # characters of an entry's name a message quotes
 # tarfile reads these headers' data whole into memory (a long name, a set of pax records).
@@ -191,6 +214,8 @@ class Config:
     retry_delay: float
     timeout: float
     format: str = "archive"
+    cache: Path | None = None  # the node's layer cache (manifests only); None: no cache
+    cache_max_bytes: int = 0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -212,6 +237,8 @@ def parse_args(argv: Sequence[str]) -> Config:
     parser.add_argument("--retry-delay")
     parser.add_argument("--timeout")
     parser.add_argument("--format")
+    parser.add_argument("--cache")
+    parser.add_argument("--cache-max-bytes")
     args = parser.parse_args(argv)
 
     def setting(flag: str, env: str) -> str | None:
@@ -260,6 +287,10 @@ def parse_args(argv: Sequence[str]) -> Config:
         retry_delay=number("retry-delay", "AETHER_FETCH_RETRY_DELAY", 1.0, float),
         timeout=number("timeout", "AETHER_FETCH_TIMEOUT", 30.0, float),
         format=artifact_format,
+        cache=Path(cache).absolute() if (cache := setting("cache", "AETHER_LAYER_CACHE")) else None,
+        cache_max_bytes=int(
+            number("cache-max-bytes", "AETHER_LAYER_CACHE_MAX_BYTES", DEFAULT_CACHE_MAX_BYTES, int)
+        ),
     )
 
 
@@ -502,9 +533,25 @@ def check(member: tarfile.TarInfo, seen: _Seen, config: Config) -> None:
         seen.parents.add(parent)
 
 
-def extract(archive: Path, tree: Path, config: Config, seen: _Seen | None = None) -> None:
+def _group_writable(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+    """tarfile's data filter, then the owner's read and write bits given to the group too."""
+    filtered = tarfile.data_filter(member, path)
+    if filtered is None or filtered.mode is None or filtered.issym():
+        return filtered
+    return filtered.replace(mode=filtered.mode | (filtered.mode & 0o600) >> 3, deep=False)
+
+
+def extract(
+    archive: Path,
+    tree: Path,
+    config: Config,
+    seen: _Seen | None = None,
+    *,
+    group_writable: bool = False,
+) -> None:
     """Extract into `tree` (fresh, empty, or holding the earlier layers `seen` describes),
-    entry by entry, checking each first."""
+    entry by entry, checking each first. ``group_writable``: what the owner may write, the
+    group may too (the app's group, when another user fetches)."""
     started = time.monotonic()
     seen = seen if seen is not None else _Seen()
     first_entry, first_size = seen.entries, seen.size
@@ -524,7 +571,10 @@ def extract(archive: Path, tree: Path, config: Config, seen: _Seen | None = None
                         check(member, seen, config)
                         yield member
 
-                tar.extractall(tree, members=checked(), filter="data")
+                # Every member is checked above and then filtered by the data filter.
+                tar.extractall(  # noqa: S202
+                    tree, members=checked(), filter=_group_writable if group_writable else "data"
+                )
     except FetchError:
         raise
     except tarfile.FilterError as error:
@@ -589,31 +639,366 @@ def layer_url(config: Config, digest: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(path=f"{head}{digest}{tail}"))
 
 
-def fetch_layers(config: Config, work: Path, tree: Path) -> None:
-    """Download the manifest, then each layer it names, verified, into one tree."""
+def download_layer(config: Config, work: Path, layer: Layer) -> Path:
+    """The layer's archive in the work directory, checked against its digest and size."""
+    archive = work / f"{layer.role}.tar.gz"
+    actual = download(config, archive, url=layer_url(config, layer.digest))
+    if actual != layer.digest:
+        raise FetchError(
+            EXIT_DIGEST,
+            f"digest mismatch in the {layer.role} layer: expected {layer.digest}, got {actual}",
+        )
+    if archive.stat().st_size != layer.size:
+        raise FetchError(
+            EXIT_DIGEST,
+            f"size mismatch in the {layer.role} layer: the manifest says {layer.size} "
+            f"bytes, got {archive.stat().st_size}",
+        )
+    log(f"{layer.role} layer ok")
+    return archive
+
+
+def fetch_layers(config: Config, work: Path, tree: Path, *, use_cache: bool = True) -> None:
+    """Download the manifest, then each layer it names, verified, into one tree; a cached
+    layer is linked from the node's cache instead (and a fetched one cached first)."""
     manifest = work / "artifact.json"
     actual = download(config, manifest, limit=MAX_MANIFEST_BYTES)
     if actual != config.digest:
         raise FetchError(EXIT_DIGEST, f"digest mismatch: expected {config.digest}, got {actual}")
+    cache = LayerCache.open(config) if use_cache else None
+    # Another user than the app fetches when there is a cache (so that the app cannot write
+    # through the links): the app's group gets the write access its user had.
+    group_writable = config.cache is not None
     seen = _Seen()
+    used: set[str] = set()
     for layer in read_manifest(manifest):
-        archive = work / f"{layer.role}.tar.gz"
-        actual = download(config, archive, url=layer_url(config, layer.digest))
-        if actual != layer.digest:
-            raise FetchError(
-                EXIT_DIGEST,
-                f"digest mismatch in the {layer.role} layer: expected {layer.digest}, got {actual}",
-            )
-        if archive.stat().st_size != layer.size:
-            raise FetchError(
-                EXIT_DIGEST,
-                f"size mismatch in the {layer.role} layer: the manifest says {layer.size} "
-                f"bytes, got {archive.stat().st_size}",
-            )
-        log(f"{layer.role} layer ok")
-        extract(archive, tree, config, seen)
-        archive.unlink()
+        cacheable = cache is not None and layer.role in CACHED_ROLES
+        entry = cache.lookup(layer) if cache is not None and cacheable else None
+        if entry is None:
+            archive = download_layer(config, work, layer)
+            if cache is not None and cacheable:
+                entry = cache.add(layer, archive, config)
+            if entry is None:
+                extract(archive, tree, config, seen, group_writable=group_writable)
+            archive.unlink()
+        if entry is not None:
+            link_layer(entry, tree, seen, config)
+            used.add(layer.digest)
         seen.next_layer()
+    if cache is not None:
+        cache.evict(keep=used)
+
+
+# ── the node's layer cache ─────────────────────────────────────────────────────
+#
+# <cache>/<digest>/tree       a layer extracted (files read-only), under the same rules
+# <cache>/<digest>/stamp.jsonl  a header (schema, digest, entries, bytes), then one line per
+#                             entry: [path, kind (d, f or l), size or link target, mode, mtime]
+# <cache>/.staging-*          a layer being cached; renamed to <digest> only when complete
+# <cache>/.trash-*            an entry being removed (corrupt, or evicted)
+#
+# An entry appears by one rename of a complete directory, so no fetcher ever sees half of
+# one; two fetchers caching the same layer race on that rename and the loser uses the
+# winner's. Before reuse every entry's type, size, mode and mtime (and every link target) is
+# checked against the stamp; on any difference the entry is replaced. Files are linked into
+# the pod's tree, so an eviction never touches a running pod (its links keep the data), and
+# they are read-only and owned by the fetcher's user, which the app is not: the app can
+# read them, never write, chmod or replace them.
+
+STAMP = "stamp.jsonl"
+CACHE_SCHEMA = "aether.layer-cache/v1"
+CACHED_ROLES = ("deps",)  # the app layer changes with nearly every deployment
+STALE_SECONDS = 3600  # a staging directory untouched this long is a crashed fetcher's
+FICLONE = 0x40049409  # ioctl: a copy-on-write clone of a whole file (btrfs, XFS)
+LINK_FALLBACK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP})
+
+StampEntry = tuple[str, str, int | str, int, int]
+
+
+class CacheGone(Exception):
+    """A cache entry disappeared (evicted by another fetcher) while it was being linked."""
+
+
+class _Corrupt(Exception):
+    """A cache entry that does not match its stamp; the message says where."""
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    digest: str
+    path: Path
+    entries: list[StampEntry]
+
+    @property
+    def tree(self) -> Path:
+        return self.path / "tree"
+
+
+@dataclass(frozen=True)
+class LayerCache:
+    root: Path
+    max_bytes: int
+
+    @classmethod
+    def open(cls, config: Config) -> LayerCache | None:
+        """The cache, or None (said once) when there is none or this user cannot use it."""
+        if config.cache is None:
+            return None
+        if not config.cache.is_dir() or not os.access(config.cache, os.W_OK | os.X_OK):
+            log(f"layer cache {config.cache} is not a directory this user may write; not used")
+            return None
+        return cls(config.cache, config.cache_max_bytes)
+
+    def lookup(self, layer: Layer) -> CacheEntry | None:
+        path = self.root / layer.digest
+        if not os.path.lexists(path):
+            return None
+        started = time.monotonic()
+        try:
+            entry = _verified(path, layer.digest)
+        except _Corrupt as why:
+            log(f"cached {layer.role} layer {layer.digest[:12]} is corrupt ({why}); replacing it")
+            self._discard(path)
+            return None
+        with _suppress_os_errors():
+            os.utime(path)  # most recently used: evicted last
+        elapsed = time.monotonic() - started
+        log(
+            f"{layer.role} layer {layer.digest[:12]} is in the node's cache "
+            f"({len(entry.entries)} entries verified in {elapsed:.2f} s)"
+        )
+        return entry
+
+    def add(self, layer: Layer, archive: Path, config: Config) -> CacheEntry | None:
+        """Extract the layer into the cache; None (said why) if it cannot be cached here."""
+        staging: Path | None = None
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=f".staging-{layer.digest[:16]}-", dir=self.root))
+            (staging / "tree").mkdir()
+            extract(archive, staging / "tree", config)
+            entries = _seal(staging / "tree")
+            _write_stamp(staging / STAMP, layer.digest, entries)
+            staging.chmod(0o755)
+            target = self.root / layer.digest
+            for _ in range(2):
+                try:
+                    staging.rename(target)
+                except OSError as error:
+                    if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                        raise
+                else:
+                    staging = None
+                    log(f"{layer.role} layer {layer.digest[:12]} cached")
+                    return CacheEntry(layer.digest, target, entries)
+                # Another fetcher cached it first: theirs, if sound (else it is discarded).
+                winner = self.lookup(layer)
+                if winner is not None:
+                    return winner
+            return None
+        except FetchError as error:
+            if error.code != EXIT_LOCAL:
+                raise  # the layer itself is bad: no pod may run it
+            log(f"cannot cache the {layer.role} layer ({error.message}); extracting it uncached")
+            return None
+        except OSError as error:
+            log(f"cannot cache the {layer.role} layer ({error}); extracting it uncached")
+            return None
+        finally:
+            if staging is not None:
+                _remove(staging)
+
+    def evict(self, keep: set[str]) -> None:
+        """Remove least recently used entries (not ``keep``) until the cache fits its bound,
+        and what crashed fetchers left behind."""
+        entries: list[tuple[float, str, int]] = []
+        now = time.time()
+        try:
+            children = list(os.scandir(self.root))
+        except OSError:
+            return
+        for child in children:
+            try:
+                mtime = child.stat(follow_symlinks=False).st_mtime
+                if child.name.startswith(".trash-") or (
+                    child.name.startswith(".staging-") and now - mtime > STALE_SECONDS
+                ):
+                    _remove(Path(child.path))
+                elif _DIGEST.fullmatch(child.name):
+                    entries.append((mtime, child.name, _stamp_header(Path(child.path))[1]))
+            except (OSError, _Corrupt):
+                entries.append((0.0, child.name, 0))  # unreadable: the first to go
+        total = sum(size for _, _, size in entries)
+        for _, digest, size in sorted(entries):
+            if total <= self.max_bytes:
+                break
+            if digest in keep:
+                continue
+            self._discard(self.root / digest)
+            total -= size
+            log(f"evicted layer {digest[:12]} ({size} bytes) from the node's cache")
+
+    def _discard(self, path: Path) -> None:
+        # Renamed away first: from then on no fetcher finds it, however long removal takes.
+        trash = self.root / f".trash-{path.name[:16]}-{os.getpid()}-{time.monotonic_ns()}"
+        try:
+            path.rename(trash)
+        except OSError:
+            return  # already gone: another fetcher discarded it
+        _remove(trash)
+
+
+class _suppress_os_errors:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> bool:
+        return kind is not None and issubclass(kind, OSError)
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _seal(tree: Path) -> list[StampEntry]:
+    """Make the extracted tree read-only (directories stay the fetcher's to remove) and list
+    it, each directory before what it holds."""
+    entries: list[StampEntry] = []
+    for dirpath, dirnames, filenames in os.walk(tree):
+        dirnames.sort()
+        base = os.path.relpath(dirpath, tree)
+        for name in sorted(dirnames + filenames):
+            full = Path(dirpath, name)
+            rel = name if base == "." else f"{base}/{name}"
+            info = os.lstat(full)
+            if stat.S_ISLNK(info.st_mode):
+                entries.append((rel, "l", str(full.readlink()), 0, 0))
+                continue
+            mode = stat.S_IMODE(info.st_mode)
+            mode = (mode | 0o700) & 0o755 if stat.S_ISDIR(info.st_mode) else mode & 0o555
+            full.chmod(mode)
+            kind, size = ("d", 0) if stat.S_ISDIR(info.st_mode) else ("f", info.st_size)
+            entries.append((rel, kind, size, mode, int(info.st_mtime)))
+    tree.chmod(0o755)
+    return entries
+
+
+def _write_stamp(path: Path, digest: str, entries: list[StampEntry]) -> None:
+    size = sum(int(value) for _, kind, value, _, _ in entries if kind == "f")
+    header = {"schema": CACHE_SCHEMA, "digest": digest, "entries": len(entries), "bytes": size}
+    with path.open("w", encoding="utf-8") as out:
+        out.write(json.dumps(header, sort_keys=True) + "\n")
+        for entry in entries:
+            out.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    path.chmod(0o444)
+
+
+def _stamp_header(path: Path) -> tuple[int, int]:
+    """(entries, bytes) of an entry's stamp."""
+    try:
+        with (path / STAMP).open(encoding="utf-8") as stamp:
+            header = json.loads(stamp.readline())
+        return int(header["entries"]), int(header["bytes"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise _Corrupt(f"unreadable stamp: {type(error).__name__}") from None
+
+
+def _verified(path: Path, digest: str) -> CacheEntry:
+    """The entry at ``path`` if every file still is as its stamp says; else ``_Corrupt``."""
+    try:
+        with (path / STAMP).open(encoding="utf-8") as stamp:
+            header = json.loads(stamp.readline())
+            entries: list[StampEntry] = [tuple(json.loads(line)) for line in stamp]
+    except (OSError, ValueError) as error:
+        raise _Corrupt(f"no readable stamp: {type(error).__name__}") from None
+    if not isinstance(header, dict) or header.get("schema") != CACHE_SCHEMA:
+        raise _Corrupt("not a stamp of this fetcher")
+    if header.get("digest") != digest or header.get("entries") != len(entries):
+        raise _Corrupt("the stamp is for another layer, or cut short")
+    tree = path / "tree"
+    for entry in entries:
+        if not (isinstance(entry, tuple) and len(entry) == 5):
+            raise _Corrupt("a malformed stamp line")
+        rel, kind, value, mode, mtime = entry
+        full = tree / str(rel)
+        try:
+            info = os.lstat(full)
+        except (OSError, TypeError, ValueError):
+            raise _Corrupt(f"{shown(str(rel))} is missing") from None
+        if kind == "l":
+            if not stat.S_ISLNK(info.st_mode) or str(full.readlink()) != value:
+                raise _Corrupt(f"{shown(rel)} is not the symlink it was")
+            continue
+        expected = stat.S_ISDIR if kind == "d" else stat.S_ISREG
+        if (
+            not expected(info.st_mode)
+            or stat.S_IMODE(info.st_mode) != mode
+            or int(info.st_mtime) != mtime
+            or (kind == "f" and info.st_size != value)
+        ):
+            raise _Corrupt(f"{shown(rel)} changed")
+    return CacheEntry(digest, path, entries)
+
+
+def link_layer(entry: CacheEntry, tree: Path, seen: _Seen, config: Config) -> None:
+    """Recreate a cached layer in ``tree``: its directories and symlinks made anew, its files
+    hard-linked (cloned or copied where the cache is another mount), each entry checked
+    against the layers before it as an extracted one would be."""
+    started = time.monotonic()
+    copying = False
+    kinds = {"d": tarfile.DIRTYPE, "f": tarfile.REGTYPE, "l": tarfile.SYMTYPE}
+    for rel, kind, value, mode, _ in entry.entries:
+        member = tarfile.TarInfo(rel)
+        member.type = kinds[kind]
+        if kind == "f":
+            member.size = int(value)
+        elif kind == "l":
+            member.linkname = str(value)
+        check(member, seen, config)
+        target = tree / rel
+        if kind == "d":
+            with _suppress_exists():
+                target.mkdir()  # a directory an earlier layer made is shared (check allows)
+            target.chmod(mode)  # explicit: the process's umask must not narrow it
+            continue
+        if kind == "l":
+            target.symlink_to(member.linkname)
+            continue
+        source = entry.tree / rel
+        if not copying:
+            try:
+                os.link(source, target)
+                continue
+            except FileNotFoundError:
+                raise CacheGone(f"cached layer {entry.digest[:12]} was evicted") from None
+            except OSError as error:
+                if error.errno not in LINK_FALLBACK:
+                    raise
+                copying = True
+                log(f"cannot hard-link from the cache ({error.strerror}); copying its files")
+        try:
+            _clone(source, target, mode)
+        except FileNotFoundError:
+            raise CacheGone(f"cached layer {entry.digest[:12]} was evicted") from None
+    elapsed = time.monotonic() - started
+    how = "copied" if copying else "linked"
+    log(f"{how} {len(entry.entries)} entries from the node's cache in {elapsed:.2f} s")
+
+
+class _suppress_exists:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> bool:
+        return kind is not None and issubclass(kind, FileExistsError)
+
+
+def _clone(source: Path, target: Path, mode: int) -> None:
+    with source.open("rb") as src, target.open("xb") as dst:
+        try:
+            fcntl.ioctl(dst.fileno(), FICLONE, src.fileno())
+        except OSError:
+            shutil.copyfileobj(src, dst, CHUNK)
+    target.chmod(mode)
 
 
 # ── putting it in place ────────────────────────────────────────────────────────
@@ -628,7 +1013,7 @@ def work_area(dest: Path) -> Path:
     return dest if dest.is_mount() else dest.parent
 
 
-def install(tree: Path, dest: Path, work: Path) -> None:
+def install(tree: Path, dest: Path, work: Path, mode: int = 0o755) -> None:
     """Move the finished tree to DEST; whatever DEST held before ends up in `work`."""
     previous = work / "previous"
     if work.parent == dest:  # DEST is a mount point and cannot be renamed: move entries
@@ -639,7 +1024,7 @@ def install(tree: Path, dest: Path, work: Path) -> None:
         for entry in list(tree.iterdir()):
             entry.rename(dest / entry.name)
         return
-    tree.chmod(0o755)  # mkdtemp made it 0700; the app reads it as a normal directory
+    tree.chmod(mode)  # mkdtemp made it 0700; the app reads it as a normal directory
     if dest.exists():
         dest.rename(previous)
         try:
@@ -671,7 +1056,13 @@ def run(config: Config) -> None:
         tree = work / "tree"
         if config.format == "manifest":
             tree.mkdir()
-            fetch_layers(config, work, tree)
+            try:
+                fetch_layers(config, work, tree)
+            except CacheGone as gone:
+                log(f"{gone}; fetching again without the cache")
+                shutil.rmtree(tree)
+                tree.mkdir()
+                fetch_layers(config, work, tree, use_cache=False)
         else:
             archive = work / "app.tar.gz"
             actual = download(config, archive)
@@ -687,7 +1078,9 @@ def run(config: Config) -> None:
         # the previous DEST without the new one in place. Left blocked: only cleanup remains.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         try:
-            install(tree, config.dest, work)
+            # With a cache the fetcher is another user than the app: its group gets the
+            # root of the tree as the app's own user had it.
+            install(tree, config.dest, work, 0o775 if config.cache else 0o755)
         except OSError as error:
             raise FetchError(EXIT_LOCAL, f"cannot move into {config.dest}: {error}") from None
     finally:

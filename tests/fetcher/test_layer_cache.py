@@ -1,0 +1,269 @@
+"""The node's layer cache: a dependencies layer fetched once per node, linked read-only into
+every pod's tree after that, verified before each reuse and bounded by size."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .archives import directory, file, symlink, tar_gz
+from .sites import Site, sha256
+from .test_layers import manifest, serve
+from .workspace import FETCH, Result, run_fetch
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNAS = ROOT / "infra" / "local" / "runas.py"
+FETCHER_UID, APP_UID, APP_GID = 1001, 1000, 1000
+
+DEPS = tar_gz(
+    directory("node_modules/"),
+    directory("node_modules/pad/"),
+    file("node_modules/pad/index.js", b"module.exports = 1\n"),
+    file("node_modules/pad/cli.js", b"#!/usr/bin/env node\n", mode=0o755),
+    symlink("node_modules/.bin", "pad"),
+)
+OTHER_DEPS = tar_gz(directory("node_modules/"), file("node_modules/left.js", b"left\n"))
+APP = tar_gz(file("package.json", b'{"name": "hello"}\n'), file("server.js", b"// hi\n"))
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Path]:
+    """A node directory other users can reach, holding the cache and pods' trees."""
+    root = Path(tempfile.mkdtemp(prefix="aether-node-"))
+    root.chmod(0o755)
+    (root / "layers").mkdir()
+    (root / "pods").mkdir()
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def fetch_into(
+    node: Path, pod: str, url: str, digest: str, *, max_bytes: int | None = None
+) -> Result:
+    args = ["--url", url, "--digest", digest, "--dest", str(node / "pods" / pod / "app")]
+    (node / "pods" / pod).mkdir(exist_ok=True)
+    args += ["--format", "manifest", "--cache", str(node / "layers")]
+    if max_bytes is not None:
+        args += ["--cache-max-bytes", str(max_bytes)]
+    return run_fetch(*args)
+
+
+def published(storage: Site, deps: bytes = DEPS) -> tuple[str, str]:
+    document = manifest(("deps", deps), ("app", APP))
+    return serve(storage, document, {sha256(deps): deps, sha256(APP): APP})
+
+
+def layer_requests(storage: Site, url: str, layer: bytes) -> int:
+    return len(storage.seen(url.replace(url.split("/")[-2], sha256(layer))))
+
+
+def contents(tree: Path) -> dict[str, str]:
+    found = {}
+    for path in sorted(tree.rglob("*")):
+        rel = str(path.relative_to(tree))
+        if path.is_symlink():
+            found[rel] = f"-> {path.readlink()}"
+        elif path.is_file():
+            found[rel] = path.read_text()
+    return found
+
+
+def entries(cache: Path) -> list[str]:
+    return sorted(p.name for p in cache.iterdir())
+
+
+def test_a_second_pod_links_the_cached_layer_without_downloading_it(
+    storage: Site, node: Path
+) -> None:
+    url, digest = published(storage)
+
+    first = fetch_into(node, "one", url, digest)
+    second = fetch_into(node, "two", url, digest)
+
+    assert first.code == 0 and second.code == 0, first.stderr + second.stderr
+    assert layer_requests(storage, url, DEPS) == 1  # the second pod downloaded only the app
+    assert layer_requests(storage, url, APP) == 2
+    assert "deps layer ok" not in second.stderr and "is in the node's cache" in second.stderr
+    one, two = node / "pods/one/app", node / "pods/two/app"
+    assert contents(one) == contents(two)
+    assert contents(two)["node_modules/pad/index.js"] == "module.exports = 1\n"
+    assert contents(two)["node_modules/.bin"] == "-> pad"
+    cached = node / "layers" / sha256(DEPS) / "tree/node_modules/pad/index.js"
+    linked = two / "node_modules/pad/index.js"
+    assert linked.stat().st_ino == cached.stat().st_ino  # a hard link: no copy, no extraction
+    assert linked.stat().st_mode & 0o777 == 0o444  # read-only, whoever owns it
+    assert (two / "node_modules/pad/cli.js").stat().st_mode & 0o777 == 0o555
+    # The app layer is the pod's own, and its group (the app's) may write it.
+    assert (two / "server.js").stat().st_nlink == 1
+    assert (two / "server.js").stat().st_mode & 0o777 == 0o664
+    assert entries(node / "layers") == [sha256(DEPS)]
+
+
+def test_a_corrupt_cache_entry_is_detected_and_replaced(storage: Site, node: Path) -> None:
+    url, digest = published(storage)
+    assert fetch_into(node, "one", url, digest).code == 0
+    cached = node / "layers" / sha256(DEPS) / "tree/node_modules/pad/index.js"
+    cached.chmod(0o644)
+    cached.write_text("module.exports = 'evil'\n")  # same mode after this: only size differs
+    cached.chmod(0o444)
+
+    result = fetch_into(node, "two", url, digest)
+
+    assert result.code == 0, result.stderr
+    assert "is corrupt" in result.stderr and "node_modules/pad/index.js" in result.stderr
+    assert layer_requests(storage, url, DEPS) == 2
+    assert contents(node / "pods/two/app")["node_modules/pad/index.js"] == "module.exports = 1\n"
+    fresh = node / "layers" / sha256(DEPS) / "tree/node_modules/pad/index.js"
+    assert fresh.read_text() == "module.exports = 1\n"
+    assert entries(node / "layers") == [sha256(DEPS)]
+
+
+@pytest.mark.parametrize("damage", ["no stamp", "missing file", "extra symlink target"])
+def test_a_half_written_or_damaged_entry_is_never_used(
+    storage: Site, node: Path, damage: str
+) -> None:
+    url, digest = published(storage)
+    assert fetch_into(node, "one", url, digest).code == 0
+    entry = node / "layers" / sha256(DEPS)
+    if damage == "no stamp":
+        (entry / "stamp.jsonl").unlink()
+    elif damage == "missing file":
+        (entry / "tree/node_modules/pad/cli.js").unlink()
+    else:
+        (entry / "tree/node_modules/.bin").unlink()
+        (entry / "tree/node_modules/.bin").symlink_to("../../elsewhere")
+    # A crashed fetcher's staging directory, as it left it.
+    staging = node / "layers" / f".staging-{sha256(DEPS)[:16]}-crashed"
+    (staging / "tree").mkdir(parents=True)
+    (staging / "tree/half.js").write_text("half")
+
+    result = fetch_into(node, "two", url, digest)
+
+    assert result.code == 0, result.stderr
+    assert "is corrupt" in result.stderr
+    assert contents(node / "pods/two/app") == contents(node / "pods/one/app")
+    assert (entry / "stamp.jsonl").is_file()
+
+
+def test_concurrent_fetchers_of_the_same_and_of_other_layers_are_safe(
+    storage: Site, node: Path
+) -> None:
+    same = published(storage)
+    other = published(storage, OTHER_DEPS)
+    jobs = [("same", i, *same) for i in range(4)] + [("other", i, *other) for i in range(2)]
+    processes = []
+    for kind, index, url, digest in jobs:
+        (node / "pods" / f"{kind}{index}").mkdir()
+        args = [str(FETCH), "--url", url, "--digest", digest, "--format", "manifest"]
+        args += ["--dest", str(node / "pods" / f"{kind}{index}" / "app")]
+        args += ["--cache", str(node / "layers")]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AETHER_")}
+        processes.append(
+            subprocess.Popen([sys.executable, *args], env=env, stderr=subprocess.PIPE, text=True)
+        )
+    outcomes = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in processes]
+
+    assert all(code == 0 for code, _ in outcomes), outcomes
+    assert entries(node / "layers") == sorted([sha256(DEPS), sha256(OTHER_DEPS)])
+    expected = contents(node / "pods/same0/app")
+    assert expected["node_modules/pad/index.js"] == "module.exports = 1\n"
+    for index in range(1, 4):
+        assert contents(node / "pods" / f"same{index}" / "app") == expected
+    for index in range(2):
+        assert contents(node / "pods" / f"other{index}" / "app")["node_modules/left.js"] == "left\n"
+
+
+def test_the_cache_evicts_the_least_recently_used_layer_past_its_bound(
+    storage: Site, node: Path
+) -> None:
+    third_deps = tar_gz(directory("node_modules/"), file("node_modules/right.js", b"right"))
+    first, second, third = (published(storage, d) for d in (DEPS, OTHER_DEPS, third_deps))
+    bound = 46  # bytes of files: the first layer holds 39, the others 5 each
+    for pod, artifact in (("a", first), ("b", second), ("a2", first)):
+        assert fetch_into(node, pod, *artifact, max_bytes=bound).code == 0
+    assert entries(node / "layers") == sorted([sha256(DEPS), sha256(OTHER_DEPS)])
+
+    result = fetch_into(node, "c", *third, max_bytes=bound)
+
+    assert result.code == 0, result.stderr
+    assert f"evicted layer {sha256(OTHER_DEPS)[:12]}" in result.stderr  # used longest ago
+    assert entries(node / "layers") == sorted([sha256(DEPS), sha256(third_deps)])
+    # The evicted layer's pod still has every file: its links hold the data.
+    assert contents(node / "pods/b/app")["node_modules/left.js"] == "left\n"
+
+
+def test_without_a_usable_cache_the_layers_are_extracted_as_before(
+    storage: Site, node: Path
+) -> None:
+    url, digest = published(storage)
+    (node / "layers").rmdir()
+    (node / "layers").write_text("not a directory")
+
+    result = fetch_into(node, "one", url, digest)
+
+    assert result.code == 0, result.stderr
+    assert "is not a directory this user may write; not used" in result.stderr
+    assert contents(node / "pods/one/app")["node_modules/pad/index.js"] == "module.exports = 1\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the fetcher and app as users")
+def test_the_app_cannot_write_chmod_or_replace_what_the_cache_holds(
+    storage: Site, node: Path
+) -> None:
+    """As on a node: the fetcher runs as its own user, the app as another in the same group."""
+    url, digest = published(storage)
+    os.chown(node / "layers", FETCHER_UID, APP_GID)
+    pod = node / "pods" / "one"
+    pod.mkdir()
+    os.chown(pod, APP_UID, APP_GID)
+    pod.chmod(0o770)  # the pod's volume: the app's, and its group's (the fetcher's too)
+    fetched = subprocess.run(
+        [
+            *(sys.executable, str(RUNAS), str(FETCHER_UID), str(APP_GID), str(FETCH)),
+            *("--url", url, "--digest", digest, "--dest", str(pod / "app")),
+            *("--format", "manifest", "--cache", str(node / "layers")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert fetched.returncode == 0, fetched.stderr
+    cached = node / "layers" / sha256(DEPS) / "tree/node_modules/pad/index.js"
+    linked = pod / "app/node_modules/pad/index.js"
+    assert linked.stat().st_ino == cached.stat().st_ino
+
+    def as_app(script: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["/bin/sh", "-c", script],
+            user=APP_UID,
+            group=APP_GID,
+            extra_groups=[],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            cwd=pod / "app",
+        )
+
+    for attack in (
+        "echo evil >> node_modules/pad/index.js",
+        "chmod 666 node_modules/pad/index.js",
+        "rm -f node_modules/pad/index.js",
+        "mv node_modules/pad/index.js node_modules/pad/moved.js",
+        f"echo evil >> {cached}",
+        f"rm -rf {node / 'layers' / sha256(DEPS)}",
+        f"touch {node / 'layers' / 'planted'}",
+    ):
+        assert as_app(attack).returncode != 0, attack
+    assert cached.read_text() == "module.exports = 1\n"
+    assert entries(node / "layers") == [sha256(DEPS)]
+    # What is the app's own stays writable by it: the app layer and the tree's root.
+    assert as_app("echo more >> server.js && touch new-file").returncode == 0

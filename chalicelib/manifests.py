@@ -6,6 +6,7 @@ them). The labels defined here are also what the cluster client selects the app'
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,13 @@ APP_CONTAINER = "app"
 APP_DIR = "/app"
 PULL_TOKEN_KEY = "token"  # noqa: S105 - the key in the Secret, not a value
 RUN_AS = 1000
+# The fetcher's user when it writes the node's layer cache: not the app's, so that the app
+# cannot write, chmod or replace the cached files it sees through hard links. Its group is
+# the app's, so that what it puts in the pod's own volume stays the app's to write.
+FETCH_RUN_AS = 1001
+LAYER_CACHE_VOLUME = "layers"
+LAYER_CACHE_MOUNT = "/layers"
+DEFAULT_LAYER_CACHE_MAX_BYTES = 4 * 1024**3
 
 _APP_NAME = re.compile(contract.APP_NAME_PATTERN)
 _DIGEST = re.compile(contract.DIGEST_PATTERN)
@@ -68,6 +76,10 @@ class WorkloadSpec:
     port: int = 8080
     revision_history_limit: int = 3
     resources: Resources = field(default_factory=Resources)
+    # The node's layer cache (an absolute host path), mounted into the fetcher only; None:
+    # every pod downloads and extracts every layer. Only a manifest's pods use it.
+    layer_cache_dir: str | None = None
+    layer_cache_max_bytes: int = DEFAULT_LAYER_CACHE_MAX_BYTES
 
     def __post_init__(self) -> None:
         if not _APP_NAME.fullmatch(self.app_name):
@@ -93,6 +105,20 @@ class WorkloadSpec:
             raise ValueError("port must be 1-65535")
         if self.platform not in contract.PLATFORMS:
             raise ValueError(f"platform must be one of {', '.join(contract.PLATFORMS)}")
+        cache = self.layer_cache_dir
+        if cache is not None and (
+            not cache.startswith("/") or posixpath.normpath(cache) != cache or cache == "/"
+        ):
+            raise ValueError("layer_cache_dir must be a normalized absolute path other than /")
+        if self.layer_cache_max_bytes < 1:
+            raise ValueError("layer_cache_max_bytes must be positive")
+
+    @property
+    def uses_layer_cache(self) -> bool:
+        return (
+            self.layer_cache_dir is not None
+            and self.artifact_kind == contract.ArtifactKind.MANIFEST
+        )
 
     @property
     def app_image(self) -> str:
@@ -142,9 +168,9 @@ def _secret(spec: WorkloadSpec, pull_token: str) -> dict[str, Any]:
     }
 
 
-def _container_security() -> dict[str, Any]:
+def _container_security(user: int = RUN_AS) -> dict[str, Any]:
     return {
-        "runAsUser": RUN_AS,
+        "runAsUser": user,
         "runAsGroup": RUN_AS,
         "runAsNonRoot": True,
         "readOnlyRootFilesystem": True,
@@ -159,6 +185,13 @@ def _fetch_container(spec: WorkloadSpec) -> dict[str, Any]:
     # Only a manifest says its format: an archive's pod spec stays what it always was.
     layered = spec.artifact_kind == contract.ArtifactKind.MANIFEST
     format_env = [{"name": "AETHER_ARTIFACT_FORMAT", "value": "manifest"}] if layered else []
+    mounts = [{"name": "app", "mountPath": APP_DIR}]
+    if spec.uses_layer_cache:
+        format_env += [
+            {"name": "AETHER_LAYER_CACHE", "value": LAYER_CACHE_MOUNT},
+            {"name": "AETHER_LAYER_CACHE_MAX_BYTES", "value": str(spec.layer_cache_max_bytes)},
+        ]
+        mounts.append({"name": LAYER_CACHE_VOLUME, "mountPath": LAYER_CACHE_MOUNT})
     return {
         "name": FETCH_CONTAINER,
         "image": spec.fetcher_image,
@@ -175,12 +208,12 @@ def _fetch_container(spec: WorkloadSpec) -> dict[str, Any]:
                 },
             },
         ],
-        "volumeMounts": [{"name": "app", "mountPath": APP_DIR}],
+        "volumeMounts": mounts,
         "resources": {
             "requests": {"cpu": limits.fetch_cpu_request, "memory": limits.fetch_memory_request},
             "limits": {"cpu": limits.fetch_cpu_limit, "memory": limits.fetch_memory_limit},
         },
-        "securityContext": _container_security(),
+        "securityContext": _container_security(FETCH_RUN_AS if spec.uses_layer_cache else RUN_AS),
         # The fetcher's last stderr line ("fetch: error: digest mismatch ...") becomes the
         # termination message, so the reason shows in the pod's status.
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -257,20 +290,24 @@ def _deployment(spec: WorkloadSpec) -> dict[str, Any]:
                     },
                     "initContainers": [_fetch_container(spec)],
                     "containers": [_app_container(spec)],
-                    "volumes": [
-                        {
-                            "name": "app",
-                            "emptyDir": {"sizeLimit": spec.resources.app_volume_limit},
-                        },
-                        {
-                            "name": "tmp",
-                            "emptyDir": {"sizeLimit": spec.resources.tmp_volume_limit},
-                        },
-                    ],
+                    "volumes": _volumes(spec),
                 },
             },
         },
     }
+
+
+def _volumes(spec: WorkloadSpec) -> list[dict[str, Any]]:
+    volumes: list[dict[str, Any]] = [
+        {"name": "app", "emptyDir": {"sizeLimit": spec.resources.app_volume_limit}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": spec.resources.tmp_volume_limit}},
+    ]
+    if spec.uses_layer_cache:
+        # Only the fetcher mounts it; the app container sees the cached files only as the
+        # read-only hard links the fetcher made in its own emptyDir.
+        host_path = {"path": spec.layer_cache_dir, "type": "DirectoryOrCreate"}
+        volumes.append({"name": LAYER_CACHE_VOLUME, "hostPath": host_path})
+    return volumes
 
 
 def _service(spec: WorkloadSpec) -> dict[str, Any]:

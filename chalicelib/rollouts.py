@@ -178,6 +178,8 @@ def _apply(
         artifact_kind=deployment.artifact_kind,
         fetcher_image=plane.settings.fetcher_image,
         progress_deadline_seconds=plane.settings.progress_deadline_seconds,
+        layer_cache_dir=plane.settings.layer_cache_dir,
+        layer_cache_max_bytes=plane.settings.layer_cache_max_bytes,
     )
     cluster.apply(manifests.workload_manifests(spec, pull.secret))
     auth.retire_pull_tokens(deployment.app_name, keep=pull.record.token_id)

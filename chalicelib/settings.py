@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -129,6 +130,11 @@ class Settings:
     cursor_key: bytes
     # None: only the platform's own tokens are accepted.
     oidc: OidcSettings | None = None
+    # The nodes' layer cache, a host path mounted into the fetcher (AETHER_LAYER_CACHE_DIR);
+    # None: no cache. A cluster enforcing the restricted Pod Security Standard refuses
+    # hostPath volumes (infra/README.md says what enabling it takes).
+    layer_cache_dir: str | None = None
+    layer_cache_max_bytes: int = 4 * GIB
 
     @property
     def cluster_configured(self) -> bool:
@@ -169,7 +175,18 @@ class Settings:
             cluster_platforms=_platforms(env, "AETHER_CLUSTER_PLATFORMS", DEFAULT_PLATFORM),
             cursor_key=_cursor_key(env, stage),
             oidc=OidcSettings.from_env(env),
+            layer_cache_dir=_host_path(env, "AETHER_LAYER_CACHE_DIR"),
+            layer_cache_max_bytes=_positive_int(env, "AETHER_LAYER_CACHE_MAX_BYTES", 4 * GIB),
         )
+
+
+def _host_path(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name) or None
+    if raw is not None and (
+        not raw.startswith("/") or posixpath.normpath(raw) != raw or raw == "/"
+    ):
+        raise ValueError(f"{name} must be a normalized absolute path other than /, got {raw!r}")
+    return raw
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -83,6 +83,18 @@ def test_an_unknown_cluster_platform_is_a_startup_error(value: str) -> None:
         Settings.from_env({"AETHER_CLUSTER_PLATFORMS": value})
 
 
+def test_the_layer_cache_is_off_unless_configured() -> None:
+    assert Settings.from_env({}).layer_cache_dir is None
+    configured = Settings.from_env({"AETHER_LAYER_CACHE_DIR": "/var/lib/aether/layers"})
+    assert configured.layer_cache_dir == "/var/lib/aether/layers"
+
+
+@pytest.mark.parametrize("value", ["layers", "/var/../layers", "/"])
+def test_a_layer_cache_that_is_not_an_absolute_path_is_a_startup_error(value: str) -> None:
+    with pytest.raises(ValueError, match="AETHER_LAYER_CACHE_DIR"):
+        Settings.from_env({"AETHER_LAYER_CACHE_DIR": value})
+
+
 # Each rule's literal text, which must appear in chalicelib only in contract.py.
 _RULE_LITERALS = {
     "app name pattern": "[-a-z0-9]{0,61}",

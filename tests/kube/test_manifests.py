@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.contract import ArtifactKind
 from chalicelib.manifests import WorkloadSpec, workload_manifests
 
 DIGEST = "ab" * 32
@@ -322,3 +323,64 @@ def test_an_empty_pull_token_is_refused() -> None:
 def test_an_unknown_platform_is_refused(platform: str) -> None:
     with pytest.raises(ValueError, match="platform"):
         replace(SPEC, platform=platform)
+
+
+# -- the node's layer cache ------------------------------------------------------------------
+
+CACHED = replace(
+    SPEC, artifact_kind=ArtifactKind.MANIFEST, layer_cache_dir="/var/lib/aether/layers"
+)
+
+
+def test_without_a_configured_cache_nothing_of_the_host_is_mounted() -> None:
+    layered = replace(SPEC, artifact_kind=ArtifactKind.MANIFEST)
+    assert "hostPath" not in json.dumps(_deployment(layered))
+    archive = replace(CACHED, artifact_kind=ArtifactKind.ARCHIVE)  # an archive has no layers
+    assert "hostPath" not in json.dumps(_deployment(archive))
+
+
+def test_the_cache_is_the_only_host_path_and_only_the_fetcher_mounts_it() -> None:
+    pod = _pod(CACHED)
+    host = [v for v in pod["volumes"] if "hostPath" in v]
+    assert host == [
+        {
+            "name": "layers",
+            "hostPath": {"path": "/var/lib/aether/layers", "type": "DirectoryOrCreate"},
+        }
+    ]
+    (fetch,) = pod["initContainers"]
+    (app,) = pod["containers"]
+    assert {"name": "layers", "mountPath": "/layers"} in fetch["volumeMounts"]
+    assert [m["name"] for m in app["volumeMounts"]] == ["app", "tmp"]
+    env = _env(fetch)
+    assert env["AETHER_LAYER_CACHE"] == "/layers"
+    assert env["AETHER_LAYER_CACHE_MAX_BYTES"] == str(4 * 1024**3)
+    text = json.dumps(_deployment(CACHED))
+    for field in ("privileged", "hostNetwork", "hostPID", "hostIPC", "hostPort"):
+        assert field not in text
+
+
+def test_with_the_cache_the_fetcher_is_another_user_than_the_app_in_the_apps_group() -> None:
+    pod = _pod(CACHED)
+    fetch, app = pod["initContainers"][0], pod["containers"][0]
+    assert (fetch["securityContext"]["runAsUser"], fetch["securityContext"]["runAsGroup"]) == (
+        1001,
+        1000,
+    )
+    assert (app["securityContext"]["runAsUser"], app["securityContext"]["runAsGroup"]) == (
+        1000,
+        1000,
+    )
+    for container in (fetch, app):  # the restricted settings hold for both
+        security = container["securityContext"]
+        assert security["runAsNonRoot"] is True
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"] == {"drop": ["ALL"]}
+        assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+@pytest.mark.parametrize("path", ["relative/layers", "/var/lib/../layers", "/", "/var/lib/"])
+def test_a_cache_path_must_be_a_normalized_absolute_path(path: str) -> None:
+    with pytest.raises(ValueError, match="layer_cache_dir"):
+        replace(CACHED, layer_cache_dir=path)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -302,6 +303,34 @@ def test_new_tokens_verify_after_the_provider_rotates_its_key(
     assert whoami(developer)["role"] == "developer"
 
 
+@contextmanager
+def serve_auth_config(port: int, body: dict[str, Any]) -> Iterator[None]:
+    """A control plane that only answers ``GET /auth/config``."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(200 if self.path == "/auth/config" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def token_kid(token: str) -> str:
     import base64
 
@@ -369,3 +398,42 @@ def test_a_fixed_loopback_redirect_is_used_as_the_platform_gives_it(
     tokens = login.browser_sign_in(provider, lambda _: None, open_url=open_url)
     assert f"redirect_uri=http%3A%2F%2F127.0.0.1%3A{port}%2Fcallback" in opened[0]
     assert tokens.refresh_token and tokens.expires_at is not None
+
+
+def test_a_refresh_the_provider_refuses_says_to_sign_in_again(developer: Cli) -> None:
+    developer.login_in_browser()
+    saved = developer.session()
+    revoked = requests.post(
+        f"{saved['issuer']}/token/revocation",
+        data={"token": saved["refresh_token"], "client_id": oidc.CLI_CLIENT_ID},
+        timeout=30,
+    )
+    assert revoked.status_code == 200
+    nearly = (datetime.now(UTC) + timedelta(seconds=20)).isoformat(timespec="seconds")
+    developer.session_path.write_text(json.dumps({**saved, "expires_at": nearly}))
+    done = developer.run("whoami", exit_code=10)
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the identity provider refused: invalid_grant"), last
+    assert "run `aether login` again" in last
+    assert_no_token_in(done.stdout + done.stderr, saved)
+
+
+def test_sso_against_a_platform_without_a_provider_is_one_line(tmp_path: Path) -> None:
+    """The stack's API with no AETHER_OIDC_ISSUER: only stored tokens sign in."""
+    from infra.local.processes import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AETHER_", "AWS_"))}
+    env.update(XDG_CONFIG_HOME=str(tmp_path / "c"), XDG_CACHE_HOME=str(tmp_path / "k"))
+    with serve_auth_config(port, {"oidc": None}):
+        done = subprocess.run(
+            [AETHER, "login", "--sso", "--api-url", f"http://127.0.0.1:{port}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 10
+    assert done.stderr.strip().splitlines() == [
+        f"error: http://127.0.0.1:{port} names no identity provider; use `aether login --token`"
+    ]

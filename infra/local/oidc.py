@@ -2,7 +2,8 @@
 
 ``make up`` installs its one npm dependency once (``npm ci``, like any lockfile), then writes
 the provider's configuration (``oidc/provider.json``, mode 0600) from what the state
-directory keeps: its signing key, a cookie secret and two users, an admin and a developer,
+directory keeps: its signing keys, a cookie secret, its sessions and refresh tokens
+(``oidc/sessions.json``) and two users, an admin and a developer,
 each with a password made on the first start. The users' credentials go to ``local.env``
 beside the admin token; the API is told to trust the provider's access tokens.
 """
@@ -125,6 +126,8 @@ def write_config(state: Path, port: int) -> Path:
         "keys": keys,
         "cookie_secret": cookie_secret.read_text(),
         "users": [_hashed(user) for user in users(state)],
+        # Sessions, grants and refresh tokens: they outlive a restart.
+        "state_file": str(state / "sessions.json"),
     }
     path = state / "provider.json"
     _write_private(path, json.dumps(config, indent=1))

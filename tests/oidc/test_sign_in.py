@@ -288,19 +288,26 @@ def test_no_token_in_a_file_others_can_read_or_in_the_logs(developer: Cli) -> No
     assert stat.S_IMODE(developer.session_path.parent.stat().st_mode) == 0o700
 
 
-def test_new_tokens_verify_after_the_provider_rotates_its_key(
+def test_a_sign_in_outlives_a_provider_crash_and_its_rotated_key_verifies_at_once(
     stack: PrivateStack, developer: Cli
 ) -> None:
+    """The provider is killed, rotates its signing key and starts again; the API keeps running.
+    The CLI's refresh token still works, and the token it gets, signed by a key the API has
+    never seen, is accepted: the API refetches the keys for the new key id."""
     developer.login_in_browser()
-    assert whoami(developer)["role"] == "developer"
-    old_kid = token_kid(developer.session()["token"])
+    before = developer.session()
+    old_kid = token_kid(before["token"])
     new_kid = oidc.rotate_signing_key(stack.state / "oidc")
-    os.killpg(stack.pid("oidc"), 15)
+    stack.kill("oidc")
     wait_until_gone(stack.pid("oidc"))
-    stack.up()  # starts the provider alone; the API keeps running with its cached keys
-    developer.login_in_browser()
-    assert token_kid(developer.session()["token"]) == new_kid != old_kid
+    stack.up()  # starts the provider alone
+    nearly = (datetime.now(UTC) + timedelta(seconds=20)).isoformat(timespec="seconds")
+    developer.session_path.write_text(json.dumps({**before, "expires_at": nearly}))
     assert whoami(developer)["role"] == "developer"
+    refreshed = developer.session()["token"]
+    assert token_kid(refreshed) == new_kid != old_kid
+    developer.login_in_browser()  # and a new sign-in too
+    assert token_kid(developer.session()["token"]) == new_kid
 
 
 @contextmanager

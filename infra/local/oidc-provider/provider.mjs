@@ -7,7 +7,7 @@
 // (any port), the Device Authorization Grant, refresh tokens and revocation. Access tokens are
 // JWTs for one resource, the Aether API, and carry the user's groups.
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { scryptSync, timingSafeEqual } from 'node:crypto';
 import { URLSearchParams } from 'node:url';
@@ -16,6 +16,84 @@ import Provider, { errors } from 'oidc-provider';
 
 const config = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const users = new Map(config.users.map((user) => [user.username, user]));
+
+// The provider's sessions, grants and refresh tokens in one file (mode 0600), so that a
+// signed-in CLI stays signed in across `make down && make up`. Written whole on each change:
+// a handful of entries on one machine.
+const stored = new Map(
+  existsSync(config.state_file)
+    ? Object.entries(JSON.parse(readFileSync(config.state_file, 'utf8')))
+    : [],
+);
+
+function persist() {
+  const now = Date.now();
+  for (const [key, entry] of stored) {
+    if (entry.expiresAt && entry.expiresAt <= now) stored.delete(key);
+  }
+  const temporary = `${config.state_file}.tmp`;
+  writeFileSync(temporary, JSON.stringify(Object.fromEntries(stored)), { mode: 0o600 });
+  renameSync(temporary, config.state_file);
+}
+
+class FileAdapter {
+  constructor(model) {
+    this.model = model;
+  }
+
+  key(id) {
+    return `${this.model}:${id}`;
+  }
+
+  async upsert(id, payload, expiresIn) {
+    const expiresAt = expiresIn ? Date.now() + expiresIn * 1000 : undefined;
+    stored.set(this.key(id), { payload, expiresAt });
+    persist();
+  }
+
+  async find(id) {
+    const entry = stored.get(this.key(id));
+    if (!entry || (entry.expiresAt && entry.expiresAt <= Date.now())) return undefined;
+    return entry.payload;
+  }
+
+  async findBy(field, value) {
+    for (const [key, entry] of stored) {
+      if (key.startsWith(`${this.model}:`) && entry.payload[field] === value) {
+        return this.find(key.slice(this.model.length + 1));
+      }
+    }
+    return undefined;
+  }
+
+  async findByUid(uid) {
+    return this.findBy('uid', uid);
+  }
+
+  async findByUserCode(userCode) {
+    return this.findBy('userCode', userCode);
+  }
+
+  async consume(id) {
+    const entry = stored.get(this.key(id));
+    if (entry) {
+      entry.payload.consumed = Math.floor(Date.now() / 1000);
+      persist();
+    }
+  }
+
+  async destroy(id) {
+    stored.delete(this.key(id));
+    persist();
+  }
+
+  async revokeByGrantId(grantId) {
+    for (const [key, entry] of stored) {
+      if (entry.payload.grantId === grantId) stored.delete(key);
+    }
+    persist();
+  }
+}
 
 function escape(text) {
   return String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -35,6 +113,7 @@ function passwordMatches(user, password) {
 }
 
 const provider = new Provider(config.issuer, {
+  adapter: FileAdapter,
   clients: [
     {
       client_id: config.client_id,

@@ -21,6 +21,7 @@ from chalicelib import (
     oidc,
     openapi,
     payloads,
+    pull_tokens,
     records,
     rollouts,
     verification,
@@ -245,6 +246,20 @@ def revoke_token(token_id: str) -> dict[str, Any]:
     return auth.token_json(auth.revoke_for(principal(), token_id))
 
 
+@app.route("/pull-tokens")
+def list_pull_tokens() -> dict[str, Any]:
+    """The tokens pods download artifacts with (admins): metadata only, never a secret.
+
+    ``current`` marks the one in the app's Secret; every other is revoked or expired.
+    Query: app_name
+    Errors: forbidden
+    """
+    app_name = query("app_name")
+    if app_name is not None:
+        payloads.app_name(app_name)
+    return {"pull_tokens": pull_tokens.list_for(principal(), app_name)}
+
+
 # Applications and their signing keys
 
 
@@ -465,6 +480,7 @@ def show_deployment(deployment_id: str) -> Response:
 def reconcile_deployments(event: CloudWatchEvent) -> None:
     rollouts.advance_all_in_flight(get_data_plane())
     rollouts.restore_lost_workloads(get_data_plane())
+    rollouts.rotate_pull_tokens(get_data_plane())
     flush_metrics()
 
 

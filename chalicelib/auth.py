@@ -125,24 +125,6 @@ def _stored_principal(token: str, presented_sha256: str) -> Principal:
     )
 
 
-def issue_pull_token(app_name: str) -> IssuedToken:
-    """A token that may only download ``app_name``'s artifacts.
-
-    It does not expire, since pods restart and scale at any time; each
-    rollout issues a new one and retires the others once it is applied.
-    """
-    return issue_token(f"puller:{app_name}", Role.PULLER, app_scope=app_name)
-
-
-def retire_pull_tokens(app_name: str, keep: str) -> None:
-    """Make ``keep`` the app's pull token and revoke the one it replaces."""
-    app = Application.get(app_name, consistent_read=True)
-    previous = app.pull_token_id
-    app.update(actions=[Application.pull_token_id.set(keep)])
-    if previous is not None and previous != keep:
-        ApiToken(previous).update(actions=[ApiToken.revoked.set(True)])
-
-
 def authorize_download(principal: Principal, app: Application) -> None:
     """The app's pull token, or a person who may act on the app."""
     if principal.role == Role.PULLER:

@@ -37,6 +37,10 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_SUBJECT_LENGTH = 128
 DEFAULT_TOKEN_DAYS = 90
 MAX_TOKEN_DAYS = 366
+# A pull token lives this long; the reconciler replaces it once half of it has passed.
+PULL_TOKEN_DAYS = 30
+# How long one writer holds an app's pull Secret (well past a cluster request's timeout).
+PULL_LOCK_SECONDS = 90
 DEFAULT_REPLICAS = 1
 MAX_REPLICAS = 20
 DEFAULT_PAGE = 20

@@ -110,6 +110,9 @@ class Application(_Table):
     inflight_deployment_id = UnicodeAttribute(null=True)
     # The token pods of this app fetch artifacts with (in the cluster's Secret).
     pull_token_id = UnicodeAttribute(null=True)
+    # Who is writing the app's pull Secret, and until when: one writer at a time.
+    pull_lock_owner = UnicodeAttribute(null=True)
+    pull_lock_until = UTCDateTimeAttribute(null=True)
 
 
 class ArtifactsByApp(_ByAppIndex):

@@ -14,7 +14,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from chalicelib import auth, deployments, kube, manifests
+from chalicelib import deployments, kube, manifests, pull_tokens
 from chalicelib.contract import FINISHED, IN_FLIGHT, DeploymentStatus
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.observability import logger
@@ -104,6 +104,8 @@ def restore_lost_workloads(plane: DataPlane) -> int:
             if cluster.has_workload(app.name):
                 continue
             _apply(plane, cluster, current)
+        except pull_tokens.Busy:
+            continue  # a rollout of the app is applying it right now
         except Exception as exc:
             if kube.is_unavailable(exc):
                 break  # the cluster is down for everyone; the next run retries
@@ -139,6 +141,11 @@ def _start(plane: DataPlane, cluster: kube.Cluster, deployment: Deployment) -> N
         return
     try:
         spec = _apply(plane, cluster, deployment)
+    except pull_tokens.Busy:
+        # Another rollout of the app is writing its Secret: this one applies on a later read.
+        _transition(deployment, DeploymentStatus.ROLLING_OUT, DeploymentStatus.PENDING)
+        _note_waiting(deployment, "waiting for another rollout of the app to apply")
+        return
     except Exception as exc:
         if kube.is_unavailable(exc):
             # Hand the claim back so the next attempt applies again.
@@ -162,9 +169,24 @@ def _start(plane: DataPlane, cluster: kube.Cluster, deployment: Deployment) -> N
 def _apply(
     plane: DataPlane, cluster: kube.Cluster, deployment: Deployment
 ) -> manifests.WorkloadSpec:
-    """Apply the deployment's workload with a new pull token, which then replaces the app's."""
-    pull = auth.issue_pull_token(deployment.app_name)
-    spec = manifests.WorkloadSpec(
+    """Apply the deployment's workload with a new pull token, which then replaces the app's.
+
+    The Secret goes first, on its own: a token whose Secret write failed is revoked; once it
+    is in the Secret it is the app's, whatever becomes of the Deployment.
+    """
+    spec = _spec(plane, cluster, deployment)
+    pull = pull_tokens.replace(
+        deployment.app_name,
+        lambda secret: cluster.apply(manifests.workload_manifests(spec, secret)[:1]),
+    )
+    cluster.apply(manifests.workload_manifests(spec, pull.secret)[1:])
+    return spec
+
+
+def _spec(
+    plane: DataPlane, cluster: kube.Cluster, deployment: Deployment
+) -> manifests.WorkloadSpec:
+    return manifests.WorkloadSpec(
         app_name=deployment.app_name,
         deployment_id=deployment.deployment_id,
         digest=deployment.artifact_digest,
@@ -181,9 +203,39 @@ def _apply(
         layer_cache_dir=plane.settings.layer_cache_dir,
         layer_cache_max_bytes=plane.settings.layer_cache_max_bytes,
     )
-    cluster.apply(manifests.workload_manifests(spec, pull.secret))
-    auth.retire_pull_tokens(deployment.app_name, keep=pull.record.token_id)
-    return spec
+
+
+def rotate_pull_tokens(plane: DataPlane) -> int:
+    """Replace each running app's pull token once it has lived half its lifetime.
+
+    Only the Secret changes: running pods read it when they start, so they keep serving, and
+    the ones started from now on fetch with the new token.
+    """
+    cluster = plane.cluster
+    if cluster is None:
+        return 0
+    rotated = 0
+    for app in Application.scan():
+        current = _restorable(app)
+        if current is None or not pull_tokens.needs_rotation(app):
+            continue
+        spec = _spec(plane, cluster, current)
+        try:
+            pull_tokens.replace(
+                app.name,
+                lambda secret, spec=spec: cluster.apply(  # type: ignore[misc]
+                    manifests.workload_manifests(spec, secret)[:1]
+                ),
+            )
+        except pull_tokens.Busy:
+            continue  # a rollout is replacing it right now
+        except Exception as exc:
+            if kube.is_unavailable(exc):
+                break  # the cluster is down for everyone; the next run retries
+            logger.exception("rotating a pull token failed", extra={"app": app.name})
+            continue
+        rotated += 1
+    return rotated
 
 
 def _refusal(exc: Exception) -> str:

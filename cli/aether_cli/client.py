@@ -117,6 +117,14 @@ class ApiClient:
     def revoke_token(self, token_id: str) -> dict[str, Any]:
         return self._json("DELETE", ("tokens", token_id), idempotent=True)
 
+    def list_pull_tokens(self, app: str | None = None) -> list[dict[str, Any]]:
+        params = {"app_name": app} if app else None
+        try:
+            found = self._json("GET", ("pull-tokens",), params=params)
+        except ApiError as exc:
+            raise self._route_missing(exc, "listing pull tokens") from exc
+        return list(found.get("pull_tokens") or [])
+
     # -- apps ------------------------------------------------------------------
 
     def list_apps(self) -> list[dict[str, Any]]:

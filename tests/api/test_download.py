@@ -5,11 +5,16 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 
-from chalicelib import auth
+from chalicelib import auth, pull_tokens
+from chalicelib.contract import Role
 from tests.api.test_auth import issue
 from tests.conftest import Api
 from tests.uploads import random_bytes, request_upload, upload
 from tests.verification.delivery import deliver_pending_events
+
+
+def puller_secret(app_name: str) -> str:
+    return auth.issue_token(f"puller:{app_name}", Role.PULLER, app_scope=app_name).secret
 
 
 @pytest.fixture
@@ -25,7 +30,7 @@ def test_pull_token_is_redirected_to_a_presigned_get(
     api: Api, stored: tuple[str, str, bytes]
 ) -> None:
     app_name, digest, data = stored
-    puller = api.as_(auth.issue_pull_token(app_name).secret)
+    puller = api.as_(puller_secret(app_name))
     reply = puller.get(f"/artifacts/{digest}/download")
     assert reply.status == 307
     location = reply.headers["Location"]
@@ -39,14 +44,14 @@ def test_a_pull_token_for_another_app_finds_nothing(
     _, digest, _ = stored
     other = unique_name[:50] + "-o"
     api.post("/apps", {"name": other})
-    reply = api.as_(auth.issue_pull_token(other).secret).get(f"/artifacts/{digest}/download")
+    reply = api.as_(puller_secret(other)).get(f"/artifacts/{digest}/download")
     assert reply.status == 404
     assert reply.json["code"] == "not_found"
 
 
 def test_a_pull_token_can_do_nothing_else(api: Api, stored: tuple[str, str, bytes]) -> None:
     app_name, digest, _ = stored
-    puller = api.as_(auth.issue_pull_token(app_name).secret)
+    puller = api.as_(puller_secret(app_name))
     assert puller.get(f"/apps/{app_name}").status == 403
     assert puller.get(f"/artifacts/{digest}").status == 404
     assert puller.post("/apps", {"name": app_name + "-p"}).status == 403
@@ -57,10 +62,10 @@ def test_a_pull_token_can_do_nothing_else(api: Api, stored: tuple[str, str, byte
 
 def test_retired_pull_tokens_stop_working(api: Api, stored: tuple[str, str, bytes]) -> None:
     app_name, digest, _ = stored
-    old = auth.issue_pull_token(app_name)
-    auth.retire_pull_tokens(app_name, keep=old.record.token_id)
-    new = auth.issue_pull_token(app_name)
-    auth.retire_pull_tokens(app_name, keep=new.record.token_id)
+    written: list[str] = []
+    old = pull_tokens.replace(app_name, written.append)
+    new = pull_tokens.replace(app_name, written.append)
+    assert written == [old.secret, new.secret]
     assert api.as_(old.secret).get(f"/artifacts/{digest}/download").status == 401
     assert api.as_(new.secret).get(f"/artifacts/{digest}/download").status == 307
 

@@ -220,6 +220,29 @@ def login(local_api: Service, tmp_path: Path, token: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
+def test_admins_list_pull_tokens_without_their_secrets(
+    local_api: Service, tmp_path: Path, unique_name: str
+) -> None:
+    from chalicelib import pull_tokens
+    from chalicelib.records import Application
+
+    Application(unique_name, owner="admin").save()
+    written: list[str] = []
+    old = pull_tokens.replace(unique_name, written.append)
+    new = pull_tokens.replace(unique_name, written.append)
+    listed = aether(local_api, tmp_path, "tokens", "pull", "--app", unique_name)
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[0]: line.split()[-1] for line in listed.stdout.splitlines()[1:]}
+    assert rows == {old.record.token_id: "revoked", new.record.token_id: "current"}
+    as_json = aether(local_api, tmp_path, "tokens", "pull", "--format", "json")
+    assert all(secret not in listed.stdout + as_json.stdout for secret in written)
+    developer = aether(local_api, tmp_path, "tokens", "create", "--subject", unique_name)
+    refused = aether(local_api, tmp_path, "tokens", "pull", token=developer.stdout.strip())
+    assert refused.returncode != 0
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert "only admins may list pull tokens" in refused.stderr
+
+
 def test_tokens_are_issued_listed_and_revoked_and_whoami_says_whose(
     local_api: Service, tmp_path: Path, unique_name: str
 ) -> None:

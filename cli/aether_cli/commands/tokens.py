@@ -80,6 +80,43 @@ def list_tokens(out: Output, fmt: str) -> None:
     out.result({"tokens": found}, text)
 
 
+@tokens.command("pull")
+@click.option("--app", "app", metavar="NAME", help="Only this app's. Default: every app's.")
+@format_option()
+@click.pass_obj
+def list_pull_tokens(out: Output, app: str | None, fmt: str) -> None:
+    """List the tokens pods download artifacts with (admins; never their secrets)."""
+    from aether_cli.client import connect
+
+    found = connect().list_pull_tokens(app)
+
+    def text() -> None:
+        if not found:
+            out.line("No pull tokens: no app has been rolled out yet.")
+            return
+        rows = [
+            [
+                token.get("token_id"),
+                token.get("app_name"),
+                token.get("created_at"),
+                token.get("expires_at"),
+                _pull_state(token),
+            ]
+            for token in found
+        ]
+        out.table(["TOKEN ID", "APP", "CREATED", "EXPIRES", "STATE"], rows)
+
+    out.result({"pull_tokens": found}, text)
+
+
+def _pull_state(token: dict[str, object]) -> str:
+    if token.get("current") and not token.get("revoked"):
+        return "current"
+    if token.get("revoked"):
+        return "revoked"
+    return "expired" if token.get("expired") else "active"
+
+
 @tokens.command("revoke")
 @click.argument("token_id")
 @format_option()

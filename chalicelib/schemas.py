@@ -84,6 +84,12 @@ def bodies(max_artifact_bytes: int) -> dict[str, Schema]:
                     "default": contract.DEFAULT_PLATFORM,
                 },
             },
+            # A manifest is small whatever the artifact limit.
+            "if": {
+                "properties": {"kind": {"const": str(contract.ArtifactKind.MANIFEST)}},
+                "required": ["kind"],
+            },
+            "then": {"properties": {"size_bytes": {"maximum": contract.MAX_MANIFEST_BYTES}}},
         },
         "new_deployment": {
             "type": "object",

@@ -35,6 +35,7 @@ RELAY_CURSOR = STATE / "relay-cursor.json"
 SERVICE_PORTS = STATE / "service-ports.json"
 OIDC = STATE / "oidc"
 APPS_NAMESPACE = "aether-apps"
+LAYER_CACHE_DIR = "/var/lib/aether/layers"  # a node path: the cluster keeps it in pods/.host/
 # The cluster stops its pods on SIGTERM, each with a grace period of its own: wait for that.
 CLUSTER_STOP_TIMEOUT = 20.0
 # The records server compacts its journal into a snapshot on SIGTERM; SeaweedFS flushes.
@@ -74,6 +75,8 @@ def stack_environment(ports: Ports, identity: seaweedfs.Identity) -> dict[str, s
         "AETHER_PUBLIC_API_URL": f"http://127.0.0.1:{ports.api}",
         "KUBECONFIG": str(KUBECONFIG),
         "AETHER_DEFAULT_NAMESPACE": APPS_NAMESPACE,
+        # Pods fetch a dependencies layer once per node (the cluster provides the directory).
+        "AETHER_LAYER_CACHE_DIR": LAYER_CACHE_DIR,
         # The API trusts the embedded identity provider's access tokens.
         **oidc.api_environment(ports.oidc),
     }

@@ -12,6 +12,9 @@ request needs the kubeconfig's token.
 
 ``--node-dir`` (default: ``node`` beside the state directory) keeps the Node.js installs the
 pods' images ask for (``aether-nodejs:24-slim``), made once.
+
+``AETHER_LAYER_CACHE_DIR``, when set (``make up`` sets it), is the nodes' layer cache: the
+node's setup makes it the fetcher's (uid 1001) before any pod runs, as a node image would.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ from typing import Any
 
 import yaml
 
+from chalicelib.manifests import FETCH_RUN_AS, RUN_AS
 from infra.kubesim import Simulator
 from infra.kubesim.resources import NAMESPACES, SECRETS
 from infra.kubesim.store import Store
 from infra.local.dataplane import ProcessRuntime, SecretResolver, Timing
 from infra.local.services import DEFAULT_PORT_BASE, ServiceProxies
+from infra.local.users import User
 
 NAMESPACE_MANIFEST = Path(__file__).resolve().parents[1] / "k8s" / "namespace.yaml"
 
@@ -97,6 +102,7 @@ def start_cluster(
     node_dir: str | Path | None = None,
     service_ports: Path | None = None,
     token: str | None = None,
+    layer_cache: str | None = None,
 ) -> LocalCluster:
     """A simulator on 127.0.0.1:``port`` whose pods run under ``state_dir``.
 
@@ -104,8 +110,10 @@ def start_cluster(
     ``node_dir``: where Node.js installs go (``aether_cli.nodejs``'s default cache if None).
     ``service_ports``: where Services' loopback ports are kept across restarts.
     ``token``: the bearer token to require (a new random one if None).
+    ``layer_cache``: the node path of the layer cache, provided for the fetcher's user.
     """
-    runtime = ProcessRuntime(state_dir, timing=timing, node_dir=node_dir)
+    provided = {layer_cache: User(FETCH_RUN_AS, RUN_AS)} if layer_cache else {}
+    runtime = ProcessRuntime(state_dir, timing=timing, node_dir=node_dir, node_directories=provided)
     simulator = Simulator(port, runtime=runtime, http_hooks=False, token=token)
     # The runtime exists before the store that holds the Secrets; no pod can start before this.
     runtime.secrets = secrets_in(simulator.store)
@@ -163,6 +171,7 @@ def main() -> None:
         node_dir=node_dir,
         service_ports=Path(args.service_ports) if args.service_ports else None,
         token=kubeconfig_token(Path(args.kubeconfig)),
+        layer_cache=os.environ.get("AETHER_LAYER_CACHE_DIR") or None,
     )
     try:
         path = cluster.write_kubeconfig(args.kubeconfig)

@@ -24,8 +24,18 @@ An app that never listens on the port it was given but listens on another one is
 with the reason ``WrongPort`` and a message naming both ports (``procfs``); waiting would not
 make it ready.
 
-Not modelled: resource limits, the read-only root filesystem, volumes other than emptyDir,
-several ports per pod, liveness and startup probes, exec probes.
+Volumes: an emptyDir is a directory of the pod's; when the stack runs as root it belongs to the
+pod's user and its ``fsGroup`` (mode 0770), so an init container of another user in that
+group (the fetcher when it writes the layer cache) can fill it. A hostPath is a directory of
+this "node", ``<pods' root>/.host/<path>``, shared by every pod and kept across pods: type
+``DirectoryOrCreate`` makes it (owned by the stack's user, as the kubelet makes it root's)
+and ``Directory`` needs it; ``node_directories`` are what the node's own setup provides
+before any pod runs (a path and the user it belongs to, mode 0700), as a node image would.
+
+Not modelled: resource limits, the read-only root filesystem and read-only mounts (nothing
+mounts: a container path under a mount is rewritten to the volume's directory), volumes
+other than emptyDir and hostPath, several ports per pod, liveness and startup probes, exec
+probes.
 """
 
 from __future__ import annotations
@@ -62,6 +72,7 @@ OWNER_FILE = ".pod-uid"  # in a pod's directory: which pod made it
 WRONG_PORT = "WrongPort"  # the termination reason of an app listening elsewhere
 # Traversable, not listable: other users reach their own pod's directory by name only.
 PASSAGE_MODE = 0o711
+HOST_ROOT = ".host"  # in the pods' root: the node's own filesystem, for hostPath volumes
 
 # (namespace, secret name, key) → value; raises LookupError with the kubelet's message.
 SecretResolver = Callable[[str, str, str], str]
@@ -106,6 +117,7 @@ class _Pod:
     directory: Path
     port: int
     owner: User | None  # whose its directories are; None: the stack's own user
+    host_volumes: dict[str, Path] = field(default_factory=dict)  # hostPath volume → directory
     stopping: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     processes: set[subprocess.Popen[bytes]] = field(default_factory=set)
@@ -141,6 +153,7 @@ class ProcessRuntime:
         secrets: SecretResolver | None = None,
         timing: Timing | None = None,
         node_dir: str | Path | None = None,
+        node_directories: Mapping[str, User | None] | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.secrets = secrets
@@ -157,6 +170,9 @@ class ProcessRuntime:
             if nodes is not None:
                 nodes = self._open_directory(nodes, "Node.js installs", mode=0o755)
         self.images = Images(nodes)
+        self.host_root = self.pods_root / HOST_ROOT
+        for path, owner in (node_directories or {}).items():
+            self._provide(path, owner)
 
     def _open_directory(self, wanted: Path, what: str, mode: int = PASSAGE_MODE) -> Path:
         """``wanted`` if other users (the pods') can reach it, else a spare directory."""
@@ -178,6 +194,31 @@ class ProcessRuntime:
             fallback,
         )
         return fallback
+
+    def host_directory(self, path: str) -> Path:
+        """Where the node's ``path`` (absolute) is on this machine."""
+        parts = [part for part in path.split("/") if part not in ("", ".")]
+        if ".." in parts or not path.startswith("/"):
+            raise ValueError(f"hostPath {path!r} must be an absolute path without '..'")
+        return self.host_root.joinpath(*parts)
+
+    def _provide(self, path: str, owner: User | None) -> None:
+        """A node directory the node's setup makes: ``owner``'s alone (mode 0700)."""
+        directory = self._host_parent(path)
+        directory.mkdir(exist_ok=True)
+        if owner is not None and users.can_switch_users():
+            users.hand_over(directory, owner)
+        else:
+            directory.chmod(0o700)
+
+    def _host_parent(self, path: str) -> Path:
+        """``host_directory(path)``, its parents made and traversable by pods' users."""
+        directory = self.host_directory(path)
+        for step in reversed([directory.parent, *directory.parent.parents]):
+            if step == self.host_root or self.host_root in step.parents:
+                step.mkdir(exist_ok=True)
+                step.chmod(PASSAGE_MODE)
+        return directory
 
     # -- what the service proxies and tests ask ----------------------------------------------
 
@@ -252,7 +293,13 @@ class ProcessRuntime:
 
     def _run_pod(self, pod: _Pod) -> None:
         try:
-            self._prepare(pod)
+            try:
+                self._prepare(pod)
+            except ContainerConfigError as error:  # a volume the node cannot provide
+                log.warning("pod %s/%s: %s", pod.view.namespace, pod.view.name, error)
+                for container in _container_specs(pod.view.manifest, "initContainers"):
+                    pod.sink.report(container["name"], Waiting("ContainerCreating", str(error)))
+                return
             for container in _container_specs(pod.view.manifest, "initContainers"):
                 if not self._run_init(pod, container):
                     return
@@ -290,19 +337,27 @@ class ProcessRuntime:
         if pod.owner is not None:
             for passage in (pod.directory.parent, pod.directory):
                 passage.chmod(PASSAGE_MODE)
-        owned = [pod.directory / "home", pod.directory / "tmp", pod.directory / "volumes"]
+        owned = [pod.directory / "home", pod.directory / "tmp"]
+        shared = [pod.directory / "volumes"]  # the pod's user's and its fsGroup's
         for volume in pod.view.manifest.get("spec", {}).get("volumes") or []:
             if "emptyDir" in volume:
-                owned.append(pod.directory / "volumes" / volume["name"])
+                shared.append(pod.directory / "volumes" / volume["name"])
+            elif "hostPath" in volume:
+                pod.host_volumes[volume["name"]] = self._host_volume(volume)
             else:
                 log.warning(
-                    "pod %s: volume %s is not an emptyDir; not provided",
+                    "pod %s: volume %s is neither an emptyDir nor a hostPath; not provided",
                     pod.view.name,
                     volume["name"],
                 )
-        for directory in owned:
+        group = users.fs_group(pod.view.manifest)
+        for directory in owned + shared:
             directory.mkdir()
-            if pod.owner is not None:
+            if pod.owner is None:
+                continue
+            if directory in shared and group is not None:
+                users.hand_over(directory, User(pod.owner.uid, group), mode=0o770)
+            else:
                 users.hand_over(directory, pod.owner)
         log.info(
             "pod %s/%s: starting on port %d%s",
@@ -311,6 +366,26 @@ class ProcessRuntime:
             pod.port,
             f" as uid {pod.owner.uid}" if pod.owner else "",
         )
+
+    def _host_volume(self, volume: Mapping[str, Any]) -> Path:
+        """The node directory of a hostPath volume (``ContainerConfigError`` if it cannot be)."""
+        source = volume["hostPath"]
+        kind = source.get("type") or ""
+        try:
+            directory = self.host_directory(str(source.get("path", "")))
+        except ValueError as error:
+            raise ContainerConfigError(str(error)) from None
+        if kind == "DirectoryOrCreate" and not directory.exists():
+            self._host_parent(str(source["path"])).mkdir(exist_ok=True)
+            directory.chmod(0o755)
+        elif kind not in ("", "Directory", "DirectoryOrCreate"):
+            raise ContainerConfigError(f"hostPath type {kind!r} is not supported here")
+        if not directory.is_dir():
+            raise ContainerConfigError(
+                f'MountVolume.SetUp failed for volume "{volume["name"]}" : hostPath type check '
+                f"failed: {source['path']} is not a directory"
+            )
+        return directory
 
     def _run_init(self, pod: _Pod, container: Mapping[str, Any]) -> bool:
         """Run an init container until it succeeds; False if the pod stops or gives up first."""
@@ -625,7 +700,7 @@ class ProcessRuntime:
         for root, volume in sorted(mounts, key=lambda mount: len(mount[0]), reverse=True):
             if path == root or path.startswith(root.rstrip("/") + "/"):
                 rest = path[len(root) :].lstrip("/")
-                base = pod.directory / "volumes" / volume
+                base = pod.host_volumes.get(volume) or pod.directory / "volumes" / volume
                 return base / rest if rest else base
         return None
 

@@ -62,6 +62,13 @@ def container_user(manifest: Mapping[str, Any], container: Mapping[str, Any]) ->
     return user
 
 
+def fs_group(manifest: Mapping[str, Any]) -> int | None:
+    """The pod's ``fsGroup``: the group its volumes belong to. None without one, or when the
+    stack cannot switch users."""
+    group = ((manifest.get("spec") or {}).get("securityContext") or {}).get("fsGroup")
+    return int(group) if group is not None and can_switch_users() else None
+
+
 def _user(own: Mapping[str, Any], pod: Mapping[str, Any]) -> User | None:
     uid = own.get("runAsUser", pod.get("runAsUser"))
     if uid is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
 import json
@@ -115,6 +116,7 @@ class ArtifactServer:
         self.artifacts: dict[str, bytes] = {}
         self.authorized = 0
         self.refused = 0
+        self.downloads: collections.Counter[str] = collections.Counter()  # by digest
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -126,6 +128,8 @@ class ArtifactServer:
                     return
                 server.authorized += 1
                 body = server.artifacts.get(parts[1]) if len(parts) == 3 else None
+                if body is not None:
+                    server.downloads[parts[1]] += 1
                 if body is None:
                     self._answer(404, b'{"code": "not_found", "message": "no artifact"}')
                     return

@@ -35,6 +35,13 @@ URL it reports:
 Each deploy's bytes uploaded (layers and manifest) are printed beside the artifact's
 total size; the last line is the summary as one JSON object.
 
+Each timed deploy's new pod's fetch time (its init container's last log line) is
+printed by where its dependencies layer came from: "downloaded" (downloaded, verified,
+extracted into the node's layer cache, linked) or "node cache" (verified against its
+stamp and linked; nothing downloaded or extracted). The untimed first deploy's pod is
+the first of the app on the node: its fetch is the cold one. A cold deploy is a new app
+(every layer uploaded), on a node that already holds the bench app's dependencies layer.
+
 "rollout" is the part of our time from the end of the upload step (the CLI's last
 log record before it reports the new deployment) to the first successful GET.
 
@@ -55,6 +62,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -91,6 +99,7 @@ INSTALL_SKIPPED = "dependencies unchanged since the last install: nothing to ins
 BASELINE_BUCKET = "aether-bench-baseline"
 PACK = "tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf - . | gzip -6 -n > {out}"
 ONLINE_TIMEOUT = 60.0
+NAMESPACE = "aether-apps"
 
 
 @contextmanager
@@ -134,6 +143,38 @@ class Deploy:
     size_bytes: int
     uploaded_bytes: int = 0
     uploaded_layers: tuple[str, ...] = ()
+    fetch: Fetch | None = None
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """What the new pod's fetcher logged: its whole time, and where the deps layer came from."""
+
+    seconds: float
+    deps: str  # "node cache", "downloaded" or "none"
+
+
+def pod_fetch(stack: PrivateStack, app: str, digest: str) -> Fetch | None:
+    """The fetch of a ready pod of ``app`` running ``digest``, from its init container's log."""
+    from kubernetes.client import CoreV1Api
+
+    from chalicelib.kube import api_client
+
+    api = CoreV1Api(api_client(stack.env["KUBECONFIG"]))
+    pods = api.list_namespaced_pod(NAMESPACE, label_selector=f"app_name={app}").items
+    for pod in pods:
+        if (pod.metadata.annotations or {}).get("aether.dev/artifact-digest") != digest:
+            continue
+        log = str(api.read_namespaced_pod_log(pod.metadata.name, NAMESPACE, container="fetch"))
+        ready = re.search(r"ready: .* in ([0-9.]+) s", log)
+        if ready is None:
+            continue
+        if re.search(r"deps layer \w+ is in the node's cache", log):
+            deps = "node cache"
+        else:
+            deps = "downloaded" if "deps layer ok" in log else "none"
+        return Fetch(float(ready.group(1)), deps)
+    return None
 
 
 def deploy(stack: PrivateStack, project: Path, app: str, *, installs: bool = False) -> Deploy:
@@ -167,15 +208,20 @@ def deploy(stack: PrivateStack, project: Path, app: str, *, installs: bool = Fal
         size_bytes=int(result["size_bytes"]),
         uploaded_bytes=int(result["uploaded_bytes"]),
         uploaded_layers=tuple(layer["role"] for layer in result["layers"] if layer["uploaded"]),
+        fetch=pod_fetch(stack, app, result["digest"]),
     )
 
 
-def warm_up(stack: PrivateStack, project: Path, app: str) -> None:
+def warm_up(stack: PrivateStack, project: Path, app: str) -> Fetch | None:
+    """The untimed first deploy; the fetch of its pod, the first on the node."""
     env = stack.cli_env()
     command = [AETHER, "deploy", "--app", app, "--path", str(project), "--format", "json"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         raise RuntimeError(f"the warm-up deploy failed ({done.returncode}):\n{done.stderr}")
+    result = json.loads(done.stdout)
+    wait_online(result["url"])
+    return pod_fetch(stack, app, result["digest"])
 
 
 def wait_online(url: str) -> None:
@@ -248,6 +294,7 @@ class AppRun:
     scenarios: tuple[str, ...] = SCENARIOS
     ours: dict[str, list[Deploy]] = field(default_factory=lambda: {s: [] for s in SCENARIOS})
     builds: list[Build] = field(default_factory=list)
+    first_fetch: Fetch | None = None  # the first pod of the app on the node
 
 
 def change_dependencies(project: Path, rep: int) -> None:
@@ -272,12 +319,12 @@ def bench_app(
     name = f"bench-{app}"
     # Untimed warm-up: the staging install is made, the bench app exists and runs, npm's
     # cache and the page cache are warm.
-    warm_up(stack, project, name)
+    first_fetch = warm_up(stack, project, name)
     staged = project / ".aether" / "staging" / "node_modules"
     print(f"{app}: {project} ({tree_size(staged) / 1e6:.0f} MB node_modules)", file=sys.stderr)
     server_build(project, s3, f"{app}/warm-up/app.tar.gz")
 
-    run = AppRun(scenarios)
+    run = AppRun(scenarios, first_fetch=first_fetch)
     expected_upload = {
         "cold": ("deps", "app"),
         "unchanged": (),
@@ -342,7 +389,10 @@ def report(app: str, run: AppRun) -> dict[str, Any]:
             f"{median(base):8.2f} {p95(base):8.2f} {baseline_rollout[scenario]:8.2f}  "
             f"{100 * ratio:7.1f} %  {sent / 1e6:9.3f} {100 * sent / size:7.2f} %"
         )
+        fetched = [d.fetch for d in samples if d.fetch is not None]
         summary[scenario] = {
+            "pod_fetch_p50_s": round(median(f.seconds for f in fetched), 3) if fetched else None,
+            "pod_deps_from": sorted({f.deps for f in fetched}),
             "ours_p50_s": round(median(ours), 3),
             "ours_p95_s": round(p95(ours), 3),
             "baseline_p50_s": round(median(base), 3),
@@ -368,6 +418,23 @@ def details(app: str, run: AppRun) -> None:
     for scenario in run.scenarios:
         print(f"  ours {scenario}: {[round(d.seconds, 2) for d in run.ours[scenario]]}")
     print(f"  server builds: {[round(b.seconds, 2) for b in run.builds]}")
+    fetches = {
+        kind: [
+            d.fetch.seconds
+            for s in run.scenarios
+            for d in run.ours[s]
+            if d.fetch and d.fetch.deps == kind
+        ]
+        for kind in ("downloaded", "node cache")
+    }
+    first = run.first_fetch
+    if first is not None:
+        print(f"  fetch of the first pod on the node (deps {first.deps}): {first.seconds:.2f}s")
+    for kind, times in fetches.items():
+        if times:
+            print(
+                f"  pod fetch, deps {kind}: median {median(times):.2f}s of {[round(t, 2) for t in times]}"
+            )
 
 
 def _stop(signum: int, _frame: FrameType | None) -> None:

@@ -76,7 +76,7 @@ def stack_environment(ports: Ports, identity: seaweedfs.Identity) -> dict[str, s
         "KUBECONFIG": str(KUBECONFIG),
         "AETHER_DEFAULT_NAMESPACE": APPS_NAMESPACE,
         # Pods fetch a dependencies layer once per node (the cluster provides the directory).
-        "AETHER_LAYER_CACHE_DIR": LAYER_CACHE_DIR,
+        "AETHER_LAYER_CACHE_DIR": os.environ.get("AETHER_LAYER_CACHE_DIR", LAYER_CACHE_DIR),
         # The API trusts the embedded identity provider's access tokens.
         **oidc.api_environment(ports.oidc),
     }

@@ -1047,6 +1047,7 @@ def _interrupted(signum: int, frame: FrameType | None) -> NoReturn:
 def run(config: Config) -> None:
     if not hasattr(tarfile, "data_filter"):
         raise FetchError(EXIT_LOCAL, "this Python lacks tarfile's data filter (need 3.11.4+)")
+    started = time.monotonic()
     area = work_area(config.dest)
     try:
         work = Path(tempfile.mkdtemp(prefix=f".{config.dest.name}.fetch-", dir=area))
@@ -1085,7 +1086,7 @@ def run(config: Config) -> None:
             raise FetchError(EXIT_LOCAL, f"cannot move into {config.dest}: {error}") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    log(f"ready: {config.dest}")
+    log(f"ready: {config.dest} in {time.monotonic() - started:.2f} s")
 
 
 def main(argv: Sequence[str]) -> int:

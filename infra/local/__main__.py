@@ -139,7 +139,7 @@ def up(ports: Ports) -> None:
     oidc.install()
     _ensure(
         "oidc",
-        oidc.command(oidc.write_config(OIDC, ports.oidc)),
+        oidc.command(oidc.write_config(OIDC, ports.oidc), oidc.node()),
         ports.oidc,
         # The provider needs none of the stack's secrets: PATH and HOME alone.
         {name: os.environ[name] for name in ("PATH", "HOME") if name in os.environ},

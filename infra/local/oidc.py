@@ -1,6 +1,9 @@
 """The embedded stack's identity provider: oidc-provider (from npm) run by node on loopback.
 
-``make up`` installs its one npm dependency once (``npm ci``, like any lockfile), then writes
+It runs on the contract's default runtime (a supported LTS line, whatever ``node`` the machine
+has), installed like the data plane's Node: ``aether_cli.nodejs``, from the npm registry,
+SHA-512 verified, cached once per machine. ``make up`` installs its one npm dependency once
+(``npm ci``, like any lockfile), then writes
 the provider's configuration (``oidc/provider.json``, mode 0600) from what the state
 directory keeps: its signing keys, a cookie secret, its sessions and refresh tokens
 (``oidc/sessions.json``) and two users, an admin and a developer,
@@ -19,7 +22,10 @@ import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aether_cli.nodejs import NodeInstall
 
 PROVIDER_DIR = Path(__file__).resolve().with_name("oidc-provider")
 CLI_CLIENT_ID = "aether-cli"
@@ -51,8 +57,8 @@ def install() -> None:
     if installed():
         return
     npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
-        raise SystemExit("the identity provider needs node and npm on PATH")
+    if npm is None:
+        raise SystemExit("the identity provider needs npm on PATH (to install it once)")
     print("  oidc: installing oidc-provider from the npm registry (once)")
     done = subprocess.run(
         [npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
@@ -134,9 +140,28 @@ def write_config(state: Path, port: int) -> Path:
     return path
 
 
-def command(config: Path) -> list[str]:
-    node = shutil.which("node") or "node"
-    return [node, str(PROVIDER_DIR / "provider.mjs"), str(config)]
+def runtime_major() -> int:
+    """The Node.js major the provider runs on: the contract's default runtime."""
+    from chalicelib.contract import NODE_LINES, default_runtime
+
+    wanted = default_runtime()
+    return next(line.major for line in NODE_LINES if line.runtime == wanted)
+
+
+def node(cache_dir: Path | None = None) -> NodeInstall:
+    """That major's ``node``: the machine's when it is that major, else one from the cache or
+    the npm registry. Exits with the reason when none can be had."""
+    from aether_cli.nodejs import NodeError, ensure_node
+
+    major = runtime_major()
+    try:
+        return ensure_node(major, cache_dir=cache_dir, log=lambda line: print(f"  oidc: {line}"))
+    except NodeError as error:
+        raise SystemExit(f"the identity provider needs Node.js {major}: {error}") from None
+
+
+def command(config: Path, runtime: NodeInstall) -> list[str]:
+    return [str(runtime.node), str(PROVIDER_DIR / "provider.mjs"), str(config)]
 
 
 def rotate_signing_key(state: Path) -> str:

@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 import requests
+from aether_cli.contract import supported_node_lines
 
+from chalicelib.contract import default_runtime
 from infra.local import oidc
 from infra.local.private import PrivateStack, private_stack
 from tests.cli.fixtures_commands import write_project
@@ -158,6 +160,28 @@ def test_the_provider_listens_on_loopback_only(stack: PrivateStack) -> None:
     ]
     bound = [address for address in listening if int(address.split(":")[1], 16) == port]
     assert bound == ["0100007F:" + f"{port:04X}"]
+
+
+def test_the_provider_runs_on_the_default_runtime_whatever_node_the_machine_has(
+    stack: PrivateStack,
+) -> None:
+    """The process itself, not what PATH offers: its executable reports the contract's
+    default runtime, a line in support, and the provider saw no runtime to warn about."""
+    major = int(default_runtime().removeprefix("node"))
+    assert major in {line.major for line in supported_node_lines()}
+    executable = Path(f"/proc/{stack.pid('oidc')}/exe").resolve()
+    reported = subprocess.run(
+        [str(executable), "--version"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout.strip()
+    assert reported.startswith(f"v{major}."), (executable, reported)
+    log = (stack.state / "logs" / "oidc.log").read_text()
+    assert f"(Node.js {reported})" in log
+    assert "Unsupported runtime" not in log
+
+
+def test_the_provider_runtime_is_one_the_contract_supports() -> None:
+    assert oidc.runtime_major() == int(default_runtime().removeprefix("node"))
+    assert oidc.runtime_major() in {line.major for line in supported_node_lines()}
 
 
 def test_a_wrong_password_is_refused_at_the_form(stack: PrivateStack, developer: Cli) -> None:

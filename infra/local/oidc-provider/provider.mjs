@@ -286,7 +286,9 @@ const server = http.createServer((req, res) => {
   callback(req, res);
 });
 server.listen(config.port, '127.0.0.1', () => {
-  console.log(`oidc provider ${config.issuer} listening on 127.0.0.1:${config.port}`);
+  console.log(
+    `oidc provider ${config.issuer} listening on 127.0.0.1:${config.port} (Node.js ${process.version})`,
+  );
 });
 for (const signal of ['SIGTERM', 'SIGINT']) {
   process.on(signal, () => server.close(() => process.exit(0)));

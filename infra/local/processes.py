@@ -181,8 +181,8 @@ def stop_strays(directory: Path) -> int:
 
 
 def moto_command(port: int) -> list[str]:
-    return [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)]
+    return [sys.executable, "-m", "infra.local.moto_server", "-H", LOOPBACK, "-p", str(port)]
 
 
 def start_moto(port: int, log: Path) -> Service:
-    return start("moto", moto_command(port), port, log)
+    return start("moto", moto_command(port), port, log, cwd=Path(__file__).resolve().parents[2])

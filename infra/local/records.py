@@ -565,8 +565,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     os.environ.setdefault("MOTO_PORT", str(args.port))
 
-    from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import make_server
+
+    from infra.local.moto_server import RedactingRequestHandler
 
     durable = DurableDynamoDB(moto_application(), Journal(Path(args.state_dir)), args.compact_after)
     restored = durable.restore()
@@ -581,7 +582,7 @@ def main(argv: list[str] | None = None) -> None:
         restored.seconds,
     )
     server = make_server(
-        "127.0.0.1", args.port, durable, threaded=True, request_handler=MotoRequestHandler
+        "127.0.0.1", args.port, durable, threaded=True, request_handler=RedactingRequestHandler
     )
     stopping = threading.Event()
 

@@ -109,3 +109,8 @@ def test_make_demo_runs_on_a_stack_in_another_state_directory(stack: PrivateStac
     assert "hello from aether (hello-express 1.0.0)" in demo.stdout
     assert "==> aether list" in demo.stdout and "\x1b[" not in demo.stdout
     assert (stack.state / "demo" / "cache" / "aether" / "session.json").exists()
+    # The demo uploaded and downloaded through presigned URLs: no log kept one whole.
+    for log in (stack.state / "logs").rglob("*"):
+        if log.is_file():
+            text = log.read_text(errors="replace")
+            assert "X-Amz-Signature" not in text and "X-Amz-Credential" not in text, log

@@ -93,7 +93,9 @@ ROOT = HERE.parent
 WORK = HERE / ".work" / "deploy"
 AETHER = str(Path(sys.executable).with_name("aether"))
 SCENARIOS = ("cold", "unchanged", "source-only", "dependency-change")
-EXTRA_PACKAGE = "is-number@7.0.0"  # what the dependency change adds and removes
+# What the dependency change adds (another version each time, so that every addition is a
+# new dependencies layer) and removes again.
+EXTRA_PACKAGES = ("is-number@7.0.0", "is-number@6.0.0", "is-number@5.0.0", "is-number@4.0.0")
 APPS = ("small", "typescript", "large")
 INSTALL_SKIPPED = "dependencies unchanged since the last install: nothing to install"
 BASELINE_BUCKET = "aether-bench-baseline"
@@ -298,9 +300,10 @@ class AppRun:
 
 
 def change_dependencies(project: Path, rep: int) -> None:
-    """Add the extra package on even repetitions, remove it on odd ones (lockfile only)."""
+    """Add an extra package on even repetitions, remove it on odd ones (lockfile only)."""
     verb = "install" if rep % 2 == 0 else "uninstall"
-    package = EXTRA_PACKAGE if verb == "install" else EXTRA_PACKAGE.rpartition("@")[0]
+    extra = EXTRA_PACKAGES[(rep // 2) % len(EXTRA_PACKAGES)]
+    package = extra if verb == "install" else extra.rpartition("@")[0]
     quiet = ["--package-lock-only", "--no-audit", "--no-fund"]
     subprocess.run(["npm", verb, *quiet, package], cwd=project, check=True, capture_output=True)
 

@@ -223,12 +223,30 @@ def whoami() -> dict[str, Any]:
 def issue_token() -> Response:
     """Issue a token; the secret is in this answer only.
 
-    Admins issue any token; a developer rotates its own (no body needed).
+    Admins issue any token; a developer issues its own (no body needed).
     Body: new_token (optional)
+    Schema: issued_token
     201: the token's metadata and its secret
     """
     issued = auth.issue_for(principal(), json_body())
     return created({**auth.token_json(issued.record), "token": issued.secret})
+
+
+@app.route("/tokens/{token_id}/rotate", methods=["POST"])
+def rotate_token(token_id: str) -> Response:
+    """Replace a stored token with a new one; the old one is revoked in the same step.
+
+    The replacement has the old token's subject and role, a fresh lifetime (capped, as at
+    issuance, by the token that issued the old one) and its place: what the old one issued
+    is revoked with it. Admins rotate any token; a developer only its own (another's is not
+    found). A revoked or expired token cannot be rotated: issue a new one.
+    Body: token_rotation (optional)
+    Schema: issued_token
+    201: the replacement's metadata and its secret; replaces names the revoked token
+    Errors: not_found, conflict
+    """
+    issued = auth.rotate_for(principal(), token_id, json_body())
+    return created({**auth.token_json(issued.record), "token": issued.secret, "replaces": token_id})
 
 
 @app.route("/tokens")

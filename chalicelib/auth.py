@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
 
 from chalicelib import oidc, payloads
 from chalicelib.contract import (
@@ -20,8 +20,16 @@ from chalicelib.contract import (
     MAX_TOKEN_DAYS,
     Role,
 )
-from chalicelib.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from chalicelib.records import ApiToken, Application, iso, new_id, utcnow
+from chalicelib.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from chalicelib.records import (
+    ApiToken,
+    Application,
+    is_condition_failure,
+    iso,
+    new_id,
+    transaction,
+    utcnow,
+)
 
 TOKEN_PREFIX = "aet"  # noqa: S105  (a marker, not a secret)
 
@@ -61,6 +69,19 @@ def issue_token(
     parent_token_id: str | None = None,
 ) -> IssuedToken:
     """Create a token; the secret exists only in the return value."""
+    issued = _new_token(subject, role, expires_at, app_scope, parent_token_id)
+    issued.record.save(condition=ApiToken.token_id.does_not_exist())
+    return issued
+
+
+def _new_token(
+    subject: str,
+    role: Role,
+    expires_at: datetime | None,
+    app_scope: str | None,
+    parent_token_id: str | None,
+) -> IssuedToken:
+    """A token not yet saved."""
     token_id = new_id().replace("-", "")[:16]
     secret = f"{TOKEN_PREFIX}_{token_id}_{secrets.token_urlsafe(32)}"
     record = ApiToken(
@@ -72,7 +93,6 @@ def issue_token(
         expires_at=expires_at,
         parent_token_id=parent_token_id,
     )
-    record.save(condition=ApiToken.token_id.does_not_exist())
     return IssuedToken(record, secret)
 
 
@@ -151,7 +171,7 @@ def authorize_app(principal: Principal, app: Application) -> None:
 
 
 def issue_for(principal: Principal, body: dict[str, Any]) -> IssuedToken:
-    """``POST /tokens``: admins issue any token; developers rotate their own."""
+    """``POST /tokens``: admins issue any token; developers their own developer tokens."""
     require_human(principal)
     subject = payloads.optional(body, "subject", principal.subject)
     role = payloads.optional(body, "role", Role.DEVELOPER)
@@ -163,13 +183,7 @@ def issue_for(principal: Principal, body: dict[str, Any]) -> IssuedToken:
         raise BadRequest(f"role must be one of {', '.join(ISSUABLE_ROLES)}")
     if not principal.is_admin and (subject != principal.subject or role != Role.DEVELOPER):
         raise Forbidden("developers may only issue developer tokens for themselves")
-    days = payloads.integer(
-        payloads.optional(body, "expires_in_days", DEFAULT_TOKEN_DAYS),
-        "expires_in_days",
-        1,
-        MAX_TOKEN_DAYS,
-    )
-    expires_at = utcnow() + timedelta(days=days)
+    expires_at = utcnow() + timedelta(days=_lifetime_days(body))
     if not principal.stored:
         return issue_token(subject, Role(role), expires_at=expires_at)
     # A token cannot outlive the one that issued it, nor survive its revocation.
@@ -183,6 +197,93 @@ def issue_for(principal: Principal, body: dict[str, Any]) -> IssuedToken:
         _revoke_with_descendants(issued.record)
         raise Unauthorized("the token has expired or was revoked")
     return issued
+
+
+def _lifetime_days(body: dict[str, Any]) -> int:
+    return payloads.integer(
+        payloads.optional(body, "expires_in_days", DEFAULT_TOKEN_DAYS),
+        "expires_in_days",
+        1,
+        MAX_TOKEN_DAYS,
+    )
+
+
+def rotate_for(principal: Principal, token_id: str, body: dict[str, Any]) -> IssuedToken:
+    """``POST /tokens/{token_id}/rotate``: a replacement for a stored token; the old one is
+    revoked.
+
+    The replacement takes the old token's place: its subject and role, issued by the same
+    token (so it never outlives that one, and is revoked with it), with a fresh lifetime.
+    Saving it and revoking the old one are one transaction, conditioned on the old one being
+    neither revoked nor expired and its issuer not revoked: of two rotations of one token,
+    one wins and the other is refused. What the old token issued is revoked with it, as a
+    revocation does; the calling token is spared.
+    """
+    require_human(principal)
+    days = _lifetime_days(body)
+    record = _visible(principal, token_id)
+    if record.role == Role.PULLER:
+        raise BadRequest(f"token {token_id} is a pull token: the platform rotates those")
+    now = utcnow()
+    if record.revoked:
+        raise Conflict(f"token {token_id} was revoked: issue a new one instead")
+    if record.expires_at is not None and record.expires_at <= now:
+        raise Conflict(
+            f"token {token_id} expired at {iso(record.expires_at)}: issue a new one instead"
+        )
+    expires_at = now + timedelta(days=days)
+    parent = _issuer_of(record)
+    if parent is not None and parent.expires_at is not None:
+        expires_at = min(expires_at, parent.expires_at)
+    replacement = _new_token(
+        record.subject, record.role, expires_at, record.app_scope, record.parent_token_id
+    )
+    alive = (ApiToken.revoked == False) & (  # noqa: E712
+        ApiToken.expires_at.does_not_exist() | (ApiToken.expires_at > now)
+    )
+    try:
+        with transaction() as write:
+            write.save(replacement.record, condition=ApiToken.token_id.does_not_exist())
+            write.update(
+                record,
+                actions=[ApiToken.revoked.set(True)],
+                condition=alive & (ApiToken.token_sha256 == record.token_sha256),
+            )
+            if parent is not None:
+                write.condition_check(
+                    ApiToken,
+                    parent.token_id,
+                    condition=ApiToken.revoked == False,  # noqa: E712
+                )
+    except TransactWriteError as exc:
+        if not is_condition_failure(exc):
+            raise
+        raise Conflict(
+            f"token {token_id} was revoked, rotated or expired meanwhile: nothing was issued"
+        ) from None
+    spared = principal.token_id if principal.token_id != record.token_id else None
+    _revoke_with_descendants(record, spared)
+    return replacement
+
+
+def _visible(principal: Principal, token_id: str) -> ApiToken:
+    """The token, when the caller may see it; another subject's is as missing as an unknown one."""
+    try:
+        record = ApiToken.get(token_id, consistent_read=True)
+    except DoesNotExist:
+        raise NotFound(f"token {token_id} not found") from None
+    if not principal.is_admin and record.subject != principal.subject:
+        raise NotFound(f"token {token_id} not found")
+    return record
+
+
+def _issuer_of(record: ApiToken) -> ApiToken | None:
+    if record.parent_token_id is None:
+        return None
+    try:
+        return ApiToken.get(record.parent_token_id, consistent_read=True)
+    except DoesNotExist:
+        return None
 
 
 def list_for(principal: Principal) -> list[ApiToken]:
@@ -202,12 +303,7 @@ def revoke_for(principal: Principal, token_id: str) -> ApiToken:
     (issue the new one with the old, then revoke the old one with the new).
     """
     require_human(principal)
-    try:
-        record = ApiToken.get(token_id)
-    except DoesNotExist:
-        raise NotFound(f"token {token_id} not found") from None
-    if not principal.is_admin and record.subject != principal.subject:
-        raise NotFound(f"token {token_id} not found")
+    record = _visible(principal, token_id)
     spared = principal.token_id if principal.token_id != record.token_id else None
     _revoke_with_descendants(record, spared)
     return record

@@ -35,7 +35,9 @@ RESERVED_ENV_NAMES = frozenset({"PORT"})  # the platform sets them
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_SUBJECT_LENGTH = 128
-DEFAULT_TOKEN_DAYS = 90
+# Stored tokens are for CI and machines (people sign in with the identity provider): short by
+# default, and rotated (POST /tokens/{token_id}/rotate) rather than issued for long.
+DEFAULT_TOKEN_DAYS = 30
 MAX_TOKEN_DAYS = 366
 # A pull token lives this long; the reconciler replaces it once half of it has passed.
 PULL_TOKEN_DAYS = 30

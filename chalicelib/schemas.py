@@ -52,6 +52,14 @@ def bodies(max_artifact_bytes: int) -> dict[str, Schema]:
                 ),
             },
         },
+        "token_rotation": {
+            "type": "object",
+            "properties": {
+                "expires_in_days": _integer(
+                    1, contract.MAX_TOKEN_DAYS, default=contract.DEFAULT_TOKEN_DAYS
+                ),
+            },
+        },
         "new_app": {
             "type": "object",
             "required": ["name"],
@@ -155,7 +163,33 @@ def parameters() -> dict[str, Schema]:
 def responses() -> dict[str, Schema]:
     """Success bodies by name, for the routes whose docstring says ``Schema: name``."""
     url = {"type": "string", "format": "uri"}
+    moment = {"type": "string", "format": "date-time"}
     return {
+        "issued_token": {
+            "type": "object",
+            "required": ["token_id", "subject", "role", "created_at", "expires_at", "token"],
+            "properties": {
+                "token_id": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
+                "subject": {"type": "string", "minLength": 1},
+                "role": {"enum": [str(role) for role in contract.ISSUABLE_ROLES]},
+                "created_at": moment,
+                "expires_at": moment,
+                "revoked": {"const": False},
+                "issued_by": {
+                    "description": "the stored token that issued it; null: none did",
+                    "oneOf": [{"type": "null"}, {"type": "string"}],
+                },
+                "token": {
+                    "description": "the secret, shown in this answer only",
+                    "type": "string",
+                    "pattern": "^aet_",
+                },
+                "replaces": {
+                    "description": "a rotation's: the token it revoked",
+                    "type": "string",
+                },
+            },
+        },
         "auth_config": {
             "type": "object",
             "required": ["oidc"],
@@ -181,5 +215,5 @@ def responses() -> dict[str, Schema]:
                     ],
                 }
             },
-        }
+        },
     }

@@ -111,6 +111,14 @@ class ApiClient:
         # Never repeated: a retry after a lost answer would issue a second secret.
         return self._json("POST", ("tokens",), json=sent, idempotent=False)
 
+    def rotate_token(self, token_id: str, *, expires_in_days: int | None) -> dict[str, Any]:
+        sent = {} if expires_in_days is None else {"expires_in_days": expires_in_days}
+        try:
+            # Never repeated: the first attempt may have rotated it, and only it holds the secret.
+            return self._json("POST", ("tokens", token_id, "rotate"), json=sent, idempotent=False)
+        except ApiError as exc:
+            raise self._route_missing(exc, "rotating tokens") from exc
+
     def list_tokens(self) -> list[dict[str, Any]]:
         return list(self._json("GET", ("tokens",)).get("tokens") or [])
 

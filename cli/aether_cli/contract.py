@@ -16,6 +16,7 @@ DIGEST_PATTERN = r"[0-9a-f]{64}"
 ENV_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
 RESERVED_ENV_NAMES = frozenset({"PORT"})  # the platform sets them
 TOKEN_ROLES = ("developer", "admin")  # what POST /tokens issues
+DEFAULT_TOKEN_DAYS = 30  # what POST /tokens and a rotation give when no lifetime is asked
 MAX_TOKEN_DAYS = 366
 APP_CONTAINER = "app"  # the container of a pod that runs the app (its cluster events name it)
 

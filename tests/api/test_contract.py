@@ -27,6 +27,8 @@ def test_the_cli_copy_of_the_rules_equals_the_servers() -> None:
         "MANIFEST_SCHEMA",
         "MAX_MANIFEST_BYTES",
         "MAX_LAYERS",
+        "DEFAULT_TOKEN_DAYS",
+        "MAX_TOKEN_DAYS",
     ):
         assert getattr(cli_contract, name) == getattr(contract, name), name
     assert tuple(contract.LayerRole) == cli_contract.LAYER_ROLES

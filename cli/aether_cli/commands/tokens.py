@@ -1,16 +1,20 @@
-"""``aether tokens create|list|revoke``: API tokens for people and CI."""
+"""``aether tokens create|list|rotate|revoke|pull``: API tokens for CI and machines."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from aether_cli.contract import MAX_TOKEN_DAYS, TOKEN_ROLES
+from aether_cli.contract import DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS, TOKEN_ROLES
 from aether_cli.output import Output, format_option
+
+STORED_TOKEN_PREFIX = "aet_"  # noqa: S105  (aet_<token id>_<secret>, as POST /tokens issues)
 
 
 @click.group()
 def tokens() -> None:
-    """Issue, list and revoke API tokens (admins: anyone's; developers: their own)."""
+    """Issue, list, rotate and revoke API tokens (admins: anyone's; developers: their own)."""
 
 
 @tokens.command("create")
@@ -20,7 +24,7 @@ def tokens() -> None:
     "--expires-in-days",
     type=click.IntRange(1, MAX_TOKEN_DAYS),
     metavar="DAYS",
-    help=f"Lifetime, 1 to {MAX_TOKEN_DAYS} days. Default: 90.",
+    help=f"Lifetime, 1 to {MAX_TOKEN_DAYS} days. Default: {DEFAULT_TOKEN_DAYS}.",
 )
 @format_option()
 @click.pass_obj
@@ -115,6 +119,100 @@ def _pull_state(token: dict[str, object]) -> str:
     if token.get("revoked"):
         return "revoked"
     return "expired" if token.get("expired") else "active"
+
+
+@tokens.command("rotate")
+@click.argument("token_id", required=False)
+@click.option(
+    "--expires-in-days",
+    type=click.IntRange(1, MAX_TOKEN_DAYS),
+    metavar="DAYS",
+    help=f"The new token's lifetime, 1 to {MAX_TOKEN_DAYS} days. Default: {DEFAULT_TOKEN_DAYS}.",
+)
+@format_option()
+@click.pass_obj
+def rotate_token(out: Output, token_id: str | None, expires_in_days: int | None, fmt: str) -> None:
+    """Replace a token with a new one (same subject and role) and revoke the old one.
+
+    Without TOKEN_ID, the token this CLI uses. When it comes from `aether login --token`,
+    the new one takes its place in the session file (readable only by you) and is not
+    shown; otherwise its secret is shown this once, as by `tokens create`.
+    """
+    from aether_cli import config
+    from aether_cli.client import connect
+    from aether_cli.errors import UsageError
+
+    settings = config.load_settings()
+    _, token = config.require_credentials(settings)
+    current = stored_token_id(token)
+    if token_id is None:
+        if current is None:
+            raise UsageError(
+                "the token in use is an identity provider's access token, which refreshes "
+                "itself: name a stored token to rotate",
+                hint="`aether tokens list` shows them; `aether tokens rotate TOKEN_ID`",
+            )
+        token_id = current
+    rotated = connect(settings).rotate_token(token_id, expires_in_days=expires_in_days)
+    saved = settings.session
+    if token_id == current and settings.credentials_from == "session" and saved is not None:
+        _save_in_session(out, settings, rotated)
+        return
+    from aether_cli.log import get_logger
+
+    def text() -> None:
+        out.line(str(rotated.get("token")))
+        get_logger().info(
+            "token %s replaces %s (revoked), expires %s; the secret above is shown only now",
+            rotated.get("token_id"),
+            token_id,
+            rotated.get("expires_at"),
+        )
+
+    out.result(rotated, text)
+    if token_id == current and settings.credentials_from == "environment":
+        get_logger().warning(
+            "AETHER_TOKEN still holds the old token, now revoked: replace it with the new one"
+        )
+
+
+def stored_token_id(token: str) -> str | None:
+    """The id inside a stored token's secret; None for anything else (an access token)."""
+    if not token.startswith(STORED_TOKEN_PREFIX):
+        return None
+    token_id = token.removeprefix(STORED_TOKEN_PREFIX).partition("_")[0]
+    return token_id or None
+
+
+def _save_in_session(out: Output, settings: Any, rotated: dict[str, Any]) -> None:
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from aether_cli import session
+    from aether_cli.errors import LocalIOError
+
+    path = settings.session_path
+    renewed = replace(
+        settings.session,
+        token=str(rotated["token"]),
+        token_id=rotated.get("token_id"),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    try:
+        session.save(path, renewed)
+    except LocalIOError as exc:
+        # The old token is revoked already: losing the new one would lock the user out.
+        out.line(str(rotated["token"]))
+        exc.hint = "the new token is printed above; keep it with `aether login --token`"
+        raise
+    shown = {key: value for key, value in rotated.items() if key != "token"}
+    out.result(
+        {**shown, "saved_to": str(path)},
+        lambda: out.line(
+            f"Rotated token {rotated.get('replaces')} into {rotated.get('token_id')} "
+            f"(expires {rotated.get('expires_at')}); the session in {path} holds the new one"
+        ),
+    )
 
 
 @tokens.command("revoke")

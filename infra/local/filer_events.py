@@ -33,6 +33,8 @@ from chalicelib.storage import ARTIFACT_PREFIX
 Deliver = Callable[[dict[str, Any]], None]
 log = logging.getLogger("aether.relay.filer")
 
+# Where SeaweedFS keeps the versions of an object in a versioned bucket: <key>.versions/.
+VERSIONS_SUFFIX = ".versions"
 # Longer than the filer's one-minute log flush, so a killed filer's unflushed changes are swept.
 SWEEP_MARGIN = timedelta(minutes=2)
 RETRY_SECONDS = 1.0
@@ -47,8 +49,12 @@ def object_created(bucket: str, change: dict[str, Any]) -> dict[str, Any] | None
     old = notification.get("oldEntry")
     if isinstance(old, dict) and _content(old) == _content(new) and old.get("name") == new["name"]:
         return None  # attributes changed, not the bytes: S3 sends no event for that
-    parent = str(notification.get("newParentPath") or change.get("directory") or "")
-    path = f"{parent.rstrip('/')}/{new['name']}"
+    parent = str(notification.get("newParentPath") or change.get("directory") or "").rstrip("/")
+    path = f"{parent}/{new['name']}"
+    if parent.endswith(VERSIONS_SUFFIX) and str(new["name"]).startswith("v_"):
+        # A versioned bucket keeps each version of <key> as <key>.versions/v_<id>: a new
+        # version file is a new object at <key>.
+        path = parent.removesuffix(VERSIONS_SUFFIX)
     root = f"/buckets/{bucket}/"
     if not path.startswith(root):
         return None

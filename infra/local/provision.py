@@ -32,6 +32,9 @@ def provision_storage(settings: Settings) -> None:
     existing = {bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])}
     if settings.bucket not in existing:
         s3.create_bucket(Bucket=settings.bucket)
+    # As the Terraform bucket: every write is a new version, so the version the control
+    # plane verified is told apart from any later write, and is never lost to one.
+    s3.put_bucket_versioning(Bucket=settings.bucket, VersioningConfiguration={"Status": "Enabled"})
 
 
 def provision(settings: Settings, queue_name: str = UPLOAD_QUEUE) -> str:
@@ -39,9 +42,6 @@ def provision(settings: Settings, queue_name: str = UPLOAD_QUEUE) -> str:
     like AWS); returns the queue URL. Safe to run again."""
     provision_storage(settings)
     s3 = aws_client("s3", settings)
-    # As the Terraform bucket: every write is a new version, so the version the control
-    # plane verified is told apart from any later write, and is never lost to one.
-    s3.put_bucket_versioning(Bucket=settings.bucket, VersioningConfiguration={"Status": "Enabled"})
     sqs = aws_client("sqs", settings)
     queue_url: str = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[

@@ -16,6 +16,7 @@ PROTECTED = [
     ("GET", "/deployments/d-1"),
     ("GET", "/tokens"),
     ("POST", "/tokens"),
+    ("POST", "/tokens/0123456789abcdef/rotate"),
 ]
 
 

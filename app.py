@@ -23,9 +23,11 @@ from chalicelib import (
     payloads,
     pull_tokens,
     records,
+    releases,
     rollouts,
     verification,
 )
+from chalicelib.config_vault import ConfigVault
 from chalicelib.observability import flush_metrics
 from chalicelib.settings import Settings
 from chalicelib.storage import ARTIFACT_PREFIX, ArtifactStore
@@ -64,12 +66,34 @@ def get_store() -> ArtifactStore:
 
 
 @functools.cache
+def get_vault() -> ConfigVault:
+    import boto3
+    from botocore.config import Config
+
+    settings = get_settings()
+    kms = boto3.client(
+        "kms",
+        region_name=settings.region,
+        endpoint_url=settings.kms_endpoint_url,
+        config=Config(
+            connect_timeout=settings.connect_timeout_seconds,
+            retries={"max_attempts": 2, "mode": "standard"},
+        ),
+    )
+    return ConfigVault(kms, settings.config_key_id, settings.config_mac_key_id)
+
+
+@functools.cache
 def get_data_plane() -> rollouts.DataPlane:
     settings = get_settings()
     if not settings.cluster_configured:
-        return rollouts.DataPlane(None, settings)
+        return rollouts.DataPlane(None, settings, get_vault())
     cluster = kube.Cluster(kube.api_client(settings.kubeconfig), settings.namespace)
-    return rollouts.DataPlane(cluster, settings)
+    return rollouts.DataPlane(cluster, settings, get_vault())
+
+
+def release_context() -> releases.Context:
+    return releases.Context(get_store(), get_vault(), get_settings().cluster_platforms, is_live)
 
 
 @functools.cache
@@ -341,18 +365,91 @@ def deactivate_public_key(app_name: str, key_id: str) -> dict[str, Any]:
 
 @app.route("/apps/{app_name}/rollback", methods=["POST"])
 def rollback(app_name: str) -> Response:
-    """Redeploy an earlier verified artifact with its configuration; nothing is uploaded.
+    """A release of an earlier one's artifact, config and start command; nothing is uploaded.
 
-    Without ``to``, the newest succeeded deployment of another artifact than the latest's.
+    ``version`` (4 or "v4") or ``to`` (a deployment id) names it; without either, the newest
+    succeeded release of another artifact than the latest's. The replicas stay as they are.
     Body: rollback (optional)
     201: the new deployment
     200: that deployment already runs or is in flight
     Errors: not_found, conflict, artifact_not_verified, unsupported_platform
     """
-    deployment, is_new = deployments.rollback(
-        principal(), get_store(), get_settings().cluster_platforms, app_name, json_body(), is_live
-    )
+    deployment, is_new = deployments.rollback(principal(), release_context(), app_name, json_body())
     return deployment_response(deployment, 201 if is_new else 200)
+
+
+# Releases: config, scale and restart of what runs, no upload
+
+
+@app.route("/apps/{app_name}/releases")
+def app_releases(app_name: str) -> dict[str, Any]:
+    """The app's releases, newest first: version, what changed, artifact, status, time.
+
+    Query: limit, cursor
+    Errors: not_found
+    """
+    page, cursor = deployments.history(
+        principal(), app_name, page_size(), query("cursor"), get_settings().cursor_key
+    )
+    return {"releases": [deployments.deployment_json(d) for d in page], "next_cursor": cursor}
+
+
+@app.route("/apps/{app_name}/config")
+def app_config(app_name: str) -> dict[str, Any]:
+    """The names of the app's config (its latest release's); never a value.
+
+    Errors: not_found
+    """
+    return releases.config_json(principal(), app_name)
+
+
+@app.route("/apps/{app_name}/config/{config_name}")
+def app_config_value(app_name: str, config_name: str) -> dict[str, Any]:
+    """One config value, for the app's owner or an admin.
+
+    Errors: not_found
+    """
+    return releases.config_value(principal(), get_vault(), app_name, config_name)
+
+
+@app.route("/apps/{app_name}/config", methods=["PATCH"])
+def patch_app_config(app_name: str) -> Response:
+    """Set and unset config values: a new release of the current artifact, no upload.
+
+    The same patch again, while its release is in flight or runs, answers with that release.
+    Body: config_patch
+    201: the new release
+    200: that release already runs or is in flight
+    Errors: not_found, conflict, artifact_not_verified, unsupported_platform, payload_too_large
+    """
+    release, is_new = releases.patch_config(principal(), release_context(), app_name, json_body())
+    return deployment_response(release, 201 if is_new else 200)
+
+
+@app.route("/apps/{app_name}/scale", methods=["POST"])
+def scale_app(app_name: str) -> Response:
+    """Run the current release on another number of replicas (0: stop serving, keep the app).
+
+    Body: scale
+    201: the new release
+    200: the app already runs that many
+    Errors: not_found, conflict, artifact_not_verified, unsupported_platform
+    """
+    release, is_new = releases.scale(principal(), release_context(), app_name, json_body())
+    return deployment_response(release, 201 if is_new else 200)
+
+
+@app.route("/apps/{app_name}/restart", methods=["POST"])
+def restart_app(app_name: str) -> Response:
+    """Replace every pod of the current release with a new one (a rolling restart).
+
+    The release keeps its version; it rolls out again and its events tell how that went.
+    202: the release, rolling out
+    Errors: not_found, conflict
+    """
+    app_record = apps.load(principal(), app_name)
+    release = rollouts.restart(get_data_plane(), principal(), app_record)
+    return deployment_response(release, 202)
 
 
 @app.route("/apps/{app_name}/logs")
@@ -479,9 +576,7 @@ def create_deployment() -> Response:
     Errors: missing_digest, invalid_digest, not_found, conflict, artifact_not_verified,
         unsupported_platform
     """
-    deployment, is_new = deployments.create(
-        principal(), get_store(), get_settings().cluster_platforms, json_body(), is_live
-    )
+    deployment, is_new = deployments.create(principal(), release_context(), json_body())
     return deployment_response(deployment, 201 if is_new else 200)
 
 

@@ -59,6 +59,15 @@ MAX_LAYERS = 8
 MANIFEST_SCHEMA = "aether.artifact/v2"
 # npm's own default: the package's scripts.start, else `node server.js`.
 DEFAULT_START_COMMAND = "npm start"
+# Config: every value lands in a Kubernetes Secret (1 MiB at most) and in each pod's
+# environment; these keep an app's well inside both and inside one request body.
+MAX_CONFIG_VALUE_BYTES = 8 * 1024
+MAX_CONFIG_VARS = 100
+MAX_CONFIG_BYTES = 32 * 1024
+# Scale may stop an app (0 replicas: it keeps its URL, records and config, serves nothing).
+MIN_SCALE = 0
+# A release is named "v<version>" (v1 is an app's first).
+RELEASE_VERSION_PATTERN = r"v?[1-9][0-9]{0,8}"
 
 # -- where artifacts run ---------------------------------------------------------------------
 

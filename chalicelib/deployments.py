@@ -1,4 +1,5 @@
-"""Deployment records: creation (idempotent while in flight), reads, history."""
+"""Deployment records (each a release, see ``releases``): creation from a deploy, reads,
+history, events."""
 
 from __future__ import annotations
 
@@ -7,31 +8,24 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
+from pynamodb.exceptions import DoesNotExist, PutError
 
-from chalicelib import apps, artifacts, payloads, verification
+from chalicelib import apps, payloads, releases
 from chalicelib.auth import Principal
+from chalicelib.config_vault import ConfigVault
 from chalicelib.contract import (
     DEFAULT_REPLICAS,
     DEFAULT_START_COMMAND,
-    IN_FLIGHT,
     MAX_REPLICAS,
-    DeploymentStatus,
+    MIN_SCALE,
 )
-from chalicelib.errors import (
-    ArtifactNotVerified,
-    BadRequest,
-    Conflict,
-    NotFound,
-    UnsupportedPlatform,
-)
+from chalicelib.errors import BadRequest, NotFound
 from chalicelib.records import (
     Application,
-    Artifact,
     Deployment,
     DeploymentEvent,
     event_key,
@@ -39,209 +33,127 @@ from chalicelib.records import (
     iso,
     new_id,
     newest_first,
-    transaction,
     utcnow,
 )
-from chalicelib.storage import ArtifactStore
 
 
 def create(
-    principal: Principal,
-    store: ArtifactStore,
-    cluster_platforms: tuple[str, ...],
-    body: dict[str, Any],
-    is_live: Callable[[Deployment], bool],
-    rollback_of: str | None = None,
+    principal: Principal, context: releases.Context, body: dict[str, Any]
 ) -> tuple[Deployment, bool]:
-    """``POST /deployments``; returns the deployment and whether it is new.
+    """``POST /deployments``: a release of a verified artifact; returns it and whether it is new.
 
-    ``cluster_platforms`` are the platforms the cluster's nodes run; ``is_live``
-    says whether a finished deployment still runs in the cluster: deploying
-    exactly what runs returns that deployment instead of a new rollout.
+    What the body sets (``env`` values, ``start_command``, ``replicas``) is set for this and
+    later releases; what it leaves out is the latest release's. ``defaults`` (the project's
+    own: its aether.toml, its detected start command) fill what was never set. Deploying
+    exactly what runs returns that release instead of a new rollout.
     """
     app = apps.load(principal, payloads.app_name(payloads.required(body, "app_name")))
     digest = payloads.digest(payloads.required(body, "artifact_digest"))
-    artifact = _deployable_artifact(app, digest, store)
-    if artifact.platform not in cluster_platforms:
-        raise UnsupportedPlatform(
-            f"artifact {digest[:12]}… targets {artifact.platform}; "
-            f"this cluster runs {', '.join(cluster_platforms)}"
-        )
-    deployment = Deployment(
-        new_id(),
-        app_name=app.name,
-        artifact_digest=digest,
-        artifact_kind=artifact.kind,
-        runtime=payloads.runtime(payloads.optional(body, "runtime"), artifact.runtime),
-        platform=artifact.platform,
-        start_command=payloads.string(body, "start_command", DEFAULT_START_COMMAND),
-        env=payloads.environment(payloads.optional(body, "env")),
-        replicas=payloads.integer(
-            payloads.optional(body, "replicas", DEFAULT_REPLICAS), "replicas", 1, MAX_REPLICAS
-        ),
-        created_by=principal.subject,
-        rollback_of=rollback_of,
+    artifact = releases.deployable_artifact(app, digest, context.store)
+    env = payloads.environment(payloads.optional(body, "env"))
+    start_command = payloads.string(body, "start_command")
+    replicas = payloads.optional(body, "replicas")
+    defaults = _defaults(payloads.optional(body, "defaults"))
+    previous = releases.latest(app)
+    wanted = _merged(
+        context.vault,
+        previous,
+        env=env,
+        start_command=start_command,
+        replicas=None
+        if replicas is None
+        else payloads.integer(replicas, "replicas", 1, MAX_REPLICAS),
+        defaults=defaults,
     )
-    deployment.config_key = _config_key(deployment)
-    running = _already_running(app, deployment.config_key, is_live)
-    if running is not None:
-        return running, False  # this exact deployment already runs: nothing to roll out
-    return _claim_in_flight_slot(app, deployment)
+    wanted = replace(
+        wanted,
+        digest=digest,
+        runtime=payloads.runtime(payloads.optional(body, "runtime"), artifact.runtime),
+        description=f"deploy {digest[:7]}",
+    )
+    return releases.cut(principal, context, app, wanted)
 
 
-def _already_running(
-    app: Application, config_key: str, is_live: Callable[[Deployment], bool]
-) -> Deployment | None:
-    """The app's current deployment if it has this configuration and still runs."""
-    if app.latest_deployment_id is None:
-        return None
-    try:
-        current = Deployment.get(app.latest_deployment_id, consistent_read=True)
-    except DoesNotExist:
-        return None
-    if current.status != DeploymentStatus.SUCCEEDED or current.config_key != config_key:
-        return None
-    return current if is_live(current) else None
+@dataclass(frozen=True)
+class _Defaults:
+    env: dict[str, str]
+    start_command: str | None
+    replicas: int | None
+
+
+def _defaults(value: Any) -> _Defaults:
+    if value is None:
+        return _Defaults({}, None, None)
+    if not isinstance(value, dict):
+        raise BadRequest("defaults must be an object (env, start_command, replicas)")
+    unknown = sorted(set(value) - {"env", "start_command", "replicas"})
+    if unknown:
+        raise BadRequest(f"defaults: unknown field {unknown[0]}")
+    replicas = payloads.optional(value, "replicas")
+    return _Defaults(
+        env=payloads.environment(payloads.optional(value, "env")),
+        start_command=payloads.string(value, "start_command"),
+        replicas=None
+        if replicas is None
+        else payloads.integer(replicas, "defaults.replicas", MIN_SCALE, MAX_REPLICAS),
+    )
+
+
+def _merged(
+    vault: ConfigVault,
+    previous: Deployment | None,
+    *,
+    env: dict[str, str],
+    start_command: str | None,
+    replicas: int | None,
+    defaults: _Defaults,
+) -> releases.Wanted:
+    """What was set persists; the project's defaults fill the rest; the body's values win."""
+    if previous is None:
+        kept: dict[str, str] = {}
+        old = releases.Wanted(
+            digest="",
+            runtime="",
+            start_command=defaults.start_command or DEFAULT_START_COMMAND,
+            start_command_set=False,
+            env={},
+            replicas=defaults.replicas if defaults.replicas is not None else DEFAULT_REPLICAS,
+            description="",
+        )
+    else:
+        old = releases.wanted_from(vault, previous, "")
+        kept = {k: v for k, v in old.env.items() if k not in old.default_env_names}
+    from_defaults = {k: v for k, v in defaults.env.items() if k not in kept and k not in env}
+    command_set = start_command is not None or old.start_command_set
+    if start_command is None and not old.start_command_set:
+        start_command = defaults.start_command or old.start_command
+    replicas_set = replicas is not None or old.replicas_set
+    if replicas is None:
+        replicas = (
+            defaults.replicas
+            if defaults.replicas is not None and not old.replicas_set
+            else old.replicas
+        )
+    return replace(
+        old,
+        env={**from_defaults, **kept, **env},
+        default_env_names=frozenset(from_defaults),
+        start_command=start_command or old.start_command,
+        start_command_set=command_set,
+        replicas=replicas,
+        replicas_set=replicas_set,
+    )
 
 
 def rollback(
-    principal: Principal,
-    store: ArtifactStore,
-    cluster_platforms: tuple[str, ...],
-    app_name: str,
-    body: dict[str, Any],
-    is_live: Callable[[Deployment], bool],
+    principal: Principal, context: releases.Context, app_name: str, body: dict[str, Any]
 ) -> tuple[Deployment, bool]:
-    """``POST /apps/{app}/rollback``: redeploy an earlier verified artifact, no upload.
-
-    Without ``to``, the target is the newest succeeded deployment whose artifact
-    differs from the latest deployment's.
-    """
-    app = apps.load(principal, app_name)
-    target_id = payloads.string(body, "to")
-    current = Deployment.get(app.latest_deployment_id) if app.latest_deployment_id else None
-    target = _rollback_target(app.name, target_id, current)
-    return create(
-        principal,
-        store,
-        cluster_platforms,
-        {
-            "app_name": app.name,
-            "artifact_digest": target.artifact_digest,
-            "runtime": target.runtime,
-            "start_command": target.start_command,
-            "env": target.env_dict(),
-            "replicas": target.replicas,
-        },
-        is_live,
-        rollback_of=target.deployment_id,
-    )
-
-
-def _rollback_target(
-    app_name: str, target_id: str | None, current: Deployment | None
-) -> Deployment:
-    if target_id is not None:
-        try:
-            target = Deployment.get(target_id)
-        except DoesNotExist:
-            raise NotFound(f"deployment {target_id} not found") from None
-        if target.app_name != app_name:
-            raise NotFound(f"deployment {target_id} not found for {app_name}")
-        return target
-    earlier: Deployment
-    for earlier in Deployment.by_app.query(app_name, scan_index_forward=False):
-        if earlier.status == DeploymentStatus.SUCCEEDED and (
-            current is None or earlier.artifact_digest != current.artifact_digest
-        ):
-            return earlier
-    raise Conflict(f"{app_name} has no earlier successful deployment to roll back to")
-
-
-def _deployable_artifact(app: Application, digest: str, store: ArtifactStore) -> Artifact:
-    try:
-        artifact = Artifact.get(digest, app.name, consistent_read=True)
-    except DoesNotExist:
-        raise NotFound(f"artifact {digest} not found for {app.name}; upload it first") from None
-    detail = artifacts.undeployable_because(artifact, store)
-    if detail is not None:
-        raise ArtifactNotVerified(f"artifact {digest} is not verified ({detail})")
-    distrusted = verification.signature_problem(artifact)
-    if distrusted is not None:
-        raise ArtifactNotVerified(f"artifact {digest} may not run: {distrusted}")
-    return artifact
-
-
-def _config_key(deployment: Deployment) -> str:
-    config = {
-        "digest": deployment.artifact_digest,
-        "runtime": deployment.runtime,
-        "start_command": deployment.start_command,
-        "env": deployment.env_dict(),
-        "replicas": deployment.replicas,
-    }
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
-
-
-def _claim_in_flight_slot(app: Application, deployment: Deployment) -> tuple[Deployment, bool]:
-    """Write the deployment unless the same one is already in flight.
-
-    The application's ``inflight_config_key`` is the lock: the record and the
-    claim are written in one transaction, conditioned on the slot not holding
-    the same configuration.
-    """
-    for _ in range(3):
-        try:
-            with transaction() as write:
-                write.save(deployment, condition=Deployment.deployment_id.does_not_exist())
-                write.update(
-                    app,
-                    actions=[
-                        Application.inflight_config_key.set(deployment.config_key),
-                        Application.inflight_deployment_id.set(deployment.deployment_id),
-                        Application.latest_deployment_id.set(deployment.deployment_id),
-                    ],
-                    condition=Application.inflight_config_key.does_not_exist()
-                    | (Application.inflight_config_key != deployment.config_key),
-                )
-            return deployment, True
-        except TransactWriteError as exc:
-            if not is_condition_failure(exc):
-                raise
-        holder = _slot_holder(app.name)
-        if holder is not None and holder.status in IN_FLIGHT:
-            return holder, False
-        release_slot(app.name, holder.deployment_id if holder else None)
-    raise Conflict("the deployment slot kept changing while recording this deployment; retry")
-
-
-def _slot_holder(app_name: str) -> Deployment | None:
-    app = Application.get(app_name, consistent_read=True)
-    if app.inflight_deployment_id is None:
-        return None
-    try:
-        return Deployment.get(app.inflight_deployment_id, consistent_read=True)
-    except DoesNotExist:
-        return None
+    """``POST /apps/{app}/rollback``: see ``releases.rollback``."""
+    return releases.rollback(principal, context, app_name, body)
 
 
 def release_slot(app_name: str, deployment_id: str | None) -> None:
-    """Free the in-flight slot if ``deployment_id`` still holds it."""
-    from pynamodb.exceptions import UpdateError
-
-    try:
-        Application(app_name).update(
-            actions=[
-                Application.inflight_config_key.remove(),
-                Application.inflight_deployment_id.remove(),
-            ],
-            condition=(Application.inflight_deployment_id == deployment_id)
-            if deployment_id
-            else Application.inflight_deployment_id.does_not_exist(),
-        )
-    except UpdateError as exc:
-        if not is_condition_failure(exc):
-            raise
+    releases.release_slot(app_name, deployment_id)
 
 
 def load(principal: Principal, deployment_id: str) -> Deployment:
@@ -370,13 +282,16 @@ def deployment_json(deployment: Deployment, with_events: bool = False) -> dict[s
         "runtime": deployment.runtime,
         "platform": deployment.platform,
         "start_command": deployment.start_command,
-        "env_names": sorted(deployment.env_dict()),
+        "env_names": deployment.config_names(),
         "replicas": deployment.replicas,
         "created_by": deployment.created_by,
         "created_at": iso(deployment.created_at),
         "updated_at": iso(deployment.updated_at),
         "url": deployment.url,
         "rollback_of": deployment.rollback_of,
+        "version": int(deployment.version) if deployment.version is not None else None,
+        "description": deployment.description,
+        "restarted_at": iso(deployment.restarted_at),
     }
     if with_events:
         body["events"] = [

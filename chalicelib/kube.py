@@ -27,7 +27,12 @@ import kubernetes.config
 import urllib3.exceptions
 from kubernetes.client import ApiClient, ApiException
 
-from chalicelib.manifests import APP_CONTAINER, FETCH_CONTAINER, label_selector
+from chalicelib.manifests import (
+    APP_CONTAINER,
+    FETCH_CONTAINER,
+    config_secrets_selector,
+    label_selector,
+)
 
 MANAGER = "aether"
 _APPLY = "application/apply-patch+yaml"
@@ -176,6 +181,17 @@ class Cluster:
                 self._apps.patch_namespaced_deployment(name, self.namespace, manifest, **options)
             else:
                 raise ValueError(f"unexpected kind {kind}")
+
+    def prune_config_secrets(self, app_name: str, keep_deployment_id: str) -> None:
+        """Delete the config Secrets of the app's other releases, once this one serves.
+
+        A delete by label selector: the control plane never reads a Secret back.
+        """
+        self._core.delete_collection_namespaced_secret(
+            self.namespace,
+            label_selector=config_secrets_selector(app_name, keep_deployment_id),
+            _request_timeout=self._timeout,
+        )
 
     # -- reads -------------------------------------------------------------------------------
 

@@ -17,6 +17,10 @@ from chalicelib import contract
 
 DIGEST_ANNOTATION = "aether.dev/artifact-digest"
 DEPLOYMENT_ANNOTATION = "aether.dev/deployment-id"
+# Changing it replaces every pod of the same release (what ``kubectl rollout restart`` does).
+RESTARTED_ANNOTATION = "aether.dev/restarted-at"
+# Labels the Secret that holds one release's config values.
+CONFIG_LABEL = "aether.dev/config"
 FETCH_CONTAINER = "fetch"
 APP_CONTAINER = "app"
 APP_DIR = "/app"
@@ -80,6 +84,8 @@ class WorkloadSpec:
     # every pod downloads and extracts every layer. Only a manifest's pods use it.
     layer_cache_dir: str | None = None
     layer_cache_max_bytes: int = DEFAULT_LAYER_CACHE_MAX_BYTES
+    # When the release's pods were last restarted (RFC 3339), or None.
+    restarted_at: str | None = None
 
     def __post_init__(self) -> None:
         if not _APP_NAME.fullmatch(self.app_name):
@@ -128,9 +134,19 @@ class WorkloadSpec:
     def pull_secret_name(self) -> str:
         return pull_secret_name(self.app_name)
 
+    @property
+    def config_secret_name(self) -> str:
+        return config_secret_name(self.app_name, self.deployment_id)
+
 
 def pull_secret_name(app_name: str) -> str:
     return f"{app_name}-pull"
+
+
+def config_secret_name(app_name: str, deployment_id: str) -> str:
+    """One Secret per release: pods of an older release, still serving during a rollout or
+    restarting, keep reading their own values."""
+    return f"{app_name}-config-{deployment_id}"
 
 
 def selector_labels(app_name: str) -> dict[str, str]:
@@ -143,10 +159,17 @@ def workload_labels(app_name: str, deployment_id: str) -> dict[str, str]:
 
 
 def workload_manifests(spec: WorkloadSpec, pull_token: str) -> list[dict[str, Any]]:
-    """The app's Secret, Deployment and Service, in the order they must be applied."""
+    """The app's Secrets, Deployment and Service, in the order they must be applied.
+
+    Config values go only into the release's own Secret, which the app container reads
+    whole (``envFrom``): the Deployment, its pods and their events never hold a value.
+    """
     if not pull_token:
         raise ValueError("a pull token is required")
-    return [_secret(spec, pull_token), _deployment(spec), _service(spec)]
+    secrets = [_secret(spec, pull_token)]
+    if spec.env:
+        secrets.append(_config_secret(spec))
+    return [*secrets, _deployment(spec), _service(spec)]
 
 
 def _metadata(spec: WorkloadSpec, name: str) -> dict[str, Any]:
@@ -166,6 +189,24 @@ def _secret(spec: WorkloadSpec, pull_token: str) -> dict[str, Any]:
         "type": "Opaque",
         "stringData": {PULL_TOKEN_KEY: pull_token},
     }
+
+
+def _config_secret(spec: WorkloadSpec) -> dict[str, Any]:
+    metadata = _metadata(spec, spec.config_secret_name)
+    metadata["labels"] = {**metadata["labels"], CONFIG_LABEL: "true"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata,
+        "type": "Opaque",
+        "immutable": True,
+        "stringData": {name: spec.env[name] for name in sorted(spec.env)},
+    }
+
+
+def config_secrets_selector(app_name: str, keep_deployment_id: str) -> str:
+    """The config Secrets of the app's releases other than ``keep_deployment_id``'s."""
+    return f"{label_selector(app_name)},{CONFIG_LABEL}=true,deployment_id!={keep_deployment_id}"
 
 
 def _container_security(user: int = RUN_AS) -> dict[str, Any]:
@@ -222,15 +263,16 @@ def _fetch_container(spec: WorkloadSpec) -> dict[str, Any]:
 
 def _app_container(spec: WorkloadSpec) -> dict[str, Any]:
     limits = spec.resources
-    env = [{"name": name, "value": spec.env[name]} for name in sorted(spec.env)]
-    env.append({"name": "PORT", "value": str(spec.port)})
+    config = [{"secretRef": {"name": spec.config_secret_name}}] if spec.env else []
     return {
         "name": APP_CONTAINER,
         "image": spec.app_image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["sh", "-c", spec.start_command.strip() or contract.DEFAULT_START_COMMAND],
         "workingDir": APP_DIR,
-        "env": env,
+        # An ``env`` entry wins over ``envFrom``: PORT stays the platform's.
+        "envFrom": config,
+        "env": [{"name": "PORT", "value": str(spec.port)}],
         "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
         # TCP, not HTTP GET /: the contract with an app is "listen on $PORT"; many APIs answer
         # 404 (a probe failure) or need auth on /, and would never become ready.
@@ -258,6 +300,8 @@ def _app_container(spec: WorkloadSpec) -> dict[str, Any]:
 def _deployment(spec: WorkloadSpec) -> dict[str, Any]:
     labels = workload_labels(spec.app_name, spec.deployment_id)
     annotations = {DIGEST_ANNOTATION: spec.digest, DEPLOYMENT_ANNOTATION: spec.deployment_id}
+    if spec.restarted_at is not None:
+        annotations[RESTARTED_ANNOTATION] = spec.restarted_at
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -9,7 +9,13 @@ from typing import Any
 
 from chalicelib import contract
 from chalicelib.contract import ArtifactKind
-from chalicelib.errors import BadRequest, InvalidDigest, MissingDigest, UnsupportedMediaType
+from chalicelib.errors import (
+    BadRequest,
+    InvalidDigest,
+    MissingDigest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 
 _APP_NAME = re.compile(contract.APP_NAME_PATTERN)
 _DIGEST = re.compile(contract.DIGEST_PATTERN)
@@ -134,6 +140,58 @@ def environment(value: Any) -> dict[str, str]:
         if "\x00" in item:  # no process environment can carry one
             raise BadRequest(f"env entry {name} must not contain a NUL character")
     return dict(value)
+
+
+def config_name(value: Any, field: str) -> str:
+    """A config name: an environment variable's, not one the platform sets."""
+    if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
+        raise BadRequest(
+            f"{field}: config names are environment variable names "
+            "(letters, digits and '_', not starting with a digit)"
+        )
+    if value in contract.RESERVED_ENV_NAMES:
+        raise BadRequest(f"{field}: {value} is set by the platform")
+    return value
+
+
+def config_values(value: Any, field: str) -> dict[str, str]:
+    """``{NAME: value}`` to set. A refusal names the variable, never its value."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(f"{field} must be an object of NAME: value strings")
+    values: dict[str, str] = {}
+    for name, item in value.items():
+        config_name(name, field)
+        if not isinstance(item, str):
+            raise BadRequest(f"{field}: the value of {name} must be a string")
+        if "\x00" in item:  # no process environment can carry one
+            raise BadRequest(f"{field}: the value of {name} must not contain a NUL character")
+        size = len(item.encode())
+        if size > contract.MAX_CONFIG_VALUE_BYTES:
+            raise PayloadTooLarge(
+                f"{field}: the value of {name} is {size} bytes; a config value holds at most "
+                f"{contract.MAX_CONFIG_VALUE_BYTES}"
+            )
+        values[name] = item
+    return values
+
+
+def config_names(value: Any, field: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BadRequest(f"{field} must be a list of config names")
+    return sorted({config_name(name, field) for name in value})
+
+
+def release_version(value: Any) -> int:
+    """A release's version: 4, or "v4"."""
+    if isinstance(value, str) and re.fullmatch(contract.RELEASE_VERSION_PATTERN, value):
+        return int(value.removeprefix("v"))
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value < 10**9:
+        return value
+    raise BadRequest('version must be a release\'s number (4 or "v4")')
 
 
 def runtime(value: Any, default: str) -> str:

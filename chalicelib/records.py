@@ -22,6 +22,7 @@ from pynamodb.attributes import (
     MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
+    UnicodeSetAttribute,
     UTCDateTimeAttribute,
 )
 from pynamodb.connection import Connection
@@ -113,6 +114,9 @@ class Application(_Table):
     # Who is writing the app's pull Secret, and until when: one writer at a time.
     pull_lock_owner = UnicodeAttribute(null=True)
     pull_lock_until = UTCDateTimeAttribute(null=True)
+    # The version of the app's newest release; bumped only by a write conditioned on its
+    # previous value, so two releases never share a number. Absent before the first.
+    release_count = NumberAttribute(null=True)
 
 
 class ArtifactsByApp(_ByAppIndex):
@@ -173,11 +177,31 @@ class Deployment(_Table):
     updated_at = UTCDateTimeAttribute(default=utcnow)
     url = UnicodeAttribute(null=True)
     rollback_of = UnicodeAttribute(null=True)
+    # A deployment is a release of its app: v<version>, and what changed in one line.
+    # Deployments recorded before releases had neither.
+    version = NumberAttribute(null=True)
+    description = UnicodeAttribute(null=True)
+    # The config's values, sealed (``config_vault``); ``env`` holds them in the clear only
+    # in records written before config was sealed. ``env_names`` are shown, never values.
+    config_sealed = UnicodeAttribute(null=True)
+    env_names = UnicodeSetAttribute(null=True)
+    # Which of the config's names, the start command and the replicas came from the
+    # project's defaults (its aether.toml, its package.json) rather than being set: a later
+    # deploy takes the defaults it brings for those, and keeps what was set.
+    default_env_names = UnicodeSetAttribute(null=True)
+    start_command_set = BooleanAttribute(null=True)
+    replicas_set = BooleanAttribute(null=True)
+    # When this release's pods were last replaced by a restart.
+    restarted_at = UTCDateTimeAttribute(null=True)
     by_app = DeploymentsByApp()
 
-    def env_dict(self) -> dict[str, str]:
+    def legacy_env(self) -> dict[str, str]:
+        """Values stored in the clear by records written before config was sealed."""
         env = self.env
         return dict(env.as_dict() if isinstance(env, MapAttribute) else env)
+
+    def config_names(self) -> list[str]:
+        return sorted(self.env_names or ()) if self.config_sealed else sorted(self.legacy_env())
 
 
 class DeploymentEvent(_Table):

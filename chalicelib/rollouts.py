@@ -14,20 +14,24 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from chalicelib import deployments, kube, manifests, pull_tokens
+from chalicelib import deployments, kube, manifests, pull_tokens, releases
+from chalicelib.auth import Principal
+from chalicelib.config_vault import ConfigVault
 from chalicelib.contract import FINISHED, IN_FLIGHT, DeploymentStatus
-from chalicelib.errors import ServiceUnavailable
+from chalicelib.errors import Conflict, ServiceUnavailable
 from chalicelib.observability import logger
-from chalicelib.records import Application, Deployment, is_condition_failure, utcnow
+from chalicelib.records import Application, Deployment, is_condition_failure, iso, utcnow
 from chalicelib.settings import Settings
 
 
 @dataclass(frozen=True)
 class DataPlane:
-    """Where workloads run: the cluster and what the pods need to reach us."""
+    """Where workloads run: the cluster, what the pods need to reach us, and the vault that
+    opens each release's config for its Secret."""
 
     cluster: kube.Cluster | None
     settings: Settings
+    vault: ConfigVault
 
     def artifact_url(self, digest: str) -> str:
         base = (self.settings.public_api_url or "").rstrip("/")
@@ -186,6 +190,7 @@ def _apply(
 def _spec(
     plane: DataPlane, cluster: kube.Cluster, deployment: Deployment
 ) -> manifests.WorkloadSpec:
+    env = releases.config_of(plane.vault, deployment)
     return manifests.WorkloadSpec(
         app_name=deployment.app_name,
         deployment_id=deployment.deployment_id,
@@ -193,8 +198,9 @@ def _spec(
         node_major=int(deployment.runtime.removeprefix("node")),
         platform=deployment.platform,
         start_command=deployment.start_command,
-        env=deployment.env_dict(),
+        env=env,
         replicas=int(deployment.replicas),
+        restarted_at=iso(deployment.restarted_at),
         namespace=cluster.namespace,
         artifact_url=plane.artifact_url(deployment.artifact_digest),
         artifact_kind=deployment.artifact_kind,
@@ -238,6 +244,41 @@ def rotate_pull_tokens(plane: DataPlane) -> int:
     return rotated
 
 
+def restart(plane: DataPlane, principal: Principal, app: Application) -> Deployment:
+    """New pods for the app's current release, one by one as a rollout replaces them.
+
+    The release goes back to ``rolling_out`` (from ``succeeded`` only, a conditional write)
+    and follows the cluster to its end as any rollout does; its version does not change.
+    """
+    current = releases.latest(app)
+    if current is None or current.status != DeploymentStatus.SUCCEEDED:
+        state = "no release" if current is None else f"release {current.status}"
+        raise Conflict(f"{app.name} has {state}; only a release that succeeded restarts")
+    cluster = plane.cluster
+    if cluster is None:
+        raise ServiceUnavailable("no cluster is configured")
+    now = utcnow()
+    if not _transition(
+        current,
+        DeploymentStatus.SUCCEEDED,
+        DeploymentStatus.ROLLING_OUT,
+        [Deployment.restarted_at.set(now)],
+    ):
+        raise Conflict(f"{app.name}'s release changed meanwhile; retry")
+    current.refresh(consistent_read=True)
+    try:
+        _apply(plane, cluster, current)
+    except Exception as exc:
+        # Back to what it was: the pods were never touched.
+        _transition(current, DeploymentStatus.ROLLING_OUT, DeploymentStatus.SUCCEEDED)
+        if kube.is_unavailable(exc):
+            raise ServiceUnavailable("the Kubernetes API is unreachable; retry") from exc
+        raise
+    _note(current, "restart", f"restart asked by {principal.subject}: replacing every pod")
+    current.refresh(consistent_read=True)
+    return current
+
+
 def _refusal(exc: Exception) -> str:
     from kubernetes.client.exceptions import ApiException
 
@@ -260,6 +301,8 @@ def _follow(cluster: kube.Cluster, deployment: Deployment) -> None:
             _copy_event(deployment, event)
     if rollout.phase == kube.RolloutPhase.SUCCEEDED:
         url = cluster.service_url(deployment.app_name)
+        # Older releases' pods are gone: so may their config.
+        cluster.prune_config_secrets(deployment.app_name, deployment.deployment_id)
         finish(deployment, DeploymentStatus.SUCCEEDED, rollout.message, url=url)
     elif rollout.phase in (kube.RolloutPhase.FAILED, kube.RolloutPhase.SUPERSEDED):
         finish(deployment, DeploymentStatus.FAILED, rollout.message)

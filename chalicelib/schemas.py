@@ -36,6 +36,23 @@ def _text(max_length: int | None = None) -> Schema:
 APP_NAME = _pattern(contract.APP_NAME_PATTERN, maxLength=63)
 DIGEST = _pattern(contract.DIGEST_PATTERN)
 ISSUED_ID = _pattern(contract.ISSUED_ID_PATTERN)
+CONFIG_NAME = {
+    **_pattern(contract.ENV_NAME_PATTERN),
+    "not": {"enum": sorted(contract.RESERVED_ENV_NAMES)},
+}
+# No NUL: no process environment can carry one.
+CONFIG_VALUE = {
+    "type": "string",
+    "pattern": "^[^\\x00]*$",
+    "description": f"at most {contract.MAX_CONFIG_VALUE_BYTES} bytes (UTF-8)",
+}
+ENV = {"type": "object", "propertyNames": CONFIG_NAME, "additionalProperties": CONFIG_VALUE}
+RELEASE_VERSION = {
+    "oneOf": [
+        _integer(1, 10**9 - 1),
+        _pattern(contract.RELEASE_VERSION_PATTERN),
+    ]
+}
 
 
 def bodies(max_artifact_bytes: int) -> dict[str, Schema]:
@@ -73,7 +90,32 @@ def bodies(max_artifact_bytes: int) -> dict[str, Schema]:
             "required": ["public_key_hex"],
             "properties": {"public_key_hex": _pattern(contract.PUBLIC_KEY_PATTERN)},
         },
-        "rollback": {"type": "object", "properties": {"to": ISSUED_ID}},
+        "rollback": {
+            "type": "object",
+            "properties": {"to": ISSUED_ID, "version": RELEASE_VERSION},
+            "not": {"required": ["to", "version"]},
+        },
+        "config_patch": {
+            "type": "object",
+            "properties": {
+                "set": {
+                    "type": "object",
+                    "propertyNames": CONFIG_NAME,
+                    "additionalProperties": CONFIG_VALUE,
+                    "maxProperties": contract.MAX_CONFIG_VARS,
+                },
+                "unset": {"type": "array", "items": CONFIG_NAME},
+            },
+            "anyOf": [
+                {"required": ["set"], "properties": {"set": {"minProperties": 1}}},
+                {"required": ["unset"], "properties": {"unset": {"minItems": 1}}},
+            ],
+        },
+        "scale": {
+            "type": "object",
+            "required": ["replicas"],
+            "properties": {"replicas": _integer(contract.MIN_SCALE, contract.MAX_REPLICAS)},
+        },
         "new_artifact": {
             "type": "object",
             "required": ["app_name", "size_bytes"],
@@ -107,15 +149,18 @@ def bodies(max_artifact_bytes: int) -> dict[str, Schema]:
                 "artifact_digest": DIGEST,
                 "runtime": runtime,
                 "start_command": {**_text(), "default": contract.DEFAULT_START_COMMAND},
-                "env": {
+                "env": ENV,
+                "replicas": _integer(1, contract.MAX_REPLICAS),
+                "defaults": {
                     "type": "object",
-                    "propertyNames": {
-                        **_pattern(contract.ENV_NAME_PATTERN),
-                        "not": {"enum": sorted(contract.RESERVED_ENV_NAMES)},
+                    "description": "the project's own defaults: they fill what was never set",
+                    "additionalProperties": False,
+                    "properties": {
+                        "env": ENV,
+                        "start_command": _text(),
+                        "replicas": _integer(contract.MIN_SCALE, contract.MAX_REPLICAS),
                     },
-                    "additionalProperties": {"type": "string"},
                 },
-                "replicas": _integer(1, contract.MAX_REPLICAS, default=contract.DEFAULT_REPLICAS),
             },
         },
     }
@@ -128,6 +173,7 @@ def parameters() -> dict[str, Schema]:
         "app_name": {"schema": APP_NAME},
         "digest": {"schema": DIGEST},
         "deployment_id": {"schema": ISSUED_ID},
+        "config_name": {"schema": CONFIG_NAME},
         "key_id": {"schema": ISSUED_ID},
         "token_id": {"schema": _pattern("[0-9a-f]{16}")},
         # query

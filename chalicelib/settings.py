@@ -128,6 +128,11 @@ class Settings:
     cluster_platforms: tuple[str, ...]
     # Signs the page cursors the API hands out (AETHER_CURSOR_SECRET).
     cursor_key: bytes
+    # KMS: the key that seals config values, and the HMAC key that fingerprints them
+    # (ids, ARNs or aliases).
+    kms_endpoint_url: str | None
+    config_key_id: str
+    config_mac_key_id: str
     # None: only the platform's own tokens are accepted.
     oidc: OidcSettings | None = None
     # The nodes' layer cache, a host path mounted into the fetcher (AETHER_LAYER_CACHE_DIR);
@@ -174,6 +179,10 @@ class Settings:
             progress_deadline_seconds=_positive_int(env, "AETHER_PROGRESS_DEADLINE_SECONDS", 120),
             cluster_platforms=_platforms(env, "AETHER_CLUSTER_PLATFORMS", DEFAULT_PLATFORM),
             cursor_key=_cursor_key(env, stage),
+            kms_endpoint_url=env.get("AETHER_KMS_ENDPOINT_URL") or endpoint,
+            config_key_id=env.get("AETHER_CONFIG_KEY_ID") or f"alias/aether-{stage}-config",
+            config_mac_key_id=env.get("AETHER_CONFIG_MAC_KEY_ID")
+            or f"alias/aether-{stage}-config-mac",
             oidc=OidcSettings.from_env(env),
             layer_cache_dir=_host_path(env, "AETHER_LAYER_CACHE_DIR"),
             layer_cache_max_bytes=_positive_int(env, "AETHER_LAYER_CACHE_MAX_BYTES", 4 * GIB),

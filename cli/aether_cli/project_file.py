@@ -25,10 +25,14 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aether_cli.contract import APP_NAME_PATTERN, ENV_NAME_PATTERN, RESERVED_ENV_NAMES
+from aether_cli.contract import (
+    APP_NAME_PATTERN,
+    ENV_NAME_PATTERN,
+    MAX_REPLICAS,
+    RESERVED_ENV_NAMES,
+)
 
 FILE_NAME = "aether.toml"
-MAX_REPLICAS = 20
 
 
 class ProjectFileError(Exception):

@@ -44,16 +44,14 @@ NAMESPACE_MANIFEST = Path(__file__).resolve().parents[1] / "k8s" / "namespace.ya
 
 
 def secrets_in(store: Store) -> SecretResolver:
-    """``secretKeyRef`` lookups against the simulator's Secrets, with the kubelet's messages."""
+    """Secrets read from the simulator's store, decoded, with the kubelet's message."""
 
-    def resolve(namespace: str, name: str, key: str) -> str:
+    def resolve(namespace: str, name: str) -> dict[str, str]:
         secret = store.find(SECRETS, namespace, name)
         if secret is None:
             raise LookupError(f'secret "{name}" not found')
         data: dict[str, str] = secret.get("data") or {}
-        if key not in data:
-            raise LookupError(f"couldn't find key {key} in Secret {namespace}/{name}")
-        return base64.b64decode(data[key]).decode()
+        return {key: base64.b64decode(value).decode() for key, value in data.items()}
 
     return resolve
 

@@ -74,8 +74,9 @@ WRONG_PORT = "WrongPort"  # the termination reason of an app listening elsewhere
 PASSAGE_MODE = 0o711
 HOST_ROOT = ".host"  # in the pods' root: the node's own filesystem, for hostPath volumes
 
-# (namespace, secret name, key) → value; raises LookupError with the kubelet's message.
-SecretResolver = Callable[[str, str, str], str]
+# (namespace, secret name) → the Secret's decoded data; raises LookupError with the kubelet's
+# message when there is no such Secret.
+SecretResolver = Callable[[str, str], Mapping[str, str]]
 
 log = logging.getLogger("aether.dataplane")
 
@@ -141,7 +142,7 @@ class _Probe:
 class ProcessRuntime:
     """Runs each pod's containers as local processes under ``state_dir``.
 
-    ``secrets`` resolves ``secretKeyRef``; it may be set after construction (the simulator that
+    ``secrets`` resolves ``secretKeyRef`` and ``envFrom``'s ``secretRef``; it may be set after construction (the simulator that
     holds the Secrets is built around the runtime) but before the first pod starts.
     ``node_dir`` is where Node.js installs go (``aether_cli.nodejs``'s default cache if None).
     """
@@ -654,6 +655,8 @@ class ProcessRuntime:
             env["PATH"] = image.path
         for name, value in image.env.items():
             env[name] = str(self._path_in_pod(pod, container, value) or value)
+        for source in container.get("envFrom") or []:
+            env.update(self._env_from(pod, source))
         for entry in container.get("env") or []:
             env[entry["name"]] = self._env_value(pod, container, entry)
         tmp = self._path_in_pod(pod, container, "/tmp") or pod.directory / "tmp"  # noqa: S108
@@ -680,10 +683,28 @@ class ProcessRuntime:
             raise ContainerConfigError(
                 f"env {entry['name']}: only value and secretKeyRef are supported"
             )
+        data = self._secret(pod, reference["name"], f"env {entry['name']}")
+        if reference["key"] not in data:
+            raise ContainerConfigError(
+                f"couldn't find key {reference['key']} in Secret "
+                f"{pod.view.namespace}/{reference['name']}"
+            )
+        return data[reference["key"]]
+
+    def _env_from(self, pod: _Pod, source: Mapping[str, Any]) -> dict[str, str]:
+        """Every key of the referenced Secret, as the kubelet does (only Secrets here)."""
+        reference = source.get("secretRef")
+        if reference is None or set(source) - {"secretRef", "prefix"}:
+            raise ContainerConfigError("envFrom: only secretRef is supported")
+        data = self._secret(pod, reference["name"], "envFrom")
+        prefix = str(source.get("prefix") or "")
+        return {f"{prefix}{name}": value for name, value in data.items()}
+
+    def _secret(self, pod: _Pod, name: str, what: str) -> Mapping[str, str]:
         if self.secrets is None:
-            raise ContainerConfigError(f"env {entry['name']}: no secret store")
+            raise ContainerConfigError(f"{what}: no secret store")
         try:
-            return self.secrets(pod.view.namespace, reference["name"], reference["key"])
+            return self.secrets(pod.view.namespace, name)
         except LookupError as error:
             raise ContainerConfigError(str(error.args[0] if error.args else error)) from None
 

@@ -24,10 +24,34 @@ def aws_client(service: str, settings: Settings, endpoint_url: str | None = None
     )
 
 
+def provision_keys(settings: Settings) -> None:
+    """The KMS keys config is sealed and fingerprinted with, under the aliases the settings
+    name (what Terraform creates on AWS). Safe to run again."""
+    kms = aws_client("kms", settings, settings.kms_endpoint_url)
+    aliases = {
+        alias["AliasName"]
+        for page in kms.get_paginator("list_aliases").paginate()
+        for alias in page.get("Aliases", [])
+    }
+    wanted = [
+        (settings.config_key_id, "SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT"),
+        (settings.config_mac_key_id, "HMAC_256", "GENERATE_VERIFY_MAC"),
+    ]
+    for alias, spec, usage in wanted:
+        if not alias.startswith("alias/") or alias in aliases:
+            continue
+        key = kms.create_key(
+            KeySpec=spec, KeyUsage=usage, Description=f"Aether config ({settings.stage})"
+        )
+        kms.create_alias(AliasName=alias, TargetKeyId=key["KeyMetadata"]["KeyId"])
+
+
 def provision_storage(settings: Settings) -> None:
-    """The tables and the artifact bucket. Safe to run again: what exists is left as it is."""
+    """The tables, the artifact bucket and the config keys. Safe to run again: what exists
+    is left as it is."""
     configure(settings)
     create_tables()
+    provision_keys(settings)
     s3 = aws_client("s3", settings)
     existing = {bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])}
     if settings.bucket not in existing:

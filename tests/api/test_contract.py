@@ -29,6 +29,9 @@ def test_the_cli_copy_of_the_rules_equals_the_servers() -> None:
         "MAX_LAYERS",
         "DEFAULT_TOKEN_DAYS",
         "MAX_TOKEN_DAYS",
+        "MAX_CONFIG_VALUE_BYTES",
+        "MAX_CONFIG_VARS",
+        "MAX_REPLICAS",
     ):
         assert getattr(cli_contract, name) == getattr(contract, name), name
     assert tuple(contract.LayerRole) == cli_contract.LAYER_ROLES

@@ -28,7 +28,11 @@ SPEC = WorkloadSpec(
 
 
 def _manifests(spec: WorkloadSpec = SPEC) -> dict[str, dict[str, Any]]:
-    return {m["kind"]: m for m in workload_manifests(spec, TOKEN)}
+    # The config Secret is looked up by name: it is the second Secret.
+    return {
+        ("ConfigSecret" if m["metadata"]["name"].startswith("web-config-") else m["kind"]): m
+        for m in workload_manifests(spec, TOKEN)
+    }
 
 
 def _deployment(spec: WorkloadSpec = SPEC) -> dict[str, Any]:
@@ -66,11 +70,42 @@ def test_a_secret_a_deployment_and_a_service_in_apply_order() -> None:
     manifests = workload_manifests(SPEC, TOKEN)
     assert [(m["apiVersion"], m["kind"]) for m in manifests] == [
         ("v1", "Secret"),
+        ("v1", "Secret"),
         ("apps/v1", "Deployment"),
         ("v1", "Service"),
     ]
-    assert [m["metadata"]["name"] for m in manifests] == ["web-pull", "web", "web"]
+    config = f"web-config-{SPEC.deployment_id}"
+    assert [m["metadata"]["name"] for m in manifests] == ["web-pull", config, "web", "web"]
     assert {m["metadata"]["namespace"] for m in manifests} == {"aether-apps"}
+
+
+def test_without_config_there_is_no_config_secret_and_no_env_from() -> None:
+    manifests = workload_manifests(replace(SPEC, env={}), TOKEN)
+    assert [m["metadata"]["name"] for m in manifests] == ["web-pull", "web", "web"]
+    app = manifests[1]["spec"]["template"]["spec"]["containers"][0]
+    assert app["envFrom"] == []
+
+
+def test_config_values_are_only_in_the_releases_own_secret() -> None:
+    manifests = _manifests()
+    secret = manifests["ConfigSecret"]
+    assert secret["stringData"] == {"GREETING": "hi", "NODE_OPTIONS": "--max-old-space-size=256"}
+    assert secret["immutable"] is True
+    assert secret["metadata"]["labels"]["aether.dev/config"] == "true"
+    assert secret["metadata"]["labels"]["deployment_id"] == SPEC.deployment_id
+    assert _app()["envFrom"] == [{"secretRef": {"name": secret["metadata"]["name"]}}]
+    for kind in ("Deployment", "Service", "Secret"):
+        text = json.dumps(manifests[kind])
+        assert "--max-old-space-size=256" not in text and '"hi"' not in text, kind
+
+
+def test_a_restart_changes_only_the_pod_templates_annotation() -> None:
+    restarted = _deployment(replace(SPEC, restarted_at="2026-12-01T10:00:00Z"))
+    before = _deployment()
+    annotations = restarted["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["aether.dev/restarted-at"] == "2026-12-01T10:00:00Z"
+    del annotations["aether.dev/restarted-at"]
+    assert restarted == before
 
 
 def test_synthesis_is_deterministic_and_json_serialisable() -> None:
@@ -88,7 +123,9 @@ def test_synthesis_is_deterministic_and_json_serialisable() -> None:
 def test_every_object_and_the_pod_template_carry_the_three_labels() -> None:
     labels = {"app": "aether", "app_name": "web", "deployment_id": SPEC.deployment_id}
     for manifest in workload_manifests(SPEC, TOKEN):
-        assert manifest["metadata"]["labels"] == labels
+        own = dict(manifest["metadata"]["labels"])
+        own.pop("aether.dev/config", None)  # the config Secret's, for its pruning
+        assert own == labels
     assert _deployment()["spec"]["template"]["metadata"]["labels"] == labels
 
 
@@ -262,13 +299,9 @@ def test_the_default_start_command_is_npm_start() -> None:
     assert blank["command"] == ["sh", "-c", "npm start"]
 
 
-def test_port_is_injected_after_the_user_env_in_a_stable_order() -> None:
+def test_port_is_the_only_value_in_the_spec_and_wins_over_the_config() -> None:
     env = _app()["env"]
-    assert env == [
-        {"name": "GREETING", "value": "hi"},
-        {"name": "NODE_OPTIONS", "value": "--max-old-space-size=256"},
-        {"name": "PORT", "value": "8080"},
-    ]
+    assert env == [{"name": "PORT", "value": "8080"}]
     custom = _pod(replace(SPEC, port=3000))["containers"][0]
     assert _env(custom)["PORT"] == "3000"
 

@@ -1,0 +1,439 @@
+"""Releases: what an app runs, numbered per app (v1, v2, ...), one deployment record each.
+
+A release is an artifact digest with its config (values sealed by ``config_vault``), start
+command, replicas and runtime, and a one-line description of what changed. Every change
+(a deploy, a config patch, a scale, a rollback) is a new release cut from the app's latest
+one, so what was set persists until it is changed again; each is rolled out as a deploy is.
+
+The version comes from the application's ``release_count``, bumped in the same transaction
+that writes the release and claims the in-flight slot, conditioned on the count read: two
+releases cut at once never share a number, and the loser reads the count again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
+
+from chalicelib import apps, artifacts, payloads, verification
+from chalicelib.auth import Principal
+from chalicelib.config_vault import ConfigVault
+from chalicelib.contract import (
+    IN_FLIGHT,
+    MAX_CONFIG_BYTES,
+    MAX_CONFIG_VARS,
+    MAX_REPLICAS,
+    MIN_SCALE,
+    DeploymentStatus,
+)
+from chalicelib.errors import (
+    ArtifactNotVerified,
+    BadRequest,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedPlatform,
+)
+from chalicelib.records import (
+    Application,
+    Artifact,
+    Deployment,
+    is_condition_failure,
+    new_id,
+    transaction,
+)
+from chalicelib.storage import ArtifactStore
+
+IsLive = Callable[[Deployment], bool]
+
+# A release is cut in one transaction; under contention each attempt reads the count again.
+_CLAIM_ATTEMPTS = 6
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What a new release runs; ``env`` holds the values in the clear, never stored so."""
+
+    digest: str
+    runtime: str
+    start_command: str
+    start_command_set: bool
+    env: Mapping[str, str]
+    replicas: int
+    description: str
+    rollback_of: str | None = None
+    # The names whose values came from the project's defaults, and whether the replicas
+    # were set (else a deploy's defaults replace them).
+    default_env_names: frozenset[str] = frozenset()
+    replicas_set: bool = False
+
+
+@dataclass(frozen=True)
+class Context:
+    """What cutting a release needs besides the request: storage, KMS, the cluster's
+    platforms, and whether a release still runs."""
+
+    store: ArtifactStore
+    vault: ConfigVault
+    cluster_platforms: tuple[str, ...]
+    is_live: IsLive
+
+
+def latest(app: Application) -> Deployment | None:
+    """The app's newest release, whatever its status: the one its config is read from."""
+    if app.latest_deployment_id is None:
+        return None
+    try:
+        return Deployment.get(app.latest_deployment_id, consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def config_of(vault: ConfigVault, release: Deployment) -> dict[str, str]:
+    """A release's config values, in the clear (for the cluster, the owner, a new release)."""
+    if release.config_sealed:
+        return vault.open(release.app_name, release.config_sealed)
+    return release.legacy_env()
+
+
+def wanted_from(vault: ConfigVault, release: Deployment, description: str) -> Wanted:
+    """The same as ``release``, to be changed with ``dataclasses.replace``."""
+    return Wanted(
+        digest=release.artifact_digest,
+        runtime=release.runtime,
+        start_command=release.start_command,
+        start_command_set=bool(release.start_command_set),
+        env=config_of(vault, release),
+        replicas=int(release.replicas),
+        description=description,
+        default_env_names=frozenset(release.default_env_names or ()),
+        replicas_set=bool(release.replicas_set),
+    )
+
+
+def cut(
+    principal: Principal, context: Context, app: Application, wanted: Wanted
+) -> tuple[Deployment, bool]:
+    """Record ``wanted`` as the app's next release; returns it and whether it is new.
+
+    Exactly what runs already (or is in flight) is answered with that release: a client that
+    retries, or sends the same change twice, makes one release.
+    """
+    artifact = deployable_artifact(app, wanted.digest, context.store)
+    if artifact.platform not in context.cluster_platforms:
+        raise UnsupportedPlatform(
+            f"artifact {wanted.digest[:12]}… targets {artifact.platform}; "
+            f"this cluster runs {', '.join(context.cluster_platforms)}"
+        )
+    check_config(wanted.env)
+    release = Deployment(
+        new_id(),
+        app_name=app.name,
+        artifact_digest=wanted.digest,
+        artifact_kind=artifact.kind,
+        runtime=wanted.runtime,
+        platform=artifact.platform,
+        start_command=wanted.start_command,
+        start_command_set=wanted.start_command_set,
+        env={},
+        env_names=set(wanted.env) or None,
+        default_env_names=set(wanted.default_env_names & set(wanted.env)) or None,
+        config_sealed=context.vault.seal(app.name, wanted.env),
+        replicas=wanted.replicas,
+        replicas_set=wanted.replicas_set,
+        created_by=principal.subject,
+        rollback_of=wanted.rollback_of,
+        description=wanted.description,
+    )
+    release.config_key = config_key(context.vault, app.name, wanted)
+    running = _already_running(app, release.config_key, context.is_live)
+    if running is not None:
+        return running, False
+    return _claim(app, release)
+
+
+def config_key(vault: ConfigVault, app_name: str, wanted: Wanted) -> str:
+    """What tells two releases apart: the same key means the same thing runs.
+
+    Over values it is KMS's HMAC (no plain hash of a secret is ever stored); without
+    values a plain hash says nothing secret.
+    """
+    config = {
+        "digest": wanted.digest,
+        "runtime": wanted.runtime,
+        "start_command": wanted.start_command,
+        "env": dict(wanted.env),
+        "replicas": wanted.replicas,
+    }
+    if wanted.env:
+        return vault.fingerprint(app_name, config)
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def check_config(env: Mapping[str, str]) -> None:
+    """The limits of a whole config (each value's own is checked where it is read)."""
+    if len(env) > MAX_CONFIG_VARS:
+        raise BadRequest(
+            f"an app holds at most {MAX_CONFIG_VARS} config values; this has {len(env)}"
+        )
+    total = sum(len(name.encode()) + len(value.encode()) for name, value in env.items())
+    if total > MAX_CONFIG_BYTES:
+        raise PayloadTooLarge(
+            f"an app's config holds at most {MAX_CONFIG_BYTES} bytes of names and values; "
+            f"this would hold {total}"
+        )
+
+
+def deployable_artifact(app: Application, digest: str, store: ArtifactStore) -> Artifact:
+    try:
+        artifact = Artifact.get(digest, app.name, consistent_read=True)
+    except DoesNotExist:
+        raise NotFound(f"artifact {digest} not found for {app.name}; upload it first") from None
+    detail = artifacts.undeployable_because(artifact, store)
+    if detail is not None:
+        raise ArtifactNotVerified(f"artifact {digest} is not verified ({detail})")
+    distrusted = verification.signature_problem(artifact)
+    if distrusted is not None:
+        raise ArtifactNotVerified(f"artifact {digest} may not run: {distrusted}")
+    return artifact
+
+
+def _already_running(app: Application, key: str, is_live: IsLive) -> Deployment | None:
+    """The app's latest release if it has this configuration and still runs."""
+    current = latest(app)
+    if current is None or current.status != DeploymentStatus.SUCCEEDED:
+        return None
+    if current.config_key != key:
+        return None
+    return current if is_live(current) else None
+
+
+def _claim(app: Application, release: Deployment) -> tuple[Deployment, bool]:
+    """Write the release with the next version unless the same one is already in flight.
+
+    One transaction writes the record and, on the application, the new count, the latest
+    release and the in-flight slot: conditioned on the count being the one read and on the
+    slot not holding this same configuration.
+    """
+    for _ in range(_CLAIM_ATTEMPTS):
+        fresh = Application.get(app.name, consistent_read=True)
+        counted = fresh.release_count
+        version = (int(counted) if counted is not None else _recorded(app.name)) + 1
+        release.version = version
+        same_count = (
+            Application.release_count == counted
+            if counted is not None
+            else Application.release_count.does_not_exist()
+        )
+        slot_free = Application.inflight_config_key.does_not_exist() | (
+            Application.inflight_config_key != release.config_key
+        )
+        try:
+            with transaction() as write:
+                write.save(release, condition=Deployment.deployment_id.does_not_exist())
+                write.update(
+                    fresh,
+                    actions=[
+                        Application.release_count.set(version),
+                        Application.inflight_config_key.set(release.config_key),
+                        Application.inflight_deployment_id.set(release.deployment_id),
+                        Application.latest_deployment_id.set(release.deployment_id),
+                    ],
+                    condition=same_count & slot_free,
+                )
+            return release, True
+        except TransactWriteError as exc:
+            if not is_condition_failure(exc):
+                raise
+        holder = _slot_holder(app.name)
+        if holder is not None and holder.status in IN_FLIGHT:
+            if holder.config_key == release.config_key:
+                return holder, False
+        elif fresh.inflight_config_key == release.config_key:
+            release_slot(app.name, holder.deployment_id if holder else None)
+    raise Conflict("the app's releases kept changing while recording this one; retry")
+
+
+def _recorded(app_name: str) -> int:
+    """Deployments recorded before versions were counted: numbering continues after them."""
+    return int(Deployment.by_app.count(app_name))
+
+
+def _slot_holder(app_name: str) -> Deployment | None:
+    app = Application.get(app_name, consistent_read=True)
+    if app.inflight_deployment_id is None:
+        return None
+    try:
+        return Deployment.get(app.inflight_deployment_id, consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def release_slot(app_name: str, deployment_id: str | None) -> None:
+    """Free the in-flight slot if ``deployment_id`` still holds it."""
+    try:
+        Application(app_name).update(
+            actions=[
+                Application.inflight_config_key.remove(),
+                Application.inflight_deployment_id.remove(),
+            ],
+            condition=(Application.inflight_deployment_id == deployment_id)
+            if deployment_id
+            else Application.inflight_deployment_id.does_not_exist(),
+        )
+    except UpdateError as exc:
+        if not is_condition_failure(exc):
+            raise
+
+
+# -- the changes a release can make ----------------------------------------------------------
+
+
+def _current(app: Application) -> Deployment:
+    current = latest(app)
+    if current is None:
+        raise Conflict(f"{app.name} has no release yet; deploy it first")
+    return current
+
+
+def patch_config(
+    principal: Principal, context: Context, app_name: str, body: dict[str, Any]
+) -> tuple[Deployment, bool]:
+    """``PATCH /apps/{app}/config``: a release of the current artifact with values set and
+    unset; no upload, no build."""
+    app = apps.load(principal, app_name)
+    values = payloads.config_values(payloads.optional(body, "set"), "set")
+    removed = payloads.config_names(payloads.optional(body, "unset"), "unset")
+    if not values and not removed:
+        raise BadRequest("nothing to change: give set (NAME: value) or unset (names)")
+    both = sorted(set(values) & set(removed))
+    if both:
+        raise BadRequest(f"{', '.join(both)} cannot be both set and unset")
+    current = _current(app)
+    wanted = wanted_from(context.vault, current, describe_patch(values, removed))
+    env = {**wanted.env, **values}
+    for name in removed:
+        env.pop(name, None)
+    # A value set here is the app's own from now on, even if the project's defaults had one.
+    defaults = wanted.default_env_names - set(values) - set(removed)
+    return cut(principal, context, app, replace(wanted, env=env, default_env_names=defaults))
+
+
+def describe_patch(values: Mapping[str, str], removed: list[str]) -> str:
+    said = []
+    if values:
+        said.append("set " + ", ".join(sorted(values)))
+    if removed:
+        said.append("unset " + ", ".join(sorted(removed)))
+    return "; ".join(said)
+
+
+def scale(
+    principal: Principal, context: Context, app_name: str, body: dict[str, Any]
+) -> tuple[Deployment, bool]:
+    """``POST /apps/{app}/scale``: the current release with another number of replicas
+    (0 stops serving and keeps everything else)."""
+    app = apps.load(principal, app_name)
+    replicas = payloads.integer(
+        payloads.required(body, "replicas"), "replicas", MIN_SCALE, MAX_REPLICAS
+    )
+    current = _current(app)
+    wanted = wanted_from(context.vault, current, f"scale to {replicas}")
+    return cut(principal, context, app, replace(wanted, replicas=replicas, replicas_set=True))
+
+
+def rollback(
+    principal: Principal, context: Context, app_name: str, body: dict[str, Any]
+) -> tuple[Deployment, bool]:
+    """``POST /apps/{app}/rollback``: an earlier release's artifact, config and start command
+    again (at today's replicas); nothing is uploaded.
+
+    ``version`` or ``to`` (a deployment id) names it; without either, the newest succeeded
+    release of another artifact than the latest's.
+    """
+    app = apps.load(principal, app_name)
+    to = payloads.string(body, "to")
+    version = payloads.optional(body, "version")
+    if to is not None and version is not None:
+        raise BadRequest("give version or to, not both")
+    current = latest(app)
+    if version is not None:
+        target = by_version(app.name, payloads.release_version(version))
+    else:
+        target = _rollback_target(app.name, to, current)
+    wanted = wanted_from(context.vault, target, f"rollback to {release_name(target)}")
+    if current is not None:
+        wanted = replace(
+            wanted, replicas=int(current.replicas), replicas_set=bool(current.replicas_set)
+        )
+    return cut(principal, context, app, replace(wanted, rollback_of=target.deployment_id))
+
+
+def release_name(release: Deployment) -> str:
+    """``v4``; a deployment recorded before versions by its id's first block."""
+    if release.version is not None:
+        return f"v{int(release.version)}"
+    return release.deployment_id.split("-")[0]
+
+
+def by_version(app_name: str, version: int) -> Deployment:
+    found: Deployment
+    for found in Deployment.by_app.query(app_name, filter_condition=Deployment.version == version):
+        return found
+    raise NotFound(f"release v{version} not found for {app_name}")
+
+
+def _rollback_target(
+    app_name: str, target_id: str | None, current: Deployment | None
+) -> Deployment:
+    if target_id is not None:
+        try:
+            target = Deployment.get(target_id)
+        except DoesNotExist:
+            raise NotFound(f"deployment {target_id} not found") from None
+        if target.app_name != app_name:
+            raise NotFound(f"deployment {target_id} not found for {app_name}")
+        return target
+    earlier: Deployment
+    for earlier in Deployment.by_app.query(app_name, scan_index_forward=False):
+        if earlier.status == DeploymentStatus.SUCCEEDED and (
+            current is None or earlier.artifact_digest != current.artifact_digest
+        ):
+            return earlier
+    raise Conflict(f"{app_name} has no earlier successful deployment to roll back to")
+
+
+# -- reading config ----------------------------------------------------------------------------
+
+
+def config_json(principal: Principal, app_name: str) -> dict[str, Any]:
+    """``GET /apps/{app}/config``: the names of the current release's config, no value."""
+    app = apps.load(principal, app_name)
+    current = latest(app)
+    return {
+        "app_name": app.name,
+        "version": _version(current),
+        "names": current.config_names() if current else [],
+    }
+
+
+def config_value(
+    principal: Principal, vault: ConfigVault, app_name: str, name: str
+) -> dict[str, Any]:
+    """``GET /apps/{app}/config/{name}``: one value, for the app's owner or an admin."""
+    app = apps.load(principal, app_name)
+    payloads.config_name(name, "name")
+    current = latest(app)
+    values = config_of(vault, current) if current else {}
+    if name not in values:
+        raise NotFound(f"{app.name} has no config value {name}")
+    return {"app_name": app.name, "version": _version(current), "name": name, "value": values[name]}
+
+
+def _version(release: Deployment | None) -> int | None:
+    return int(release.version) if release is not None and release.version is not None else None

@@ -61,6 +61,8 @@ class ConfigVault:
         if envelope.get("format") != _SEALED_FORMAT:
             raise ValueError("unknown sealed config format")
         data_key = self._kms.decrypt(
+            # Named although the ciphertext says it: only this key may ever open config.
+            KeyId=self.key_id,
             CiphertextBlob=base64.b64decode(envelope["key"]),
             EncryptionContext=_context(app_name),
         )

@@ -64,7 +64,18 @@ ITEM_OPERATIONS: dict[str, str] = {
     "condition_check": "dynamodb:ConditionCheckItem",
 }
 # The only AWS clients the Lambda may build itself (DynamoDB goes through pynamodb).
-BOTO3_SERVICES = frozenset({"s3"})
+BOTO3_SERVICES = frozenset({"s3", "kms"})
+
+# boto3 KMS client method → its IAM action. Each call names its key by alias (Decrypt too,
+# so that only the expected key is ever used); the policy grants by alias.
+KMS_METHODS: dict[str, str] = {
+    "generate_data_key": "kms:GenerateDataKey",
+    "decrypt": "kms:Decrypt",
+    "generate_mac": "kms:GenerateMac",
+}
+# How a policy grants a key by alias: the key ARNs are Terraform's, the aliases are fixed.
+KMS_ALIAS_CONDITION = "ForAnyValue:StringEquals"
+KMS_ALIAS_KEY = "kms:ResourceAliases"
 
 
 @dataclass(frozen=True)
@@ -175,6 +186,9 @@ def _actions_of(node: ast.AST, models: set[str], uses_records: bool, path: Path)
             "add its calls to tests/ops/iam.py and the policies"
         )
         return set()
+    if _is_kms_client(receiver):
+        assert method in KMS_METHODS, f"{path.name}:{node.lineno}: KMS {method} is not mapped"
+        return {KMS_METHODS[method]}
     if _is_s3_client(receiver):
         if method == "generate_presigned_url":
             first = node.args[0]
@@ -209,6 +223,10 @@ def _is_s3_client(node: ast.AST) -> bool:
     )
 
 
+def _is_kms_client(node: ast.AST) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == "_kms"
+
+
 def _is_boto3_client(node: ast.Call) -> bool:
     func = node.func
     return (
@@ -236,13 +254,17 @@ def _request_grants(entry: dict[str, Any]) -> list[Grant]:
     target = headers.get("x-amz-target", "")
     if target.startswith("DynamoDB_20120810."):
         return _dynamodb_grants(target.split(".", 1)[1], _json_body(entry))
+    if target.startswith("TrentService."):
+        key = _json_body(entry).get("KeyId")
+        assert isinstance(key, str) and key.startswith("alias/"), f"{target} names no alias"
+        return [Grant(f"kms:{target.split('.', 1)[1]}", key)]
     url = urlsplit(entry["url"])
     credential = headers.get("authorization", "") + " ".join(
         parse_qs(url.query).get("X-Amz-Credential", [])
     )
     if "/s3/aws4_request" in credential:
         return _s3_grants(entry["method"], url.path, headers)
-    raise AssertionError(f"a request to neither DynamoDB nor S3: {entry['method']} {url.path}")
+    raise AssertionError(f"a request to neither DynamoDB, S3 nor KMS: {entry['method']} {url.path}")
 
 
 def _json_body(entry: dict[str, Any]) -> dict[str, Any]:
@@ -312,14 +334,29 @@ def policy_grants(policy: dict[str, Any]) -> set[Grant]:
     grants: set[Grant] = set()
     for statement in policy["Statement"]:
         assert statement["Effect"] == "Allow", statement
-        assert set(statement) <= {"Sid", "Effect", "Action", "Resource"}, (
-            f"only Sid/Effect/Action/Resource are expected, got {sorted(statement)}"
+        assert set(statement) <= {"Sid", "Effect", "Action", "Resource", "Condition"}, (
+            f"only Sid/Effect/Action/Resource/Condition are expected, got {sorted(statement)}"
         )
         actions = _as_list(statement["Action"])
         resources = _as_list(statement["Resource"])
         assert all("*" not in a for a in actions), f"wildcard action in {statement}"
+        if "Condition" in statement:
+            resources = _kms_aliases(statement, actions, resources)
         grants |= {Grant(a, r) for a in actions for r in resources}
     return grants
+
+
+def _kms_aliases(statement: dict[str, Any], actions: list[str], resources: list[str]) -> list[str]:
+    """The one condition a policy may carry: KMS keys granted by their aliases, which then
+    stand for the resources (any key, narrowed to those aliases)."""
+    assert all(a.startswith("kms:") for a in actions), f"a condition outside KMS: {statement}"
+    assert resources == ["arn:aws:kms:*:*:key/*"], f"KMS by alias names any key: {statement}"
+    condition = statement["Condition"]
+    assert list(condition) == [KMS_ALIAS_CONDITION], statement
+    assert list(condition[KMS_ALIAS_CONDITION]) == [KMS_ALIAS_KEY], statement
+    aliases = _as_list(condition[KMS_ALIAS_CONDITION][KMS_ALIAS_KEY])
+    assert all(a.startswith("alias/") and "*" not in a for a in aliases), statement
+    return aliases
 
 
 def allows(grants: Iterable[Grant], wanted: Grant) -> bool:

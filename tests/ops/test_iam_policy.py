@@ -116,7 +116,7 @@ def _record(moto_url: str) -> Recording:
 
 
 def _reset(control_plane: Any) -> None:
-    for name in ("get_settings", "get_store", "env_token_hashes", "get_data_plane"):
+    for name in ("get_settings", "get_store", "env_token_hashes", "get_data_plane", "get_vault"):
         cached = getattr(control_plane, name, None)
         if cached is not None:
             cached.cache_clear()
@@ -173,6 +173,12 @@ def _exercise(api: Api, control_plane: Any, bucket: str) -> None:
     assert deployment.status in {200, 201}, deployment.body
     assert api.get(f"/deployments/{deployment.json['deployment_id']}").status == 200
     assert api.get(f"/apps/{name}/deployments").status == 200
+
+    # Config: sealed (a data key) and fingerprinted (a MAC) on a patch, opened to read one.
+    patch = api.call("PATCH", f"/apps/{name}/config", {"set": {"GREETING": "hi"}})
+    assert patch.status == 201, patch.body
+    assert api.get(f"/apps/{name}/config/GREETING").json["value"] == "hi"
+    assert api.get(f"/apps/{name}/releases").status == 200
 
     key_id = key.json["key_id"]
     assert api.delete(f"/apps/{name}/public-keys/{key_id}").status == 200
@@ -255,6 +261,11 @@ def expected_grants(stage: str, recording: Recording) -> set[Grant]:
         grants |= {Grant(action, table_arn(name)) for action in dynamodb}
         for index in model._indexes:
             grants.add(Grant("dynamodb:Query", table_arn(name, index)))
+    grants |= {
+        Grant(g.action, _renamed(g.resource, rename))
+        for g in recording.grants
+        if g.action.startswith("kms:")
+    }
     for function in lambda_functions(stage):
         group = f"arn:aws:logs:*:*:log-group:/aws/lambda/{function}"
         grants |= {Grant(a, r) for a in LOG_ACTIONS for r in (group, f"{group}:*")}
@@ -308,11 +319,20 @@ def test_quarantine_is_write_only_and_nothing_touches_other_prefixes(
     assert quarantine == {"s3:PutObject"}
 
 
-def test_the_lambda_uses_no_sqs_kms_or_cloudwatch_api(recording: Recording) -> None:
+def test_the_lambda_uses_no_sqs_or_cloudwatch_api(recording: Recording) -> None:
     services = {g.action.split(":")[0] for g in recording.grants} | {
         a.split(":")[0] for a in code_actions()
     }
-    assert services == {"s3", "dynamodb"}  # metrics go to the logs as EMF
+    assert services == {"s3", "dynamodb", "kms"}  # metrics go to the logs as EMF
+
+
+def test_kms_is_used_only_through_the_config_keys_aliases(recording: Recording) -> None:
+    kms = {g for g in recording.grants if g.action.startswith("kms:")}
+    assert kms == {
+        Grant("kms:GenerateDataKey", "alias/aether-prod-config"),
+        Grant("kms:Decrypt", "alias/aether-prod-config"),
+        Grant("kms:GenerateMac", "alias/aether-prod-config-mac"),
+    }
 
 
 def test_the_rejected_upload_was_copied_to_quarantine_and_deleted(

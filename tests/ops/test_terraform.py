@@ -190,9 +190,30 @@ def test_the_chalice_module_comes_after_what_it_uses() -> None:
         "aws_s3_bucket.artifacts",
         *(f"aws_dynamodb_table.{t}" for t in TABLES),
         *(f"aws_cloudwatch_log_group.{g}" for g in of_kind("aws_cloudwatch_log_group")),
+        *(f"aws_kms_alias.{a}" for a in of_kind("aws_kms_alias")),
     }
     assert (TERRAFORM / "deploy.sh").stat().st_mode & 0o111
     assert "chalice/" in (TERRAFORM / ".gitignore").read_text().split()
+
+
+def test_the_config_keys_are_the_aliases_the_settings_and_policies_name() -> None:
+    from chalicelib.settings import Settings
+
+    keys, aliases = of_kind("aws_kms_key"), of_kind("aws_kms_alias")
+    assert keys["config"]["key_usage"] == "ENCRYPT_DECRYPT"
+    assert keys["config"]["enable_key_rotation"] is True
+    assert (keys["config_mac"]["key_usage"], keys["config_mac"]["customer_master_key_spec"]) == (
+        "GENERATE_VERIFY_MAC",
+        "HMAC_256",
+    )
+    for stage in CONFIG["stages"]:
+        settings = Settings.from_env({"AETHER_STAGE": stage})
+        named = {
+            a["name"].replace("${local.table_prefix}", f"aether-{stage}") for a in aliases.values()
+        }
+        assert named == {settings.config_key_id, settings.config_mac_key_id}
+        policy = (ROOT / ".chalice" / f"policy-{stage}.json").read_text()
+        assert all(f'"{alias}"' in policy for alias in named), stage
 
 
 def test_every_reference_resolves_and_every_variable_is_used() -> None:

@@ -199,18 +199,25 @@ class ApiClient:
         app: str,
         digest: str,
         runtime: str,
-        start_command: str,
         env: Mapping[str, str],
-        replicas: int = 1,
+        start_command: str | None = None,
+        replicas: int | None = None,
+        defaults: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        body = {
+        """What is given (``env`` values, ``start_command``, ``replicas``) is set for this and
+        later releases; ``defaults`` (the project's own) fill only what was never set."""
+        body: dict[str, Any] = {
             "app_name": app,
             "artifact_digest": digest,
             "runtime": runtime,
-            "start_command": start_command,
             "env": dict(env),
-            "replicas": replicas,
         }
+        if start_command is not None:
+            body["start_command"] = start_command
+        if replicas is not None:
+            body["replicas"] = replicas
+        if defaults:
+            body["defaults"] = dict(defaults)
         return self._json("POST", ("deployments",), json=body, idempotent=True)
 
     def get_deployment(self, deployment_id: str) -> dict[str, Any]:
@@ -224,12 +231,57 @@ class ApiClient:
             params["cursor"] = cursor
         return self._json("GET", ("apps", app, "deployments"), params=params)
 
-    def rollback(self, app: str, to: str | None) -> dict[str, Any]:
-        body = {"to": to} if to else {}
+    def rollback(self, app: str, to: str | None, *, version: int | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"to": to} if to else {}
+        if version is not None:
+            body["version"] = version
         try:
             return self._json("POST", ("apps", app, "rollback"), json=body, idempotent=False)
         except ApiError as exc:
             raise self._route_missing(exc, "rollback") from exc
+
+    # -- releases and config ---------------------------------------------------
+
+    def list_releases(
+        self, app: str, *, limit: int = 20, cursor: str | None = None
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        return self._feature("releases", "GET", ("apps", app, "releases"), params=params)
+
+    def get_config(self, app: str) -> dict[str, Any]:
+        return self._feature("config", "GET", ("apps", app, "config"))
+
+    def get_config_value(self, app: str, name: str) -> dict[str, Any]:
+        return self._feature("config", "GET", ("apps", app, "config", name))
+
+    def patch_config(
+        self, app: str, *, set_values: Mapping[str, str], unset: list[str]
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if set_values:
+            body["set"] = dict(set_values)
+        if unset:
+            body["unset"] = list(unset)
+        # The same patch twice is one release: safe to retry.
+        return self._feature("config", "PATCH", ("apps", app, "config"), json=body, idempotent=True)
+
+    def scale(self, app: str, replicas: int) -> dict[str, Any]:
+        return self._feature(
+            "scale", "POST", ("apps", app, "scale"), json={"replicas": replicas}, idempotent=True
+        )
+
+    def restart(self, app: str) -> dict[str, Any]:
+        return self._feature("restart", "POST", ("apps", app, "restart"), idempotent=False)
+
+    def _feature(
+        self, feature: str, method: str, segments: tuple[str, ...], **kwargs: Any
+    ) -> dict[str, Any]:
+        try:
+            return self._json(method, segments, **kwargs)
+        except ApiError as exc:
+            raise self._route_missing(exc, feature) from exc
 
     def logs(
         self,

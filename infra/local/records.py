@@ -13,7 +13,10 @@ the tables (definitions, TTL, tags, items) become a new snapshot and the journal
 A clean stop (SIGTERM) compacts too, and so does a journal that reaches ``--compact-after``
 entries. A crash leaves at most a torn last line, which is skipped (its client had no answer).
 
-Other services moto serves (SQS, KMS, ...) answer from memory and are not journaled.
+KMS keys are kept too (``infra.local.kms_keys``): config sealed under them must open after a
+restart, and a replayed ``CreateKey`` would mint other material, so after each request that
+changed KMS its keys, with their material, are written to ``kms.json`` and put back on start.
+Other services moto serves (SQS, ...) answer from memory and are not journaled.
 
     python -m infra.local.records --port 4566 --state-dir .aether/records
 """
@@ -34,6 +37,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+from infra.local import kms_keys
 
 log = logging.getLogger("aether.records")
 
@@ -139,6 +144,7 @@ class Restored:
     replay_failures: int = 0
     torn_tail: bool = False
     seconds: float = 0.0
+    kms_keys: int = 0
 
 
 class Journal:
@@ -258,6 +264,8 @@ class DurableDynamoDB:
         if environ.get("PATH_INFO") == STATUS_PATH:
             return _json_response(start_response, "200 OK", self.status())
         target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith(kms_keys.KMS_TARGET_PREFIX):
+            return self._kms(environ, start_response, target)
         if not target.startswith(TARGET_PREFIX):
             if environ.get("PATH_INFO") == "/moto-api/reset":
                 return self._reset(environ, start_response)
@@ -297,6 +305,7 @@ class DurableDynamoDB:
                 "replayed": restored.replayed,
                 "replay_failures": restored.replay_failures,
                 "torn_tail": restored.torn_tail,
+                "kms_keys": restored.kms_keys,
                 "seconds": round(restored.seconds, 3),
             },
         }
@@ -318,11 +327,25 @@ class DurableDynamoDB:
                 close()
         return captured, content
 
+    def _kms(self, environ: dict[str, Any], start_response: Callable[..., Any], target: str) -> Any:
+        body = _read_body(environ)
+        if not kms_keys.changes_keys(target.removeprefix(kms_keys.KMS_TARGET_PREFIX)):
+            with self._lock.shared():
+                captured, content = self._call(environ, body)
+        else:
+            with self._lock.exclusive():
+                captured, content = self._call(environ, body)
+                if captured.code == 200:
+                    kms_keys.dump(self._journal.directory)
+        start_response(captured.status, captured.headers)
+        return [content]
+
     def _reset(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        """moto's reset forgets every table: the journal must forget them too."""
+        """moto's reset forgets every table and key: the journal must forget them too."""
         with self._lock.exclusive():
             captured, content = self._call(environ, _read_body(environ))
             self._compact()
+            kms_keys.dump(self._journal.directory)
         start_response(captured.status, captured.headers)
         return [content]
 
@@ -333,6 +356,7 @@ class DurableDynamoDB:
         snapshot, entries, torn = self._journal.load()
         restored = Restored(torn_tail=torn)
         with self._lock.exclusive():
+            restored.kms_keys = kms_keys.restore(self._journal.directory)
             if snapshot is not None:
                 for table in snapshot.get("tables", []):
                     restored.snapshot_tables += 1

@@ -276,3 +276,32 @@ def test_moto_reset_forgets_the_tables_for_good(records: RecordsServer) -> None:
     records.restart("kill -9")
     bind(records.url)
     assert not _Thing.exists()
+
+
+@pytest.mark.parametrize("how", ["kill -9", "SIGTERM"])
+def test_kms_keys_survive_a_restart_with_their_material(records: RecordsServer, how: str) -> None:
+    """Config sealed before a restart opens after it: same key ids, same material."""
+    import boto3
+
+    from chalicelib.config_vault import ConfigVault
+    from chalicelib.settings import Settings
+    from infra.local.provision import provision_keys
+
+    env = {"AWS_ENDPOINT_URL": records.url, "AETHER_STAGE": "kmstest"}
+    settings = Settings.from_env(env)
+
+    def vault() -> ConfigVault:
+        kms = boto3.client("kms", region_name="us-east-1", endpoint_url=records.url)
+        return ConfigVault(kms, settings.config_key_id, settings.config_mac_key_id)
+
+    provision_keys(settings)
+    sealed = vault().seal("shop", {"GREETING": "hello"})
+    mac = vault().fingerprint("shop", {"GREETING": "hello"})
+    assert (records.state / "kms.json").stat().st_mode & 0o777 == 0o600
+    records.restart(how)
+    assert vault().open("shop", sealed) == {"GREETING": "hello"}
+    assert vault().fingerprint("shop", {"GREETING": "hello"}) == mac
+    provision_keys(settings)  # finds the aliases: no new key
+    kms = boto3.client("kms", region_name="us-east-1", endpoint_url=records.url)
+    assert len(kms.list_keys()["Keys"]) == 2
+    assert records.status()["restored"]["kms_keys"] == 2

@@ -182,6 +182,7 @@ def status(
 
 
 @click.command()
+@click.argument("target", required=False, metavar="[vN | DEPLOYMENT_ID]")
 @click.option(
     "--to",
     "to",
@@ -193,9 +194,20 @@ def status(
 @format_option()
 @click.pass_obj
 def rollback(
-    out: Output, to: str | None, app: str | None, no_wait: bool, timeout: float, fmt: str
+    out: Output,
+    target: str | None,
+    to: str | None,
+    app: str | None,
+    no_wait: bool,
+    timeout: float,
+    fmt: str,
 ) -> None:
-    """Redeploy an earlier verified artifact, without uploading anything."""
+    """Release an earlier release's artifact and config again, without uploading anything.
+
+    TARGET is a release version (v4) or a deployment id; default: the newest earlier
+    success of another artifact.
+    """
+    import re
     from pathlib import Path
 
     from aether_cli import config
@@ -203,10 +215,17 @@ def rollback(
     from aether_cli.log import get_logger
     from aether_cli.rollout import follow
 
+    if target is not None and to is not None:
+        raise click.UsageError("give the target or --to, not both")
+    version = None
+    if target is not None and re.fullmatch(r"[vV]?[1-9][0-9]{0,8}", target):
+        version = int(target.lstrip("vV"))
+    elif target is not None:
+        to = target
     settings = config.load_settings()
     client = connect(settings)
     name = config.resolve_app_name(app, settings, Path.cwd())
-    deployment = client.rollback(name, to)
+    deployment = client.rollback(name, to, version=version)
     deployment_id = deployment.get("deployment_id")
     get_logger().info(
         "rolling %s back to artifact %s (deployment %s)",

@@ -358,14 +358,23 @@ def release(
     from aether_cli.rollout import follow
 
     settings = project.settings
+    # --env and --start-command are set for this and later releases; aether.toml and what
+    # the project's package.json implies are defaults, for what was never set.
+    # (The artifact's own form of the command: in a workspace it runs in the package's dir.)
+    asked = built.start_command if request.start_command else None
+    defaults: dict[str, Any] = {} if asked else {"start_command": built.start_command}
+    if settings.env:
+        defaults["env"] = dict(settings.env)
+    if settings.replicas is not None:
+        defaults["replicas"] = settings.replicas
     try:
         deployment = client.create_deployment(
             app=app,
             digest=digest,
             runtime=f"node{project.node_major}",
-            start_command=built.start_command,
-            env={**settings.env, **request.env},
-            replicas=settings.replicas if settings.replicas is not None else 1,
+            env=request.env,
+            start_command=asked,
+            defaults=defaults,
         )
     except ApiError as exc:
         if exc.code == "artifact_not_verified":

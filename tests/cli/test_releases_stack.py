@@ -1,0 +1,110 @@
+"""config, releases, rollback by version, scale, restart and open, through the installed
+``aether`` against ``chalice local`` with moto and the simulated cluster."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from infra.local.processes import Service
+from tests.cli.test_deploy_stack import (  # noqa: F401 - pytestmark
+    aether,
+    deploy_json,
+    pytestmark,
+)
+
+SECRET = "hush-4b1e9a"  # noqa: S105 - a test value, looked for where it must not be
+
+
+def run_json(local_api: Service, tmp_path: Path, *args: str) -> Any:
+    done = aether(local_api, tmp_path, *args, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert SECRET not in done.stderr
+    return json.loads(done.stdout)
+
+
+def test_config_set_is_a_release_of_the_same_artifact_and_a_deploy_keeps_it(
+    local_api: Service, tmp_path: Path, installed_example: Path, unique_name: str
+) -> None:
+    app = unique_name
+    first = deploy_json(local_api, tmp_path, installed_example, app)
+    release = run_json(local_api, tmp_path, "config", "set", f"GREETING={SECRET}", "--app", app)
+    assert release["status"] == "succeeded"
+    assert release["artifact_digest"] == first["digest"]
+    assert (release["version"], release["description"]) == (2, "set GREETING")
+    assert SECRET not in json.dumps(release)
+
+    names = run_json(local_api, tmp_path, "config", "--app", app)
+    assert names["names"] == ["GREETING"] and SECRET not in json.dumps(names)
+    got = aether(local_api, tmp_path, "config", "get", "GREETING", "--app", app)
+    assert (got.returncode, got.stdout) == (0, SECRET + "\n")
+
+    again = deploy_json(local_api, tmp_path, installed_example, app)
+    assert again["uploaded"] is False
+    assert run_json(local_api, tmp_path, "config", "--app", app)["names"] == ["GREETING"]
+    gone = run_json(local_api, tmp_path, "config", "unset", "GREETING", "--app", app)
+    assert gone["env_names"] == [] and gone["description"] == "unset GREETING"
+
+    listed = aether(local_api, tmp_path, "releases", "--app", app)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].split()[:2] == ["VERSION", "CHANGE"]
+    assert [line.split()[0] for line in lines[1:]] == ["v3", "v2", "v1"]
+    for command in (["releases"], ["list"], ["status"], ["config"]):
+        shown = aether(local_api, tmp_path, *command, "--app", app)
+        assert SECRET not in shown.stdout + shown.stderr, command
+
+
+def test_rollback_by_version_scale_restart_and_open(
+    local_api: Service, tmp_path: Path, installed_example: Path, unique_name: str
+) -> None:
+    app = unique_name
+    first = deploy_json(local_api, tmp_path, installed_example, app)
+    run_json(local_api, tmp_path, "config", "set", "MODE=a", "--app", app)
+    scaled = run_json(local_api, tmp_path, "scale", "2", "--app", app)
+    assert (scaled["replicas"], scaled["description"]) == (2, "scale to 2")
+    back = run_json(local_api, tmp_path, "rollback", "v1", "--app", app)
+    assert back["description"] == "rollback to v1"
+    assert back["env_names"] == [] and back["replicas"] == 2
+    assert back["rollback_of"] == first["deployment_id"]
+    restarted = run_json(local_api, tmp_path, "restart", "--app", app)
+    assert restarted["version"] == back["version"] and restarted["restarted_at"]
+    zero = run_json(local_api, tmp_path, "scale", "0", "--app", app)
+    assert zero["replicas"] == 0 and zero["status"] == "succeeded"
+    opened = run_json(local_api, tmp_path, "open", "--app", app)
+    assert opened["url"] == zero["url"] and opened["opened"] is False
+    printed = aether(local_api, tmp_path, "open", "--app", app)
+    assert printed.stdout.strip() == zero["url"]
+
+
+def test_bad_input_is_one_line_and_its_exit_code_and_changes_nothing(
+    local_api: Service, tmp_path: Path, installed_example: Path, unique_name: str
+) -> None:
+    app = unique_name
+    deploy_json(local_api, tmp_path, installed_example, app)
+    cases = [
+        (["config", "set", "1BAD=x"], 2),
+        (["config", "set", "WITH-DASH=x"], 2),
+        (["config", "set", "NOEQUALS"], 2),
+        (["config", "set", "PORT=1"], 2),
+        (["config", "set", "BIG=" + "x" * 9000], 2),
+        (["config", "unset", "bad-name"], 2),
+        (["config", "get", "NOT_SET"], 20),
+        (["scale", "-1"], 2),
+        (["scale", "21"], 2),
+        (["rollback", "v99"], 20),
+    ]
+    for args, code in cases:
+        done = aether(local_api, tmp_path, *args, "--app", app)
+        assert done.returncode == code, (args, done.returncode, done.stderr)
+        assert "x" * 50 not in done.stderr, args  # a value is never echoed
+        as_json = aether(local_api, tmp_path, *args, "--app", app, "--format", "json")
+        assert as_json.returncode == code, args
+        if code != 2:
+            assert json.loads(as_json.stdout)["error"]["code"] == "not_found", args
+    missing = aether(local_api, tmp_path, "config", "set", "A=1", "--app", app + "-nope")
+    assert missing.returncode == 20 and missing.stderr.startswith("error: ")
+    assert len(missing.stderr.strip().splitlines()) <= 2
+    listed = run_json(local_api, tmp_path, "releases", "--app", app)
+    assert [r["version"] for r in listed["releases"]] == [1]

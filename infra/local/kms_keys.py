@@ -91,7 +91,7 @@ def dump(directory: Path) -> int:
         json.dump({"format": FORMAT, "keys": keys}, handle)
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    temporary.replace(path)
     directory_handle = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(directory_handle)

@@ -14,7 +14,7 @@ from tests.cli.test_deploy_stack import (  # noqa: F401 - pytestmark
     pytestmark,
 )
 
-SECRET = "hush-4b1e9a"  # noqa: S105 - a test value, looked for where it must not be
+SECRET = "hush-4b1e9a"  # a test value, looked for where it must not be
 
 
 def run_json(local_api: Service, tmp_path: Path, *args: str) -> Any:

@@ -311,10 +311,12 @@ def patch_config(
     removed = payloads.config_names(payloads.optional(body, "unset"), "unset")
     if not values and not removed:
         raise BadRequest("nothing to change: give set (NAME: value) or unset (names)")
+    current = _current(app)
+    # After the app's state: no schema can say it, so an app with nothing to change answers
+    # as for any patch.
     both = sorted(set(values) & set(removed))
     if both:
         raise BadRequest(f"{', '.join(both)} cannot be both set and unset")
-    current = _current(app)
     wanted = wanted_from(context.vault, current, describe_patch(values, removed))
     env = {**wanted.env, **values}
     for name in removed:

@@ -68,6 +68,8 @@ def aws_environment(moto_server: Service, kube_simulator: Any) -> Iterator[dict[
         # Explicit, so `chalice local` (whose stage config sets AETHER_STAGE) uses them too.
         "AETHER_TABLE_PREFIX": "aether-test",
         "AETHER_BUCKET": "aether-test-artifacts",
+        "AETHER_CONFIG_KEY_ID": "alias/aether-test-config",
+        "AETHER_CONFIG_MAC_KEY_ID": "alias/aether-test-config-mac",
         "AETHER_API_TOKENS": ADMIN_TOKEN,
         "POWERTOOLS_METRICS_NAMESPACE": "AetherTest",
         "KUBECONFIG": str(kube_simulator.kubeconfig),

@@ -127,22 +127,6 @@ def test_every_change_is_a_numbered_release_with_what_changed(api: Api, app_name
     assert [d["version"] for d in history] == [5, 4, 3, 2, 1]
 
 
-def test_two_releases_cut_at_once_never_share_a_version(api: Api, app_name: str) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
-    digest = verified_digest(api, app_name)
-    deployed(api, app_name, digest)
-
-    def change(index: int) -> int:
-        reply = api.call("PATCH", f"/apps/{app_name}/config", {"set": {f"K{index}": "v"}})
-        assert reply.status == 201, reply.body
-        return int(reply.json["version"])
-
-    with ThreadPoolExecutor(4) as pool:
-        versions = list(pool.map(change, range(4)))
-    assert sorted(versions) == [2, 3, 4, 5]
-
-
 # -- config that persists ------------------------------------------------------------------------
 
 

@@ -54,24 +54,23 @@ def create(
     start_command = payloads.string(body, "start_command")
     replicas = payloads.optional(body, "replicas")
     defaults = _defaults(payloads.optional(body, "defaults"))
-    previous = releases.latest(app)
-    wanted = _merged(
-        context.vault,
-        previous,
-        env=env,
-        start_command=start_command,
-        replicas=None
-        if replicas is None
-        else payloads.integer(replicas, "replicas", 1, MAX_REPLICAS),
-        defaults=defaults,
+    runtime = payloads.runtime(payloads.optional(body, "runtime"), artifact.runtime)
+    asked_replicas = (
+        None if replicas is None else payloads.integer(replicas, "replicas", 1, MAX_REPLICAS)
     )
-    wanted = replace(
-        wanted,
-        digest=digest,
-        runtime=payloads.runtime(payloads.optional(body, "runtime"), artifact.runtime),
-        description=f"deploy {digest[:7]}",
-    )
-    return releases.cut(principal, context, app, wanted)
+
+    def build(previous: Deployment | None) -> releases.Wanted:
+        wanted = _merged(
+            context.vault,
+            previous,
+            env=env,
+            start_command=start_command,
+            replicas=asked_replicas,
+            defaults=defaults,
+        )
+        return replace(wanted, digest=digest, runtime=runtime, description=f"deploy {digest[:7]}")
+
+    return releases.cut(principal, context, app, build)
 
 
 @dataclass(frozen=True)

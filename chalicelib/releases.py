@@ -73,6 +73,10 @@ class Wanted:
     replicas_set: bool = False
 
 
+# What a change makes of the app's latest release (None before its first).
+Build = Callable[[Deployment | None], Wanted]
+
+
 @dataclass(frozen=True)
 class Context:
     """What cutting a release needs besides the request: storage, KMS, the cluster's
@@ -117,13 +121,30 @@ def wanted_from(vault: ConfigVault, release: Deployment, description: str) -> Wa
 
 
 def cut(
-    principal: Principal, context: Context, app: Application, wanted: Wanted
+    principal: Principal, context: Context, app: Application, build: Build
 ) -> tuple[Deployment, bool]:
-    """Record ``wanted`` as the app's next release; returns it and whether it is new.
+    """Record the app's next release; returns it and whether it is new.
 
+    ``build`` makes what the release runs from the app's latest release. When another
+    release is recorded meanwhile, the write fails on its condition and ``build`` runs again
+    from that one: two changes at once both land, one after the other, and neither is lost.
     Exactly what runs already (or is in flight) is answered with that release: a client that
     retries, or sends the same change twice, makes one release.
     """
+    for _ in range(_CLAIM_ATTEMPTS):
+        fresh = Application.get(app.name, consistent_read=True)
+        current = latest(fresh)
+        release = _record(principal, context, fresh, build(current))
+        running = _already_running(current, release.config_key, context.is_live)
+        if running is not None:
+            return running, False
+        claimed = _claim(fresh, current, release)
+        if claimed is not None:
+            return claimed
+    raise Conflict("the app's releases kept changing while recording this one; retry")
+
+
+def _record(principal: Principal, context: Context, app: Application, wanted: Wanted) -> Deployment:
     artifact = deployable_artifact(app, wanted.digest, context.store)
     if artifact.platform not in context.cluster_platforms:
         raise UnsupportedPlatform(
@@ -151,10 +172,7 @@ def cut(
         description=wanted.description,
     )
     release.config_key = config_key(context.vault, app.name, wanted)
-    running = _already_running(app, release.config_key, context.is_live)
-    if running is not None:
-        return running, False
-    return _claim(app, release)
+    return release
 
 
 def config_key(vault: ConfigVault, app_name: str, wanted: Wanted) -> str:
@@ -203,9 +221,8 @@ def deployable_artifact(app: Application, digest: str, store: ArtifactStore) -> 
     return artifact
 
 
-def _already_running(app: Application, key: str, is_live: IsLive) -> Deployment | None:
+def _already_running(current: Deployment | None, key: str, is_live: IsLive) -> Deployment | None:
     """The app's latest release if it has this configuration and still runs."""
-    current = latest(app)
     if current is None or current.status != DeploymentStatus.SUCCEEDED:
         return None
     if current.config_key != key:
@@ -213,50 +230,56 @@ def _already_running(app: Application, key: str, is_live: IsLive) -> Deployment 
     return current if is_live(current) else None
 
 
-def _claim(app: Application, release: Deployment) -> tuple[Deployment, bool]:
-    """Write the release with the next version unless the same one is already in flight.
+def _claim(
+    app: Application, current: Deployment | None, release: Deployment
+) -> tuple[Deployment, bool] | None:
+    """Write the release with the next version, or None when the app changed meanwhile.
 
     One transaction writes the record and, on the application, the new count, the latest
-    release and the in-flight slot: conditioned on the count being the one read and on the
-    slot not holding this same configuration.
+    release and the in-flight slot: conditioned on the count and the latest release being
+    the ones read, and on the slot not holding this same configuration (then that release,
+    in flight, is the answer).
     """
-    for _ in range(_CLAIM_ATTEMPTS):
-        fresh = Application.get(app.name, consistent_read=True)
-        counted = fresh.release_count
-        version = (int(counted) if counted is not None else _recorded(app.name)) + 1
-        release.version = version
-        same_count = (
-            Application.release_count == counted
-            if counted is not None
-            else Application.release_count.does_not_exist()
-        )
-        slot_free = Application.inflight_config_key.does_not_exist() | (
-            Application.inflight_config_key != release.config_key
-        )
-        try:
-            with transaction() as write:
-                write.save(release, condition=Deployment.deployment_id.does_not_exist())
-                write.update(
-                    fresh,
-                    actions=[
-                        Application.release_count.set(version),
-                        Application.inflight_config_key.set(release.config_key),
-                        Application.inflight_deployment_id.set(release.deployment_id),
-                        Application.latest_deployment_id.set(release.deployment_id),
-                    ],
-                    condition=same_count & slot_free,
-                )
-            return release, True
-        except TransactWriteError as exc:
-            if not is_condition_failure(exc):
-                raise
-        holder = _slot_holder(app.name)
-        if holder is not None and holder.status in IN_FLIGHT:
-            if holder.config_key == release.config_key:
-                return holder, False
-        elif fresh.inflight_config_key == release.config_key:
-            release_slot(app.name, holder.deployment_id if holder else None)
-    raise Conflict("the app's releases kept changing while recording this one; retry")
+    counted = app.release_count
+    version = (int(counted) if counted is not None else _recorded(app.name)) + 1
+    release.version = version
+    same_count = (
+        Application.release_count == counted
+        if counted is not None
+        else Application.release_count.does_not_exist()
+    )
+    same_latest = (
+        Application.latest_deployment_id == current.deployment_id
+        if current is not None
+        else Application.latest_deployment_id.does_not_exist()
+    )
+    slot_free = Application.inflight_config_key.does_not_exist() | (
+        Application.inflight_config_key != release.config_key
+    )
+    try:
+        with transaction() as write:
+            write.save(release, condition=Deployment.deployment_id.does_not_exist())
+            write.update(
+                app,
+                actions=[
+                    Application.release_count.set(version),
+                    Application.inflight_config_key.set(release.config_key),
+                    Application.inflight_deployment_id.set(release.deployment_id),
+                    Application.latest_deployment_id.set(release.deployment_id),
+                ],
+                condition=same_count & same_latest & slot_free,
+            )
+        return release, True
+    except TransactWriteError as exc:
+        if not is_condition_failure(exc):
+            raise
+    holder = _slot_holder(app.name)
+    if holder is not None and holder.status in IN_FLIGHT:
+        if holder.config_key == release.config_key:
+            return holder, False
+    elif app.inflight_config_key == release.config_key:
+        release_slot(app.name, holder.deployment_id if holder else None)
+    return None
 
 
 def _recorded(app_name: str) -> int:
@@ -295,7 +318,10 @@ def release_slot(app_name: str, deployment_id: str | None) -> None:
 
 
 def _current(app: Application) -> Deployment:
-    current = latest(app)
+    return _present(app, latest(app))
+
+
+def _present(app: Application, current: Deployment | None) -> Deployment:
     if current is None:
         raise Conflict(f"{app.name} has no release yet; deploy it first")
     return current
@@ -311,19 +337,23 @@ def patch_config(
     removed = payloads.config_names(payloads.optional(body, "unset"), "unset")
     if not values and not removed:
         raise BadRequest("nothing to change: give set (NAME: value) or unset (names)")
-    current = _current(app)
+    _current(app)
     # After the app's state: no schema can say it, so an app with nothing to change answers
     # as for any patch.
     both = sorted(set(values) & set(removed))
     if both:
         raise BadRequest(f"{', '.join(both)} cannot be both set and unset")
-    wanted = wanted_from(context.vault, current, describe_patch(values, removed))
-    env = {**wanted.env, **values}
-    for name in removed:
-        env.pop(name, None)
-    # A value set here is the app's own from now on, even if the project's defaults had one.
-    defaults = wanted.default_env_names - set(values) - set(removed)
-    return cut(principal, context, app, replace(wanted, env=env, default_env_names=defaults))
+
+    def build(current: Deployment | None) -> Wanted:
+        wanted = wanted_from(context.vault, _present(app, current), describe_patch(values, removed))
+        env = {**wanted.env, **values}
+        for name in removed:
+            env.pop(name, None)
+        # A value set here is the app's own from now on, even if the project's defaults had one.
+        defaults = wanted.default_env_names - set(values) - set(removed)
+        return replace(wanted, env=env, default_env_names=defaults)
+
+    return cut(principal, context, app, build)
 
 
 def describe_patch(values: Mapping[str, str], removed: list[str]) -> str:
@@ -344,9 +374,13 @@ def scale(
     replicas = payloads.integer(
         payloads.required(body, "replicas"), "replicas", MIN_SCALE, MAX_REPLICAS
     )
-    current = _current(app)
-    wanted = wanted_from(context.vault, current, f"scale to {replicas}")
-    return cut(principal, context, app, replace(wanted, replicas=replicas, replicas_set=True))
+    _current(app)
+
+    def build(current: Deployment | None) -> Wanted:
+        wanted = wanted_from(context.vault, _present(app, current), f"scale to {replicas}")
+        return replace(wanted, replicas=replicas, replicas_set=True)
+
+    return cut(principal, context, app, build)
 
 
 def rollback(
@@ -369,11 +403,14 @@ def rollback(
     else:
         target = _rollback_target(app.name, to, current)
     wanted = wanted_from(context.vault, target, f"rollback to {release_name(target)}")
-    if current is not None:
-        wanted = replace(
-            wanted, replicas=int(current.replicas), replicas_set=bool(current.replicas_set)
-        )
-    return cut(principal, context, app, replace(wanted, rollback_of=target.deployment_id))
+    wanted = replace(wanted, rollback_of=target.deployment_id)
+
+    def build(now: Deployment | None) -> Wanted:
+        if now is None:
+            return wanted
+        return replace(wanted, replicas=int(now.replicas), replicas_set=bool(now.replicas_set))
+
+    return cut(principal, context, app, build)
 
 
 def release_name(release: Deployment) -> str:

@@ -127,6 +127,34 @@ def test_every_change_is_a_numbered_release_with_what_changed(api: Api, app_name
     assert [d["version"] for d in history] == [5, 4, 3, 2, 1]
 
 
+def test_a_release_cut_meanwhile_is_built_upon_never_lost(api: Api, app_name: str) -> None:
+    """Another change recorded between reading the latest release and writing the next one
+    fails the write's condition; the change is built again on top of it, one version later."""
+    from dataclasses import replace
+
+    import app as control_plane
+    from chalicelib import apps, auth, releases
+    from tests.conftest import ADMIN_TOKEN
+
+    deployed(api, app_name, verified_digest(api, app_name))
+    who = auth.authenticate(f"Bearer {ADMIN_TOKEN}", control_plane.env_token_hashes())
+    seen: list[int | None] = []
+
+    def build(current: Any) -> releases.Wanted:
+        seen.append(current.version)
+        if len(seen) == 1:  # meanwhile, another client sets A
+            assert api.call("PATCH", f"/apps/{app_name}/config", {"set": {"A": "1"}}).status == 201
+        wanted = releases.wanted_from(control_plane.get_vault(), current, "set B")
+        return replace(wanted, env={**wanted.env, "B": "2"})
+
+    release, is_new = releases.cut(
+        who, control_plane.release_context(), apps.load(who, app_name), build
+    )
+    assert is_new and seen == [1, 2]
+    assert (release.version, release.config_names()) == (3, ["A", "B"])
+    assert [r["version"] for r in releases_of(api, app_name)] == [3, 2, 1]
+
+
 # -- config that persists ------------------------------------------------------------------------
 
 

@@ -25,7 +25,7 @@ Each flag may come from the environment instead; a flag wins over its variable.
     --max-bytes    AETHER_FETCH_MAX_BYTES    download size and uncompressed tar size (2 GiB)
     --max-entries  AETHER_FETCH_MAX_ENTRIES  number of archive entries (200000)
     --max-path     AETHER_FETCH_MAX_PATH     characters in an entry's path or link target (4096)
-    --max-depth    AETHER_FETCH_MAX_DEPTH    directories in an entry's path (128)
+    --max-depth    AETHER_FETCH_MAX_DEPTH    directories in an entry's path (128; at most 1024)
     --retries      AETHER_FETCH_RETRIES      retries after connection errors, timeouts,
                                              5xx, 429 and truncated bodies (4)
     --retry-delay  AETHER_FETCH_RETRY_DELAY  first backoff in seconds, doubled per retry (1.0)
@@ -63,13 +63,16 @@ The node's layer cache (--cache, a directory on the node that only fetchers writ
     used layers are evicted past --cache-max-bytes (a pod keeps its links). A cache this user
     cannot write is not used.
 
-Archive rules, checked per entry before tarfile's `data` filter sees it:
-    only regular files, directories, symlinks and hardlinks; no absolute paths, no `..`
-    components, no duplicate entries; symlinks must resolve inside the tree; hardlinks may
-    only point to a regular file extracted earlier; nothing is written through a symlink.
-    The last two keep every write inside the tree even where the filter's own realpath
-    checks can be fooled (CVE-2025-4517, Pythons before 3.11.13); the filter stays as the
-    second line (it also drops setuid bits and ownership).
+Archive rules, checked per entry before anything is written:
+    only regular files, directories, symlinks and hardlinks (no sparse files); no absolute
+    paths, no `..` components, no duplicate entries; symlinks must resolve inside the tree;
+    hardlinks may only point to a regular file extracted earlier; nothing is written through
+    a symlink. The last two keep every write inside the tree even where tarfile's `data`
+    filter's realpath checks can be fooled (CVE-2025-4517, Pythons before 3.11.13). The
+    second line: directories, symlinks and hardlinks still pass that filter; a regular file
+    is created with O_EXCL and O_NOFOLLOW in a directory the fetcher made or found to be a
+    real directory (never a symlink), with the mode the filter would give it (no setuid
+    bits, no write for others); ownership is never set.
     Memory stays bounded whatever the archive says: a long-name or pax header (which
     tarfile reads whole) larger than 64 KiB plus four bytes per --max-path character is
     refused before it is read, and paths deeper than --max-depth are refused. Names in
@@ -96,13 +99,13 @@ from __future__ import annotations
 import argparse
 import errno
 import fcntl
-import gzip
 import hashlib
 import http.client
 import io
 import json
 import os
 import posixpath
+import queue
 import re
 import shutil
 import signal
@@ -110,19 +113,17 @@ import stat
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO, TYPE_CHECKING, NoReturn
-
-if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
+from typing import IO, NoReturn
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -139,6 +140,7 @@ DEFAULT_MAX_BYTES = 2 * 1024**3
 DEFAULT_MAX_ENTRIES = 200_000
 DEFAULT_MAX_PATH = 4096
 DEFAULT_MAX_DEPTH = 128
+DEPTH_CEILING = 1024  # directories in a path whatever --max-depth says: no tree needs more
 DEFAULT_CACHE_MAX_BYTES = 4 * 1024**3
 NAME_MAX = 255  # longest single path component on Linux filesystems
 SHOWN_NAME = 100  # characters of an entry's name a message quotes
@@ -405,25 +407,143 @@ def _download_once(config: Config, into: Path, url: str, limit: int) -> str:
 # ── extraction ─────────────────────────────────────────────────────────────────
 
 
-class _Bounded(io.RawIOBase):
-    """The decompressed tar stream, refusing to grow past the limit (gzip bombs)."""
+INFLATE_OUT = 1024 * 1024  # most bytes one decompress call may produce (gzip bombs)
+QUEUE_CHUNKS = 8  # decompressed chunks the inflating thread may run ahead by
 
-    def __init__(self, inner: gzip.GzipFile, limit: int) -> None:
-        self._inner = inner
-        self._limit = limit
-        self.total = 0
 
-    def readable(self) -> bool:
+class _Inflated:
+    """The archive's decompressed bytes, inflated by a thread ahead of the reader (zlib
+    releases the GIL, so it overlaps with the writes) and refused past ``limit``.
+
+    Forward-only: tarfile reads headers through ``read``/``tell``/``seek``, file data is
+    copied straight to its descriptor. At most QUEUE_CHUNKS + 1 chunks of INFLATE_OUT bytes
+    are ever held, whatever the archive says.
+    """
+
+    def __init__(self, archive: Path, limit: int) -> None:
+        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(QUEUE_CHUNKS)
+        self._stop = threading.Event()
+        self._chunk = memoryview(b"")
+        self._at = 0  # within the current chunk
+        self._pos = 0  # within the whole stream
+        self._done = False
+        self._thread = threading.Thread(
+            target=self._inflate, args=(archive, limit), name="inflate", daemon=True
+        )
+        self._thread.start()
+
+    def _inflate(self, archive: Path, limit: int) -> None:
+        try:
+            total = 0
+            members = 0  # gzip members seen: a file may hold several, and zero padding
+            inflater = zlib.decompressobj(wbits=31)
+            inside = False
+            with archive.open("rb", buffering=0) as raw:
+                pending = b""
+                while not self._stop.is_set():
+                    if not pending:
+                        pending = raw.read(CHUNK)
+                        if not pending:
+                            break
+                    if not inside:
+                        if members:  # after a member, as gzip does: zeros are padding
+                            pending = pending.lstrip(b"\0")
+                            if not pending:
+                                continue
+                        inflater = zlib.decompressobj(wbits=31)
+                        inside = True
+                    data = inflater.decompress(pending, INFLATE_OUT)
+                    pending = inflater.unconsumed_tail
+                    if inflater.eof:
+                        pending, inside, members = inflater.unused_data, False, members + 1
+                    if data:
+                        total += len(data)
+                        if total > limit:
+                            raise FetchError(
+                                EXIT_UNSAFE,
+                                f"archive too large: more than {limit} bytes uncompressed",
+                            )
+                        self._put(data)
+            if inside or not members:
+                raise EOFError("compressed file ended before the end-of-stream marker")
+            self._put(None)
+        except BaseException as error:  # handed to the reader, raised there
+            self._put(error)
+
+    def _put(self, item: bytes | BaseException | None) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _more(self) -> bool:
+        """The next chunk in place; False at the end of the stream."""
+        if self._done:
+            return False
+        item = self._queue.get()
+        if item is None or isinstance(item, BaseException):
+            self._done = True
+            if item is not None:
+                raise item
+            return False
+        self._chunk, self._at = memoryview(item), 0
         return True
 
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        count = self._inner.readinto(buffer)
-        self.total += count
-        if self.total > self._limit:
-            raise FetchError(
-                EXIT_UNSAFE, f"archive too large: more than {self._limit} bytes uncompressed"
-            )
-        return count
+    def read(self, size: int) -> bytes:
+        parts = []
+        while size > 0:
+            left = len(self._chunk) - self._at
+            if not left:
+                if not self._more():
+                    break
+                continue
+            take = min(left, size)
+            parts.append(self._chunk[self._at : self._at + take])
+            self._at += take
+            self._pos += take
+            size -= take
+        return b"".join(parts)
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence != io.SEEK_SET or offset < self._pos:
+            raise io.UnsupportedOperation("the decompressed stream only moves forward")
+        skip = offset - self._pos
+        while skip:
+            left = len(self._chunk) - self._at
+            if not left:
+                if not self._more():
+                    break
+                continue
+            take = min(left, skip)
+            self._at += take
+            self._pos += take
+            skip -= take
+        return self._pos
+
+    def copy_to(self, fd: int, size: int) -> None:
+        """The next ``size`` bytes written to ``fd``, without copying them in between."""
+        while size > 0:
+            left = len(self._chunk) - self._at
+            if not left:
+                if not self._more():
+                    raise tarfile.ReadError("unexpected end of data")
+                continue
+            take = min(left, size)
+            view = self._chunk[self._at : self._at + take]
+            while view:
+                view = view[os.write(fd, view) :]
+            self._at += take
+            self._pos += take
+            size -= take
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 @dataclass
@@ -474,8 +594,9 @@ def bounded_headers(limit: int) -> type[tarfile.TarInfo]:
     return BoundedTarInfo
 
 
-def check(member: tarfile.TarInfo, seen: _Seen, config: Config) -> None:
-    """Refuse an entry that could escape the tree, exhaust the disk, or is not plain data."""
+def check(member: tarfile.TarInfo, seen: _Seen, config: Config) -> str:
+    """Refuse an entry that could escape the tree, exhaust the disk, or is not plain data;
+    return its path relative to the tree, normalised ("." for the root)."""
     seen.entries += 1
     if seen.entries > config.max_entries:
         raise FetchError(EXIT_UNSAFE, f"too many entries: more than {config.max_entries}")
@@ -484,14 +605,17 @@ def check(member: tarfile.TarInfo, seen: _Seen, config: Config) -> None:
     if member.name.startswith("/"):
         _refuse(member, "absolute path")
     parts = [p for p in member.name.split("/") if p not in ("", ".")]
-    if len(parts) > config.max_depth or member.linkname.count("/") >= config.max_depth:
-        _refuse(member, f"deeper than {config.max_depth} directories")
+    max_depth = min(config.max_depth, DEPTH_CEILING)
+    if len(parts) > max_depth or member.linkname.count("/") >= max_depth:
+        _refuse(member, f"deeper than {max_depth} directories")
     if ".." in parts:
         _refuse(member, "'..' in path")
     if any(len(p.encode("utf-8", "surrogateescape")) > NAME_MAX for p in parts):
         _refuse(member, f"path component longer than {NAME_MAX} bytes")
     if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
         _refuse(member, "not a regular file, directory or link (device or FIFO)")
+    if member.type == tarfile.GNUTYPE_SPARSE or member.sparse is not None:
+        _refuse(member, "a sparse file")  # its data is not its contents: never written as is
     name = "/".join(parts) or "."
     if name == "." and not member.isdir():
         _refuse(member, "the archive root must be a directory")
@@ -531,6 +655,7 @@ def check(member: tarfile.TarInfo, seen: _Seen, config: Config) -> None:
         if parent in seen.parents:
             break
         seen.parents.add(parent)
+    return name
 
 
 def _group_writable(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
@@ -539,6 +664,108 @@ def _group_writable(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | Non
     if filtered is None or filtered.mode is None or filtered.issym():
         return filtered
     return filtered.replace(mode=filtered.mode | (filtered.mode & 0o600) >> 3, deep=False)
+
+
+def _file_mode(mode: int, group_writable: bool) -> int:
+    """A regular file's mode as tarfile's data filter leaves it (no high bits, no write for
+    group and others, read and write for the owner, execute only if the owner had it), then
+    the group's write bit as ``_group_writable`` adds it."""
+    mode &= 0o755
+    if not mode & 0o100:
+        mode &= ~0o111
+    mode |= 0o600
+    return mode | (mode & 0o600) >> 3 if group_writable else mode
+
+
+class _Writer:
+    """Writes checked entries into the tree.
+
+    Regular files (nearly every entry) are written here without tarfile's per-member
+    machinery: created with O_EXCL and O_NOFOLLOW (never through or over anything on disk),
+    in a directory this writer made or found to be a real one (never a symlink), which keeps
+    each write inside the tree without resolving its path; their mode is the data filter's.
+    Directories, symlinks and hardlinks still go through the data filter itself first.
+    """
+
+    def __init__(self, root: str, group_writable: bool) -> None:
+        self.root = root
+        self.group_writable = group_writable
+        self.filter = _group_writable if group_writable else tarfile.data_filter
+        self.real_dirs: set[str] = {"."}  # relative paths known to be directories, not links
+        self.dir_times: list[tuple[str, float]] = []
+        self.umask = os.umask(0o022)
+        os.umask(self.umask)
+
+    def write(self, member: tarfile.TarInfo, name: str, data: _Inflated) -> None:
+        if member.isreg():
+            self._parents(member, name)
+            mode = _file_mode(member.mode, self.group_writable)
+            fd = self._create(member, name, mode)
+            try:
+                data.copy_to(fd, member.size)
+                if mode & ~self.umask != mode:
+                    os.fchmod(fd, mode)
+                os.utime(fd, (member.mtime, member.mtime))
+            finally:
+                os.close(fd)
+            return
+        filtered = self.filter(member, self.root)
+        if filtered is None:
+            return
+        path = self._path(name)
+        if filtered.isdir():
+            if name != ".":
+                self._parents(member, name)
+                self._directory(member, name)
+            self.dir_times.append((name, filtered.mtime))
+            return
+        self._parents(member, name)
+        try:
+            if filtered.issym():
+                os.symlink(filtered.linkname, path)  # noqa: PTH211  # str paths: no Path per entry
+                return
+            target = "/".join(p for p in filtered.linkname.split("/") if p not in ("", "."))
+            os.link(self._path(target), path, follow_symlinks=False)
+        except FileExistsError:
+            _refuse(member, "something is already at its path on disk")
+        if filtered.mode is not None:
+            os.chmod(path, filtered.mode)  # noqa: PTH101
+        os.utime(path, (filtered.mtime, filtered.mtime))
+
+    def finish(self) -> None:
+        """Directories' times last (writing into one changes its mtime), deepest first."""
+        for name, mtime in sorted(self.dir_times, reverse=True):
+            os.utime(self._path(name), (mtime, mtime))
+
+    def _path(self, name: str) -> str:
+        return self.root if name == "." else f"{self.root}/{name}"
+
+    def _create(self, member: tarfile.TarInfo, name: str, mode: int) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            return os.open(self._path(name), flags, mode)
+        except FileExistsError:
+            _refuse(member, "something is already at its path on disk")
+
+    def _parents(self, member: tarfile.TarInfo, name: str) -> None:
+        parent = name.rpartition("/")[0] or "."
+        if parent in self.real_dirs:
+            return
+        parts = parent.split("/")
+        for depth in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:depth])
+            if prefix not in self.real_dirs:
+                self._directory(member, prefix)
+
+    def _directory(self, member: tarfile.TarInfo, name: str) -> None:
+        path = self._path(name)
+        try:
+            # The system's default mode, as the data filter leaves directories.
+            os.mkdir(path)  # noqa: PTH102
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                _refuse(member, f"{shown(name)} is not a directory on disk")
+        self.real_dirs.add(name)
 
 
 def extract(
@@ -555,36 +782,32 @@ def extract(
     started = time.monotonic()
     seen = seen if seen is not None else _Seen()
     first_entry, first_size = seen.entries, seen.size
+    writer = _Writer(str(tree), group_writable)
+    data = _Inflated(archive, config.max_bytes)
     try:
-        with gzip.open(archive, "rb") as compressed:
-            stream = _Bounded(compressed, config.max_bytes)
-            # Stream mode ("r|"): one forward pass, so every byte goes through _Bounded.
-            with tarfile.open(
-                fileobj=stream,
-                mode="r|",
-                errorlevel=2,
-                tarinfo=bounded_headers(header_limit(config)),
-            ) as tar:
-
-                def checked() -> Iterator[tarfile.TarInfo]:
-                    for member in tar:
-                        check(member, seen, config)
-                        yield member
-
-                # Every member is checked above and then filtered by the data filter.
-                tar.extractall(  # noqa: S202
-                    tree, members=checked(), filter=_group_writable if group_writable else "data"
-                )
+        # tarfile parses the headers (pax and long names too, each bounded before it is
+        # read) over the one forward pass of the decompressed stream; _Writer does the rest.
+        with tarfile.TarFile(
+            fileobj=data,  # type: ignore[arg-type]  # read, tell and a forward seek suffice
+            mode="r",
+            errorlevel=2,
+            tarinfo=bounded_headers(header_limit(config)),
+        ) as tar:
+            while (member := tar.next()) is not None:
+                writer.write(member, check(member, seen, config), data)
+        writer.finish()
     except FetchError:
         raise
     except tarfile.FilterError as error:
         raise FetchError(EXIT_UNSAFE, f"unsafe archive: {one_line(str(error))[:300]}") from None
     except (RecursionError, MemoryError):
         raise FetchError(EXIT_UNSAFE, "unsafe archive: too deep or too large to extract") from None
-    except (tarfile.ReadError, tarfile.CompressionError, gzip.BadGzipFile, EOFError, zlib.error):
+    except (tarfile.ReadError, tarfile.CompressionError, EOFError, zlib.error):
         raise FetchError(EXIT_BAD_ARCHIVE, "not a valid gzip-compressed tar archive") from None
     except (tarfile.TarError, OSError) as error:
         raise FetchError(EXIT_LOCAL, f"extraction failed: {one_line(str(error))[:300]}") from None
+    finally:
+        data.close()
     elapsed = time.monotonic() - started
     entries, size = seen.entries - first_entry, seen.size - first_size
     log(f"extracted {entries} entries ({size} bytes) in {elapsed:.2f} s")

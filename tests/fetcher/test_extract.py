@@ -110,6 +110,21 @@ def test_honest_archive_extracts_exactly(storage: Site, workspace: Workspace) ->
     assert "extracted 15 entries" in result.stderr
 
 
+@pytest.mark.parametrize("mode", [0o4755, 0o2777, 0o1777, 0o666, 0o400, 0o111, 0o000])
+def test_a_file_gets_the_mode_the_data_filter_gives_it(
+    storage: Site, workspace: Workspace, mode: int
+) -> None:
+    member = file("run.sh", b"x", mode=mode)
+    url, digest = publish(storage, member)
+    expected = tarfile.data_filter(member.info, str(workspace.root)).mode
+
+    result = fetch(workspace, url, digest)
+
+    assert result.code == 0, result.stderr
+    assert expected is not None and not expected & 0o7022  # no setuid/setgid/sticky, no go+w
+    assert stat.S_IMODE((workspace.dest / "run.sh").stat().st_mode) == expected
+
+
 def test_archive_with_dot_slash_names_like_tar_c_makes(storage: Site, workspace: Workspace) -> None:
     url, digest = publish(
         storage, directory("."), file("./package.json", b"{}\n"), directory("./lib"),
@@ -187,6 +202,15 @@ HOSTILE: dict[str, tuple[Hostile, str]] = {
     "duplicate entry": (
         lambda root: [file("a.js", b"1"), file("a.js", b"2")],
         "duplicate entry",
+    ),
+    # A GNU sparse member's data is not its contents: written as is, it would misplace bytes.
+    "sparse file": (
+        lambda root: [special("holes", tarfile.GNUTYPE_SPARSE)],
+        "a sparse file",
+    ),
+    "file under a file": (
+        lambda root: [file("a.js", b"1"), file("a.js/b.js", b"2")],
+        "'a.js' is not a directory on disk",
     ),
     "symlink replacing a directory its files implied": (
         lambda root: [file("lib/a.js", b"1"), symlink("lib", "..")],
@@ -307,7 +331,7 @@ def test_a_path_too_deep_for_the_extractor_is_refused_not_a_traceback(
 
     result = fetch(workspace, url, digest, "--max-depth", "5000")
 
-    assert_refused(result, 8, "unsafe archive", workspace)
+    assert_refused(result, 8, "deeper than 1024 directories", workspace)
 
 
 def test_depth_limit_can_be_lowered(storage: Site, workspace: Workspace) -> None:

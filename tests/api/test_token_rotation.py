@@ -105,35 +105,6 @@ def test_a_token_is_rotated_once(api: Api, unique_name: str) -> None:
     assert (again.status, again.json["code"]) == (409, "conflict")
 
 
-def test_of_rotations_at_once_one_wins(api: Api, unique_name: str) -> None:
-    """Whatever the interleaving: one replacement, every other rotation refused."""
-    from concurrent.futures import ThreadPoolExecutor
-    from threading import Barrier
-
-    from chalicelib import auth
-    from chalicelib.contract import Role
-    from chalicelib.errors import Conflict
-    from chalicelib.records import ApiToken
-
-    old = issued(api, unique_name)
-    admin = auth.Principal("admin", Role.ADMIN, "env-1")
-    start = Barrier(4)
-
-    def attempt(_: int) -> str:
-        start.wait()
-        try:
-            return auth.rotate_for(admin, old["token_id"], {}).record.token_id
-        except Conflict:
-            return "conflict"
-
-    with ThreadPoolExecutor(4) as pool:
-        outcomes = list(pool.map(attempt, range(4)))
-    winners = [outcome for outcome in outcomes if outcome != "conflict"]
-    assert len(winners) == 1, outcomes
-    alive = [t.token_id for t in ApiToken.scan(ApiToken.subject == unique_name) if not t.revoked]
-    assert alive == winners
-
-
 def test_a_pull_token_is_the_platforms_to_rotate(api: Api, unique_name: str) -> None:
     from chalicelib.auth import issue_token
     from chalicelib.contract import Role

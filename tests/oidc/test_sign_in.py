@@ -184,6 +184,58 @@ def test_the_provider_runtime_is_one_the_contract_supports() -> None:
     assert oidc.runtime_major() in {line.major for line in supported_node_lines()}
 
 
+def test_of_rotations_of_one_token_at_once_one_wins(stack: PrivateStack) -> None:
+    """Through the CLI, against the stack's records server, which applies each transaction
+    whole as DynamoDB does (plain moto server does not serialise concurrent conditional
+    writes): one replacement, every other rotation refused in one line."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = stack.cli_env()
+    made = subprocess.run(
+        [AETHER, "tokens", "create", "--subject", "rotated-at-once", "--format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    old = json.loads(made.stdout)
+
+    def rotate(_: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [AETHER, "tokens", "rotate", old["token_id"], "--format", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(rotate, range(4)))
+    won = [json.loads(done.stdout) for done in outcomes if done.returncode == 0]
+    lost = [done for done in outcomes if done.returncode != 0]
+    assert len(won) == 1, [done.stderr for done in outcomes]
+    assert {done.returncode for done in lost} == {20}
+    assert all(
+        len(done.stderr.strip().splitlines()) == 1 and "(conflict, HTTP 409)" in done.stderr
+        for done in lost
+    )
+    listed = subprocess.run(
+        [AETHER, "tokens", "list", "--format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    alive = [
+        token["token_id"]
+        for token in json.loads(listed.stdout)["tokens"]
+        if token["subject"] == "rotated-at-once" and not token["revoked"]
+    ]
+    assert alive == [won[0]["token_id"]]
+
+
 def test_a_wrong_password_is_refused_at_the_form(stack: PrivateStack, developer: Cli) -> None:
     env = {**developer.env, "AETHER_TEST_SIGN_IN_PASSWORD": "not-the-password"}
     issuer = stack.env["AETHER_OIDC_ISSUER"]

@@ -226,6 +226,8 @@ def test_the_app_cannot_write_chmod_or_replace_what_the_cache_holds(
     pod.chmod(0o770)  # the pod's volume: the app's, and its group's (the fetcher's too)
     fetched = subprocess.run(
         [
+            # The embedded stack's components run under umask 077 (its state is private).
+            *("/bin/sh", "-c", 'umask 077 && exec "$@"', "sh"),
             *(sys.executable, str(RUNAS), str(FETCHER_UID), str(APP_GID), str(FETCH)),
             *("--url", url, "--digest", digest, "--dest", str(pod / "app")),
             *("--format", "manifest", "--cache", str(node / "layers")),
@@ -253,6 +255,8 @@ def test_the_app_cannot_write_chmod_or_replace_what_the_cache_holds(
             cwd=pod / "app",
         )
 
+    reads = as_app("cat node_modules/pad/index.js node_modules/pad/cli.js && ls node_modules/pad")
+    assert reads.returncode == 0, reads.stderr
     for attack in (
         "echo evil >> node_modules/pad/index.js",
         "chmod 666 node_modules/pad/index.js",

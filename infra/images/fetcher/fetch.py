@@ -1097,7 +1097,9 @@ def _seal(tree: Path) -> list[StampEntry]:
                 entries.append((rel, "l", str(full.readlink()), 0, 0))
                 continue
             mode = stat.S_IMODE(info.st_mode)
-            mode = (mode | 0o700) & 0o755 if stat.S_ISDIR(info.st_mode) else mode & 0o555
+            # Directories as the app must traverse them whatever umask the fetcher ran under
+            # (the fetcher is another user than the app when it fills the cache).
+            mode = 0o755 if stat.S_ISDIR(info.st_mode) else (mode | 0o444) & 0o555
             full.chmod(mode)
             kind, size = ("d", 0) if stat.S_ISDIR(info.st_mode) else ("f", info.st_size)
             entries.append((rel, kind, size, mode, int(info.st_mtime)))

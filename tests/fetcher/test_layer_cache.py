@@ -30,7 +30,11 @@ DEPS = tar_gz(
     symlink("node_modules/.bin", "pad"),
 )
 OTHER_DEPS = tar_gz(directory("node_modules/"), file("node_modules/left.js", b"left\n"))
-APP = tar_gz(file("package.json", b'{"name": "hello"}\n'), file("server.js", b"// hi\n"))
+APP = tar_gz(
+    file("package.json", b'{"name": "hello"}\n'),
+    file("server.js", b"// hi\n"),
+    file("lib/greeting.js", b"// hello\n"),  # a directory the app layer alone makes
+)
 
 
 @pytest.fixture
@@ -255,7 +259,7 @@ def test_the_app_cannot_write_chmod_or_replace_what_the_cache_holds(
             cwd=pod / "app",
         )
 
-    reads = as_app("cat node_modules/pad/index.js node_modules/pad/cli.js && ls node_modules/pad")
+    reads = as_app("cat node_modules/pad/index.js node_modules/pad/cli.js lib/greeting.js")
     assert reads.returncode == 0, reads.stderr
     for attack in (
         "echo evil >> node_modules/pad/index.js",

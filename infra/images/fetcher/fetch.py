@@ -760,11 +760,14 @@ class _Writer:
     def _directory(self, member: tarfile.TarInfo, name: str) -> None:
         path = self._path(name)
         try:
-            # The system's default mode, as the data filter leaves directories.
             os.mkdir(path)  # noqa: PTH102
         except FileExistsError:
             if not stat.S_ISDIR(os.lstat(path).st_mode):
                 _refuse(member, f"{shown(name)} is not a directory on disk")
+        else:
+            # Explicit, whatever the umask: when the fetcher is another user than the app
+            # (a node cache), a 0700 directory would hide the app's own files from it.
+            os.chmod(path, 0o775 if self.group_writable else 0o755)  # noqa: PTH101
         self.real_dirs.add(name)
 
 

@@ -205,3 +205,18 @@ def unique_name(request: pytest.FixtureRequest) -> str:
 
     base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
     return f"{base}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def app_name(api: Api, unique_name: str) -> str:
+    """A registered app no other test uses."""
+    assert api.post("/apps", {"name": unique_name}).status == 201
+    return unique_name
+
+
+@pytest.fixture
+def healthy_cluster(kube_simulator: Any) -> Iterator[None]:
+    """Whatever a test breaks in the shared cluster (API down, injected faults) is repaired after it."""
+    yield
+    kube_simulator.set_api_down(False)
+    kube_simulator.clear_faults()

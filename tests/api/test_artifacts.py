@@ -8,12 +8,6 @@ from tests.uploads import random_bytes, request_upload, upload
 from tests.verification.delivery import deliver_pending_events
 
 
-@pytest.fixture
-def app_name(api: Api, unique_name: str) -> str:
-    assert api.post("/apps", {"name": unique_name}).status == 201
-    return unique_name
-
-
 def test_upload_request_presigns_one_key_length_and_checksum(api: Api, app_name: str) -> None:
     data = random_bytes(1000)
     digest = hashlib.sha256(data).hexdigest()

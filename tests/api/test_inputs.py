@@ -14,12 +14,6 @@ from tests.uploads import random_bytes, upload
 from tests.verification.delivery import deliver_pending_events
 
 
-@pytest.fixture
-def app_name(api: Api, unique_name: str) -> str:
-    assert api.post("/apps", {"name": unique_name}).status == 201
-    return unique_name
-
-
 def ask_upload(api: Api, app_name: str, headers: dict[str, str] | None = None, **body: object):
     digest = hashlib.sha256(random_bytes(64)).hexdigest()
     return api.post(

@@ -15,12 +15,6 @@ from tests.uploads import put, random_bytes, request_upload, sign, upload
 from tests.verification.delivery import deliver_pending_events
 
 
-@pytest.fixture
-def app_name(api: Api, unique_name: str) -> str:
-    assert api.post("/apps", {"name": unique_name}).status == 201
-    return unique_name
-
-
 def manifest_bytes(app: str | None, *layer_data: tuple[str, bytes]) -> bytes:
     document = {
         "schema": contract.MANIFEST_SCHEMA,

@@ -16,12 +16,6 @@ ARM = "linux/arm64"
 
 
 @pytest.fixture
-def app_name(api: Api, unique_name: str) -> str:
-    assert api.post("/apps", {"name": unique_name}).status == 201
-    return unique_name
-
-
-@pytest.fixture
 def cluster_runs(
     control_plane: Any, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Callable[[str], None]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -17,20 +16,9 @@ from tests.api.test_auth import issue
 from tests.api.test_rollouts import finished, misconfigured, verified_digest, wait_for
 from tests.conftest import ADMIN_TOKEN, APPS_NAMESPACE, Api
 
+pytestmark = pytest.mark.usefixtures("healthy_cluster")
+
 __all__ = ["misconfigured"]  # the fixture, used by name below
-
-
-@pytest.fixture(autouse=True)
-def healthy_cluster(kube_simulator: Any) -> Iterator[None]:
-    yield
-    kube_simulator.set_api_down(False)
-    kube_simulator.clear_faults()
-
-
-@pytest.fixture
-def app_name(api: Api, unique_name: str) -> str:
-    assert api.post("/apps", {"name": unique_name}).status == 201
-    return unique_name
 
 
 def secret_token_id(kube_simulator: Any, app_name: str) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -18,20 +18,9 @@ from tests.conftest import APPS_NAMESPACE, Api
 from tests.uploads import random_bytes, upload
 from tests.verification.delivery import deliver_pending_events
 
+pytestmark = pytest.mark.usefixtures("healthy_cluster")
+
 SECRET = "s3cr3t-value-7f1d"
-
-
-@pytest.fixture(autouse=True)
-def healthy_cluster(kube_simulator: Any) -> Iterator[None]:
-    yield
-    kube_simulator.set_api_down(False)
-    kube_simulator.clear_faults()
-
-
-@pytest.fixture
-def app_name(api: Api, unique_name: str) -> str:
-    assert api.post("/apps", {"name": unique_name}).status == 201
-    return unique_name
 
 
 def verified_digest(api: Api, app_name: str) -> str:

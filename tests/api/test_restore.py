@@ -14,12 +14,7 @@ from chalicelib.records import ApiToken, Application
 from tests.api.test_rollouts import deploy, finished, verified_digest, wait_for
 from tests.conftest import APPS_NAMESPACE, Api
 
-
-@pytest.fixture(autouse=True)
-def healthy_cluster(kube_simulator: Any) -> Iterator[None]:
-    yield
-    kube_simulator.set_api_down(False)
-    kube_simulator.clear_faults()
+pytestmark = pytest.mark.usefixtures("healthy_cluster")
 
 
 @pytest.fixture

@@ -10,12 +10,7 @@ from tests.conftest import APPS_NAMESPACE, Api
 from tests.uploads import random_bytes, upload
 from tests.verification.delivery import deliver_pending_events
 
-
-@pytest.fixture(autouse=True)
-def healthy_cluster(kube_simulator: Any) -> Iterator[None]:
-    yield
-    kube_simulator.set_api_down(False)
-    kube_simulator.clear_faults()
+pytestmark = pytest.mark.usefixtures("healthy_cluster")
 
 
 @pytest.fixture

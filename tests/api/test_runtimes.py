@@ -13,12 +13,6 @@ from tests.uploads import random_bytes, upload
 from tests.verification.delivery import deliver_pending_events
 
 
-@pytest.fixture
-def app_name(api: Api, unique_name: str) -> str:
-    assert api.post("/apps", {"name": unique_name}).status == 201
-    return unique_name
-
-
 def request_upload(api: Api, app_name: str, **body: object) -> tuple[str, int, dict[str, str]]:
     data = random_bytes(100)
     digest = hashlib.sha256(data).hexdigest()

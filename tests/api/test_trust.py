@@ -3,9 +3,6 @@ artifact is about to run; keys anyone could sign for are never registered."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import pytest
 from nacl.signing import SigningKey
 
@@ -13,6 +10,8 @@ from tests.api.test_rollouts import deploy, finished, wait_for
 from tests.conftest import Api
 from tests.uploads import random_bytes, sign, upload
 from tests.verification.delivery import deliver_pending_events
+
+pytestmark = pytest.mark.usefixtures("healthy_cluster")
 
 # Encodings of points of small order: the identity, the all-zero y, the point of order 2
 # (y = -1), one of order 8, and a non-canonical identity (y = p + 1).
@@ -23,19 +22,6 @@ LOW_ORDER = {
     "order 8": "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
     "non-canonical identity": "ee" + "ff" * 30 + "7f",
 }
-
-
-@pytest.fixture(autouse=True)
-def healthy_cluster(kube_simulator: Any) -> Iterator[None]:
-    yield
-    kube_simulator.set_api_down(False)
-    kube_simulator.clear_faults()
-
-
-@pytest.fixture
-def app_name(api: Api, unique_name: str) -> str:
-    assert api.post("/apps", {"name": unique_name}).status == 201
-    return unique_name
 
 
 def add_key(api: Api, app_name: str, key: SigningKey) -> str:

@@ -14,12 +14,6 @@ from tests.verification.delivery import deliver_pending_events
 
 
 @pytest.fixture
-def app_name(api: Api, unique_name: str) -> str:
-    assert api.post("/apps", {"name": unique_name}).status == 201
-    return unique_name
-
-
-@pytest.fixture
 def s3(control_plane: Any) -> Any:
     return boto3.client("s3")
 

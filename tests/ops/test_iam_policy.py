@@ -145,6 +145,14 @@ def _exercise(api: Api, control_plane: Any, bucket: str) -> None:
     assert api.as_(issued.json["token"]).get("/whoami").status == 200
     assert api.get("/tokens").status == 200
     assert api.delete(f"/tokens/{issued.json['token_id']}").status == 200
+    # A token issued by a stored token: rotating it checks that its issuer still stands.
+    issuer = api.post("/tokens", {"subject": "iam-ci", "role": "admin"})
+    assert issuer.status == 201, issuer.body
+    as_issuer = api.as_(issuer.json["token"])
+    child = as_issuer.post("/tokens", {"subject": "iam-bot", "role": "developer"})
+    assert child.status == 201, child.body
+    rotated = as_issuer.post(f"/tokens/{child.json['token_id']}/rotate")
+    assert rotated.status == 201, rotated.body
 
     name = "iam-flow"
     assert api.post("/apps", {"name": name}).status == 201

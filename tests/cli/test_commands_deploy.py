@@ -165,9 +165,10 @@ def test_first_deploy_uploads_exactly_the_signed_headers_and_follows_the_rollout
         "app_name": "demo-app",
         "artifact_digest": out["digest"],
         "runtime": "node24",
-        "start_command": "npm start",
+        # The project's start command is a default: a start command or replicas set on an
+        # earlier release are kept; --env values are set for this and later releases.
+        "defaults": {"start_command": "npm start"},
         "env": {"GREETING": "hi there", "A": ""},
-        "replicas": 1,
     }
     # The rollout's progress is on stderr; no event is shown twice.
     assert "rolled out 1/1, ready" in result.stderr

@@ -11,6 +11,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "hello-express"
 FIXTURES = REPO / "tests" / "fixtures" / "projects"
@@ -63,3 +65,9 @@ PROJECTS = {
         Project("fixed-port", FIXTURES / "fixed-port"),
     )
 }
+
+# The suites that deploy the example with the real CLI run only where it can be built.
+NEEDS_EXAMPLE = pytest.mark.skipif(
+    shutil.which("node") is None or not PROJECTS["example"].warm,
+    reason="needs node and the example's dependencies (`make fixtures`)",
+)

@@ -8,31 +8,19 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from infra.local.private import PrivateStack, private_stack
+from infra.local.private import PrivateStack
 from tests.cli.fixtures_commands import write_project
 from tests.cli.test_commands_stack import read_until
-from tests.projects import PROJECTS
+from tests.projects import NEEDS_EXAMPLE
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "hello-express"
 AETHER = str(Path(sys.executable).with_name("aether"))
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or not PROJECTS["example"].warm,
-    reason="needs node and the example's dependencies (`make fixtures`)",
-)
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateStack]:
-    with private_stack(tmp_path_factory.mktemp("stack")) as running:
-        yield running
+pytestmark = NEEDS_EXAMPLE
 
 
 def aether(stack: PrivateStack, *args: str, exit_code: int = 0) -> Any:

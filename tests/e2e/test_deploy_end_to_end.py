@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +19,12 @@ import pytest
 import requests
 
 from chalicelib.contract import default_runtime
-from infra.local.private import PrivateStack, private_stack
-from tests.projects import PROJECTS
+from infra.local.private import PrivateStack
+from tests.projects import NEEDS_EXAMPLE, PROJECTS
 
-ROOT = Path(__file__).resolve().parents[2]
 AETHER = str(Path(sys.executable).with_name("aether"))
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or not PROJECTS["example"].warm,
-    reason="needs node and the example's dependencies (`make fixtures`)",
-)
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateStack]:
-    with private_stack(tmp_path_factory.mktemp("stack")) as running:
-        yield running
+pytestmark = NEEDS_EXAMPLE
 
 
 @pytest.fixture(scope="module")

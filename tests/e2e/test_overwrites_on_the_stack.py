@@ -7,21 +7,13 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
-import pytest
 import requests
 
-from infra.local.private import PrivateStack, private_stack
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateStack]:
-    with private_stack(tmp_path_factory.mktemp("stack")) as running:
-        yield running
+from infra.local.private import PrivateStack
 
 
 def call(stack: PrivateStack, method: str, path: str, **kwargs: Any) -> requests.Response:

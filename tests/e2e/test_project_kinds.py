@@ -13,14 +13,13 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from infra.local.private import PrivateStack, private_stack
+from infra.local.private import PrivateStack
 from tests.projects import PROJECTS
 
 AETHER = str(Path(sys.executable).with_name("aether"))
@@ -39,12 +38,6 @@ pytestmark = pytest.mark.skipif(
     shutil.which("npm") is None or not all(PROJECTS[kind].warm for kind in [*KINDS, "fixed-port"]),
     reason="needs npm and the fixture projects built (`make fixtures`)",
 )
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateStack]:
-    with private_stack(tmp_path_factory.mktemp("stack")) as running:
-        yield running
 
 
 def deploy(

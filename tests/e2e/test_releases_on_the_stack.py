@@ -5,36 +5,23 @@ stack, and no value shows in the cluster's objects, the stack's logs or any list
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from infra.local.private import PrivateStack, private_stack
-from tests.projects import PROJECTS
+from infra.local.private import PrivateStack
+from tests.projects import NEEDS_EXAMPLE, PROJECTS
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "hello-express"
 AETHER = str(Path(sys.executable).with_name("aether"))
 SECRET = "greeting-9c2e51"  # a test value, looked for where it must not be
 APP = "greeter"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or not PROJECTS["example"].warm,
-    reason="needs node and the example's dependencies (`make fixtures`)",
-)
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateStack]:
-    with private_stack(tmp_path_factory.mktemp("stack")) as running:
-        yield running
+pytestmark = NEEDS_EXAMPLE
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,9 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,8 +23,8 @@ import pytest
 import requests
 
 from chalicelib.contract import default_runtime
-from infra.local.private import PrivateStack, private_stack, read_env_file
-from tests.projects import PROJECTS
+from infra.local.private import PrivateStack, read_env_file
+from tests.projects import NEEDS_EXAMPLE, PROJECTS
 
 AETHER = str(Path(sys.executable).with_name("aether"))
 APP = "hello-express"
@@ -36,16 +34,7 @@ ANSWER_TRIES = 600
 VERIFY_TRIES = 600
 POLL_SECONDS = 0.2
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or not PROJECTS["example"].warm,
-    reason="needs node and the example's dependencies (`make fixtures`)",
-)
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateStack]:
-    with private_stack(tmp_path_factory.mktemp("stack")) as running:
-        yield running
+pytestmark = NEEDS_EXAMPLE
 
 
 @pytest.fixture(scope="module")

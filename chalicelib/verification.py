@@ -198,26 +198,15 @@ def _still_verified(artifact: Artifact, stored: StoredObject) -> Outcome:
 
 
 def _unverify(store: ArtifactStore, artifact: Artifact, reason: RejectionReason) -> Outcome:
-    try:
-        artifact.update(
-            actions=[
-                Artifact.status.set(ArtifactStatus.REJECTED),
-                Artifact.reason.set(reason),
-                Artifact.verified_at.remove(),
-                Artifact.hashing_version.remove(),
-                Artifact.hashing_until.remove(),
-            ],
-            condition=Artifact.status == ArtifactStatus.VERIFIED,
-        )
-    except UpdateError as exc:
-        if not is_condition_failure(exc):
-            raise
-        return Outcome(artifact.key, Verdict.UNCHANGED)
-    # The record no longer says verified, so nothing deploys it even if this fails.
-    store.quarantine(artifact.key)
-    logger.warning("a verified artifact was overwritten in storage", extra={"reason": reason})
-    _count_outcome("overwritten")
-    return Outcome(artifact.key, Verdict.REJECTED, reason)
+    return _reject(
+        store,
+        artifact,
+        reason,
+        was=ArtifactStatus.VERIFIED,
+        also=[Artifact.verified_at.remove()],
+        message="a verified artifact was overwritten in storage",
+        counted_as="overwritten",
+    )
 
 
 def _log_hash(outcome: Outcome, size: int, started: float) -> None:
@@ -354,16 +343,39 @@ def _mark_rejected(
     reason: RejectionReason,
     signature_state: SignatureState,
 ) -> Outcome:
+    return _reject(
+        store,
+        artifact,
+        reason,
+        was=ArtifactStatus.PENDING,
+        also=[Artifact.signature_state.set(signature_state)],
+        message="artifact rejected",
+        counted_as=reason,
+    )
+
+
+def _reject(
+    store: ArtifactStore,
+    artifact: Artifact,
+    reason: RejectionReason,
+    *,
+    was: ArtifactStatus,
+    also: list[Any],
+    message: str,
+    counted_as: str,
+) -> Outcome:
+    """``was`` → rejected by a conditional write, then the object to quarantine: a record
+    that moved meanwhile is another writer's to settle."""
     try:
         artifact.update(
             actions=[
                 Artifact.status.set(ArtifactStatus.REJECTED),
                 Artifact.reason.set(reason),
-                Artifact.signature_state.set(signature_state),
+                *also,
                 Artifact.hashing_version.remove(),
                 Artifact.hashing_until.remove(),
             ],
-            condition=Artifact.status == ArtifactStatus.PENDING,
+            condition=Artifact.status == was,
         )
     except UpdateError as exc:
         if not is_condition_failure(exc):
@@ -371,8 +383,8 @@ def _mark_rejected(
         return Outcome(artifact.key, Verdict.UNCHANGED)
     # The record already says rejected, so nothing deploys it even if this fails.
     store.quarantine(artifact.key)
-    logger.warning("artifact rejected", extra={"reason": reason})
-    _count_outcome(reason)
+    logger.warning(message, extra={"reason": reason})
+    _count_outcome(counted_as)
     return Outcome(artifact.key, Verdict.REJECTED, reason)
 
 

@@ -545,3 +545,18 @@ def test_log_format_json_gives_one_record_per_line(project: Path, tmp_path: Path
     records = [json.loads(x) for x in result.stderr.splitlines()]
     assert {"ts", "level", "message"} <= set(records[0])
     assert any(r["level"] == "debug" for r in records)
+
+
+@pytest.mark.parametrize(
+    "assignment",
+    ["NOEQUALS", "1BAD=x", "WITH-DASH=x", "PORT=1", "BIG=" + "x" * 9000],
+    ids=["no equals", "leading digit", "dash", "reserved", "too large"],
+)
+def test_a_bad_env_assignment_is_refused_before_anything_is_built_or_sent(
+    fake_api: ScriptedServer, project: Path, tmp_path: Path, assignment: str
+) -> None:
+    result = run_aether(["deploy", "--env", assignment], logged_in(tmp_path, fake_api), cwd=project)
+    assert result.returncode == 2, result.stderr
+    assert "x" * 100 not in result.stderr  # a value is never echoed
+    assert not (project / ".aether").exists()
+    assert fake_api.requests == []

@@ -9,15 +9,15 @@ manifest) and :func:`release` (create the deployment, follow its events).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from aether_cli.assignments import parse_assignments
 from aether_cli.commands.apps import app_option, wait_options
-from aether_cli.contract import DEFAULT_PLATFORM, ENV_NAME_PATTERN, PLATFORMS
+from aether_cli.contract import DEFAULT_PLATFORM, PLATFORMS
 from aether_cli.output import Output, format_option
 
 if TYPE_CHECKING:
@@ -28,22 +28,7 @@ if TYPE_CHECKING:
     from aether_cli.layers import LayeredArtifact
     from aether_cli.project import NodeProject
 
-_ENV_KEY = re.compile(ENV_NAME_PATTERN)
 BUILD_DIR = "build"  # under .aether/: the layers, the manifests, SBOM and signature
-
-
-def _parse_env(
-    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
-) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not _ENV_KEY.fullmatch(key):
-            raise click.BadParameter(
-                f"{item!r} is not KEY=VALUE with KEY like [A-Za-z_][A-Za-z0-9_]*"
-            )
-        env[key] = value
-    return env
 
 
 @dataclass(frozen=True)
@@ -81,7 +66,7 @@ class DeployRequest:
     "env",
     multiple=True,
     metavar="KEY=VALUE",
-    callback=_parse_env,
+    callback=parse_assignments,
     help="Environment variable for the service; repeatable.",
 )
 @click.option(

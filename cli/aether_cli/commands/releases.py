@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from aether_cli.assignments import config_name, parse_assignments, parse_names
 from aether_cli.commands.apps import app_option, short_digest, wait_options
 from aether_cli.output import Output, format_option
 from aether_cli.terminal import paint_status
@@ -27,45 +28,6 @@ def _connect(app: str | None) -> tuple[ApiClient, str]:
     settings = config.load_settings()
     client = connect(settings)
     return client, config.resolve_app_name(app, settings, Path.cwd())
-
-
-def _config_name(value: str) -> str:
-    import re
-
-    from aether_cli.contract import ENV_NAME_PATTERN, RESERVED_ENV_NAMES
-
-    if not re.fullmatch(ENV_NAME_PATTERN, value):
-        raise click.BadParameter(
-            f"{value!r} is not a config name (letters, digits and '_', not starting with a digit)"
-        )
-    if value in RESERVED_ENV_NAMES:
-        raise click.BadParameter(f"{value} is set by the platform")
-    return value
-
-
-def _assignments(
-    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
-) -> dict[str, str]:
-    from aether_cli.contract import MAX_CONFIG_VALUE_BYTES
-
-    parsed: dict[str, str] = {}
-    for item in values:
-        name, equals, value = item.partition("=")
-        if not equals:
-            raise click.BadParameter(f"{name!r} is not NAME=VALUE")
-        _config_name(name)
-        if len(value.encode()) > MAX_CONFIG_VALUE_BYTES:
-            # Said by name and size: a value is never echoed.
-            raise click.BadParameter(
-                f"the value of {name} is {len(value.encode())} bytes; "
-                f"a config value holds at most {MAX_CONFIG_VALUE_BYTES}"
-            )
-        parsed[name] = value
-    return parsed
-
-
-def _names(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> list[str]:
-    return sorted({_config_name(value) for value in values})
 
 
 def _release_line(release: dict[str, Any]) -> str:
@@ -125,7 +87,7 @@ def config(ctx: click.Context, app: str | None, fmt: str) -> None:
 
 
 @config.command("get")
-@click.argument("name", callback=lambda _c, _p, v: _config_name(v))
+@click.argument("name", callback=lambda _c, _p, v: config_name(v))
 @app_option()
 @format_option()
 @click.pass_obj
@@ -137,7 +99,7 @@ def config_get(out: Output, name: str, app: str | None, fmt: str) -> None:
 
 
 @config.command("set")
-@click.argument("assignments", nargs=-1, required=True, callback=_assignments)
+@click.argument("assignments", nargs=-1, required=True, callback=parse_assignments)
 @app_option()
 @wait_options("release")
 @format_option()
@@ -158,7 +120,7 @@ def config_set(
 
 
 @config.command("unset")
-@click.argument("names", nargs=-1, required=True, callback=_names)
+@click.argument("names", nargs=-1, required=True, callback=parse_names)
 @app_option()
 @wait_options("release")
 @format_option()

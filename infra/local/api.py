@@ -7,6 +7,11 @@ answering as the deployed API Gateway does where the two differ.
 - A path no route matches is answered as ``infra/terraform/gateway_responses.tf.json`` makes
   API Gateway answer it: 404 ``not_found``, ``no such route: METHOD /path``. The local gateway's
   own 403 echoes the request's ``Authorization`` header, the bearer token, into the body.
+- The app runs one request at a time, as one Lambda execution environment does. The local
+  gateway serves each connection on its own thread but calls one shared app object, whose
+  ``current_request`` and ``lambda_context`` (and the logger's request keys, the metrics
+  gathered) are attributes of that object: two requests at once would read each other's body,
+  headers and token.
 
 Everything else is ``chalice local``: the same app object, stage configuration and server.
 """
@@ -18,19 +23,59 @@ import json
 import logging
 import os
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from chalice.app import Chalice
 from chalice.cli.factory import CLIFactory
+from chalice.config import Config
 from chalice.deploy.validate import validate_routes
-from chalice.local import ChaliceRequestHandler, ForbiddenError, LocalDevServer
+from chalice.local import ChaliceRequestHandler, ForbiddenError, LocalDevServer, LocalGateway
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+class OneInvocationAtATime(LocalGateway):
+    """The local gateway, calling the app for one request at a time.
+
+    Only the app's invocation is serialised: connections are still accepted, bodies read and
+    answers written on their own threads, so a slow client holds no one else up. No route
+    holds a request open (``aether logs -f`` asks again with ``since``; answers are buffered,
+    never streamed), so one at a time costs the others one invocation's length; the longest
+    is a read waiting for the relay's hash of the same upload, bounded by its lease. A lock
+    rather than thread-local request state (what ``chalice local`` itself does, for
+    ``current_request`` only): everything the app keeps during an invocation is per request,
+    as on Lambda.
+    """
+
+    _invoking = threading.Lock()
+
+    def handle_request(
+        self, method: str, path: str, headers: dict[str, Any], body: bytes | None
+    ) -> Any:
+        with self._invoking:
+            return super().handle_request(method, path, headers, body)
+
+
 class GatewayHandler(ChaliceRequestHandler):
-    """Chalice's request handler with API Gateway's answers to HEAD and to unknown paths."""
+    """Chalice's request handler with API Gateway's answers to HEAD and to unknown paths, and
+    one app invocation at a time."""
+
+    def __init__(
+        self,
+        request: Any,
+        client_address: tuple[str, int],
+        server: HTTPServer,
+        app_object: Chalice,
+        config: Config,
+    ) -> None:
+        # What ChaliceRequestHandler.__init__ does, with the serialising gateway: the base
+        # class answers the connection inside __init__, so the gateway must be set before.
+        self.local_gateway = OneInvocationAtATime(app_object, config)
+        BaseHTTPRequestHandler.__init__(self, request, client_address, server)
 
     def _send_error_response(self, error: Any) -> None:
         if isinstance(error, ForbiddenError):

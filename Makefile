@@ -57,8 +57,10 @@ $(OIDC_PROVIDER): infra/local/oidc-provider/package-lock.json
 %/.aether/stamps/install.json: %/package.json $(STAMP)
 	$(BIN)/aether --log-format text --log-level warn deploy --pack-only --no-sbom --path $*
 
+TEST_WORKERS ?= 2
+
 test: venv fixtures
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # tests/api/test_fuzz.py runs in `make test` with 20 examples per operation; this explores more.
 fuzz: venv

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -12,10 +13,21 @@ from typing import Any
 
 import pytest
 
-from infra.local.processes import Service, free_port, start_moto
+from infra.local.processes import PORT_RANGE_VARIABLE, Service, free_port, start_moto
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 APPS_NAMESPACE = "aether-apps"
+# Under pytest-xdist each worker (gw0, gw1, …) and every server it starts picks ports from
+# its own slice of 10000-30000, below the kernel's ephemeral range (32768-60999).
+PORT_SLICE = 4000
+PORT_SLICES = 5
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw"):
+        low = 10000 + (int(worker[2:]) % PORT_SLICES) * PORT_SLICE
+        os.environ[PORT_RANGE_VARIABLE] = f"{low}-{low + PORT_SLICE}"
 
 
 @pytest.fixture(scope="session")
@@ -75,7 +87,7 @@ def aws_environment(moto_server: Service, kube_simulator: Any) -> Iterator[dict[
         "KUBECONFIG": str(kube_simulator.kubeconfig),
         "AETHER_DEFAULT_NAMESPACE": APPS_NAMESPACE,
         "AETHER_PUBLIC_API_URL": "http://127.0.0.1:9",
-        "AETHER_PROGRESS_DEADLINE_SECONDS": "2",
+        "AETHER_PROGRESS_DEADLINE_SECONDS": "5",
     }
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.local.processes import free_port, free_port_block
+from infra.local.processes import PORT_RANGE_VARIABLE, free_port_block, free_ports
 from infra.local.seaweedfs import PORT_FLAGS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,18 +88,20 @@ def private_stack(state: Path) -> Iterator[PrivateStack]:
     inherited = {
         name: value
         for name, value in os.environ.items()
-        if not name.startswith(("AETHER_", "AWS_", "POWERTOOLS_")) and name != "KUBECONFIG"
+        if name == PORT_RANGE_VARIABLE
+        or (not name.startswith(("AETHER_", "AWS_", "POWERTOOLS_")) and name != "KUBECONFIG")
     }
+    records, api, webhook, kube, oidc, apps = free_ports(6)
     launch_env = {
         **inherited,
         "AETHER_STATE_DIR": str(state),
-        "AETHER_RECORDS_PORT": str(free_port()),
+        "AETHER_RECORDS_PORT": str(records),
         "AETHER_S3_PORT": str(free_port_block(len(PORT_FLAGS))),
-        "AETHER_API_PORT": str(free_port()),
-        "AETHER_WEBHOOK_PORT": str(free_port()),
-        "AETHER_KUBE_PORT": str(free_port()),
-        "AETHER_OIDC_PORT": str(free_port()),
-        "AETHER_APP_PORT_BASE": str(free_port()),
+        "AETHER_API_PORT": str(api),
+        "AETHER_WEBHOOK_PORT": str(webhook),
+        "AETHER_KUBE_PORT": str(kube),
+        "AETHER_OIDC_PORT": str(oidc),
+        "AETHER_APP_PORT_BASE": str(apps),
     }
     stack = PrivateStack(state, dict(launch_env), launch_env)
     try:

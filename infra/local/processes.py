@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -16,20 +17,49 @@ from pathlib import Path
 LOOPBACK = "127.0.0.1"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
+PORT_RANGE_VARIABLE = "AETHER_PORT_RANGE"
+
+
+def _port_range() -> range | None:
+    """``AETHER_PORT_RANGE=LOW-HIGH``: where this process and its children pick ports.
+
+    A port picked here is free only until its server binds it; two test workers picking from
+    the kernel's one ephemeral range can be handed the same port in that window. Each worker
+    therefore picks from a range of its own, below the ephemeral range that client sockets use.
+    """
+    spec = os.environ.get(PORT_RANGE_VARIABLE, "")
+    if not spec:
+        return None
+    low, _, high = spec.partition("-")
+    return range(int(low), int(high))
+
+
+def _bound(sock: socket.socket, span: range | None) -> int:
+    if span is None:
         sock.bind((LOOPBACK, 0))
         port: int = sock.getsockname()[1]
         return port
+    start = random.randrange(len(span))  # noqa: S311 - spreads picks, secures nothing
+    for offset in range(len(span)):
+        candidate = span[(start + offset) % len(span)]
+        try:
+            sock.bind((LOOPBACK, candidate))
+        except OSError:
+            continue
+        return candidate
+    raise RuntimeError(f"no free port on {LOOPBACK} in {span.start}-{span.stop}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        return _bound(sock, _port_range())
 
 
 def free_ports(count: int) -> list[int]:
     """Distinct free loopback ports, all held open together while picked."""
+    span = _port_range()
     with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind((LOOPBACK, 0))
-        return [sock.getsockname()[1] for sock in sockets]
+        return [_bound(stack.enter_context(socket.socket()), span) for _ in range(count)]
 
 
 def free_port_block(count: int, attempts: int = 50) -> int:

@@ -29,9 +29,11 @@ def verified_digest(api: Api, app_name: str) -> str:
 def wait_for(
     api: Api, deployment_id: str, done: Callable[[dict[str, Any]], bool]
 ) -> dict[str, Any]:
-    """Read the deployment (each read reconciles) until ``done`` or a bounded number of tries."""
+    """Read the deployment (each read reconciles) until ``done``, for at most a minute: a
+    loaded machine starts pods slowly, and the bound only stops a test that would hang."""
     body: dict[str, Any] = {}
-    for _ in range(100):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         body = api.get(f"/deployments/{deployment_id}").json
         if done(body):
             return body

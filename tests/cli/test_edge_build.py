@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tarfile
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 import requests
 
+from infra.local.processes import free_port
 from tests.projects import PROJECTS, Project
 
 AETHER = str(Path(sys.executable).with_name("aether"))
@@ -88,12 +88,6 @@ def tree_digest(root: Path) -> dict[str, str]:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def run_artifact(artifact: Path, start_command: str, tmp_path: Path) -> requests.Response:
     """Extract the artifact as the fetcher does and start it as the platform would."""
     from aether_cli.nodejs import ensure_node
@@ -103,7 +97,7 @@ def run_artifact(artifact: Path, start_command: str, tmp_path: Path) -> requests
         with tarfile.open(layer) as archive:
             archive.extractall(app, filter="data")
     node = ensure_node(24)
-    port = _free_port()
+    port = free_port()
     env = {"PATH": f"{node.bin_dir}:{os.environ['PATH']}", "PORT": str(port), "HOME": str(tmp_path)}
     process = subprocess.Popen(
         ["sh", "-c", start_command],

@@ -49,5 +49,8 @@ def test_every_version_written_to_a_versioned_bucket_is_an_event_for_its_key(
     finally:
         stop.set()
         follower.join(10)
-    keys = [event["Records"][0]["s3"]["object"]["key"] for event in delivered]
-    assert keys == [KEY, KEY]
+    objects = [event["Records"][0]["s3"]["object"] for event in delivered]
+    assert {found["key"] for found in objects} == {KEY}
+    # At least once: a loaded filer may stream a change twice; each version comes, in order.
+    sizes = [found["size"] for found in objects]
+    assert list(dict.fromkeys(sizes)) == [len(b"verified bytes"), len(b"written over")]

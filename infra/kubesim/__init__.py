@@ -29,6 +29,12 @@ Test hooks, as methods and over HTTP (no token needed; the real API never uses `
 (state)                        ``GET /_sim/state``: apiDown, resourceVersion, url
 =============================  =====================================================
 
+It serves the core kinds Aether uses (namespaces, pods and their logs, services, secrets,
+configmaps, events), ``apps/v1`` Deployments and ReplicaSets with their controller, and
+``batch/v1`` Jobs with theirs (``infra/kubesim/jobs.py``: one pod at a time, ``backoffLimit``,
+``activeDeadlineSeconds``, ``ttlSecondsAfterFinished``; a Job deleted without a propagation
+policy orphans its pods, as batch/v1 does).
+
 Pods run through a ``PodRuntime`` (``Simulator(runtime=...)``); the default
 ``SimulatedRuntime`` is the one the fault hooks script.
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from infra.kubesim.resources import (
     DEPLOYMENTS,
+    JOBS,
     NAMESPACES,
     PODS,
     REPLICA_SETS,
@@ -28,6 +29,11 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _SERVICE_NETWORK = ipaddress.ip_network("10.96.0.0/16")
 _NODE_PORT_RANGE = range(30000, 32768)
+# The labels the API server puts on a Job's pod template (and selects its pods by).
+JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+_LEGACY_JOB_LABELS = ("controller-uid", "job-name")
+_JOB_RESTART_POLICIES = ("Never", "OnFailure")
 
 
 def validate_name(kind: ResourceKind, name: str) -> None:
@@ -135,6 +141,8 @@ class Admission:
             self._admit_service(obj, old)
         elif kind is SECRETS:
             self._admit_secret(obj)
+        elif kind is JOBS:
+            _admit_job(obj, old)
         elif kind in (DEPLOYMENTS, REPLICA_SETS):
             _validate_selector_matches_template(kind, obj)
             _default_workload(obj)
@@ -211,3 +219,59 @@ class Admission:
             rolling = strategy.setdefault("rollingUpdate", {})
             rolling.setdefault("maxSurge", "25%")
             rolling.setdefault("maxUnavailable", "25%")
+
+
+def _admit_job(obj: KubeObject, old: KubeObject | None) -> None:
+    """A Job's defaults and the rules that matter here: its template runs to completion, is
+    immutable, and selects its pods by the Job's uid (labels the API server adds)."""
+    name = obj["metadata"]["name"]
+    spec = obj.setdefault("spec", {})
+    template = spec.get("template")
+    if not isinstance(template, dict):
+        raise JOBS.invalid(name, "spec.template: Required value")
+    pod_spec = template.setdefault("spec", {})
+    policy = pod_spec.get("restartPolicy")
+    if policy not in _JOB_RESTART_POLICIES:
+        raise JOBS.invalid(
+            name,
+            f'spec.template.spec.restartPolicy: Unsupported value: "{policy or ""}": '
+            'supported values: "OnFailure", "Never"',
+        )
+    for field in ("completions", "parallelism"):
+        if spec.setdefault(field, 1) != 1:
+            raise JOBS.invalid(
+                name, f"spec.{field}: Invalid value: the simulator runs one pod per Job"
+            )
+    for field, minimum in (
+        ("backoffLimit", 0),
+        ("activeDeadlineSeconds", 1),
+        ("ttlSecondsAfterFinished", 0),
+    ):
+        value = spec.get(field)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < minimum
+        ):
+            raise JOBS.invalid(
+                name, f"spec.{field}: Invalid value: {value!r}: must be an integer >= {minimum}"
+            )
+    spec.setdefault("backoffLimit", 6)
+    spec.setdefault("completionMode", "NonIndexed")
+    spec.setdefault("suspend", False)
+    if old is not None:
+        old_spec = old.get("spec") or {}
+        for field in ("template", "selector", "completions", "completionMode"):
+            if spec.get(field) != old_spec.get(field):
+                raise JOBS.invalid(name, f"spec.{field}: Invalid value: field is immutable")
+        return
+    uid = obj["metadata"]["uid"]
+    if spec.get("selector") is not None:
+        raise JOBS.invalid(
+            name, "spec.selector: Invalid value: the simulator generates every Job's selector"
+        )
+    spec["selector"] = {"matchLabels": {JOB_UID_LABEL: uid}}
+    labels = template.setdefault("metadata", {}).setdefault("labels", {})
+    for uid_label, name_label in ((JOB_UID_LABEL, JOB_NAME_LABEL), _LEGACY_JOB_LABELS):
+        labels[uid_label] = uid
+        labels[name_label] = name
+    _validate_pod_spec(JOBS, name, pod_spec, "spec.template.spec")
+    _default_pod_spec(pod_spec)

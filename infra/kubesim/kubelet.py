@@ -115,7 +115,12 @@ class _Pod:
         main = [c for c in self.containers.values() if not c.is_init]
         pending_init = [c.name for c in init if not c.ready]
         unready = [c.name for c in main if not c.ready]
-        if self.restart_policy != "Always" and all(isinstance(c.state, Terminated) for c in main):
+        init_failed = self.restart_policy == "Never" and any(
+            isinstance(c.state, Terminated) and c.state.exit_code for c in init
+        )
+        if init_failed:
+            phase = "Failed"  # never retried: the main containers will never start
+        elif self.restart_policy != "Always" and all(isinstance(c.state, Terminated) for c in main):
             failed = any(isinstance(c.state, Terminated) and c.state.exit_code for c in main)
             phase = "Failed" if failed else "Succeeded"
         elif any(c.ever_started for c in main):

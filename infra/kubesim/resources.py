@@ -25,6 +25,9 @@ class ResourceKind:
     # Status fields the API server always writes (Go fields without omitempty): a new
     # ReplicaSet reads ``replicas: 0`` before its controller syncs it, and clients require it.
     initial_status: tuple[tuple[str, Any], ...] = ()
+    # What DELETE does to dependents when the request does not say: Jobs orphan their pods
+    # (batch/v1 keeps that legacy default; kubectl asks for Background explicitly).
+    default_propagation: str = "Background"
 
     @property
     def api_version(self) -> str:
@@ -95,8 +98,23 @@ REPLICA_SETS = ResourceKind(
     tracks_generation=True,
     initial_status=(("replicas", 0),),
 )
+JOBS = ResourceKind(
+    "jobs", "Job", group="batch", status_subresource=True, default_propagation="Orphan"
+)
 
-ALL_KINDS = (NAMESPACES, PODS, SERVICES, SECRETS, CONFIG_MAPS, EVENTS, DEPLOYMENTS, REPLICA_SETS)
+ALL_KINDS = (
+    NAMESPACES,
+    PODS,
+    SERVICES,
+    SECRETS,
+    CONFIG_MAPS,
+    EVENTS,
+    DEPLOYMENTS,
+    REPLICA_SETS,
+    JOBS,
+)
+# The API groups served besides the core one, in discovery order.
+API_GROUPS = ("apps", "batch")
 
 
 def find_kind(group: str, plural: str) -> ResourceKind | None:

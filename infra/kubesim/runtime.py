@@ -201,7 +201,9 @@ class _SimulatedPod:
 
 
 class SimulatedRuntime:
-    """Pods that pass their init containers and become ready after short delays.
+    """Pods that pass their init containers and become ready after short delays; a pod that
+    does not restart always (a Job's) exits 0 instead, unless a fault says otherwise
+    (``crash-loop``: exit 1; ``never-ready``: it runs until deleted).
 
     Scripted faults (``add_fault``) are consulted at every step, so adding or clearing one
     also affects pods that are already running.
@@ -285,6 +287,9 @@ class SimulatedRuntime:
         container = pod.view.init_containers[index]
         if self._fault_for(pod) is Fault.INIT_FAILURE:
             pod.sink.log(container.name, "error: simulated init container failure")
+            if pod.view.restart_policy == "Never":
+                pod.sink.report(container.name, Terminated(1, "Error"))
+                return
             self._crash(pod, container.name, lambda: self._start_init(pod, index))
             return
         pod.sink.log(container.name, f"init container {container.name} completed")
@@ -304,6 +309,11 @@ class SimulatedRuntime:
                 pod.sink.report(container.name, Terminated(1, "Error"))
                 return
             self._crash(pod, container.name, lambda: self._start_container(pod, container))
+            return
+        if pod.view.restart_policy != "Always" and fault is not Fault.NEVER_READY:
+            # A pod that runs to completion (a Job's): its program has done its work.
+            pod.sink.log(container.name, f"container {container.name} completed")
+            pod.sink.report(container.name, Terminated(0, "Completed"))
             return
         pod.sink.report(container.name, Running(ready=fault is not Fault.NEVER_READY))
         self._after(pod, self._health_check_interval, lambda: self._check_health(pod, container))

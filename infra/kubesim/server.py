@@ -20,7 +20,14 @@ from infra.kubesim.api_errors import ApiError, bad_request, success_status, unsu
 from infra.kubesim.clock import parse_time, utc_now
 from infra.kubesim.logs import LogQuery
 from infra.kubesim.merge import json_merge_patch, json_patch, strategic_merge
-from infra.kubesim.resources import ALL_KINDS, PODS, KubeObject, ResourceKind, find_kind
+from infra.kubesim.resources import (
+    ALL_KINDS,
+    API_GROUPS,
+    PODS,
+    KubeObject,
+    ResourceKind,
+    find_kind,
+)
 from infra.kubesim.selectors import labels_match, parse_field_selector, parse_label_selector
 from infra.kubesim.store import WatchEvent
 
@@ -314,11 +321,13 @@ class RequestHandler(BaseHTTPRequestHandler):
                 },
             )
         elif path == "/apis":
-            version = {"groupVersion": "apps/v1", "version": "v1"}
-            apps = {"name": "apps", "versions": [version], "preferredVersion": version}
-            self._send_json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [apps]})
-        elif path in ("/api/v1", "/apis/apps/v1"):
-            group = "" if path == "/api/v1" else "apps"
+            groups = []
+            for name in API_GROUPS:
+                version = {"groupVersion": f"{name}/v1", "version": "v1"}
+                groups.append({"name": name, "versions": [version], "preferredVersion": version})
+            self._send_json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+        elif path == "/api/v1" or path in {f"/apis/{name}/v1" for name in API_GROUPS}:
+            group = "" if path == "/api/v1" else path.split("/")[2]
             self._send_json(
                 200,
                 {
@@ -356,10 +365,13 @@ class RequestHandler(BaseHTTPRequestHandler):
             self._send_json(201, created)
         elif method == "DELETE":
             predicate = self._selector(query)
+            propagation = query.get("propagationPolicy") or route.kind.default_propagation
             items, revision = store.list_objects(route.kind, route.namespace, predicate)
             for item in items:
                 meta = item["metadata"]
-                store.delete(route.kind, meta.get("namespace", ""), meta["name"])
+                store.delete(
+                    route.kind, meta.get("namespace", ""), meta["name"], propagation=propagation
+                )
             self._send_json(200, self._list_body(route.kind, items, revision))
         else:
             raise ApiError(405, "MethodNotAllowed", f"{method} is not allowed on a collection")
@@ -424,7 +436,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                 kind,
                 namespace,
                 name,
-                propagation=propagation or "Background",
+                propagation=propagation or kind.default_propagation,
                 precondition_uid=preconditions.get("uid"),
                 precondition_resource_version=preconditions.get("resourceVersion"),
                 dry_run=dry_run or options.get("dryRun") == ["All"],

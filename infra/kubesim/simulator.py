@@ -12,6 +12,7 @@ from typing import Any
 from infra.kubesim.api_errors import ApiError, bad_request
 from infra.kubesim.controller import WorkloadController
 from infra.kubesim.events import EventRecorder
+from infra.kubesim.jobs import JobController
 from infra.kubesim.kubelet import Kubelet
 from infra.kubesim.logs import LogBook
 from infra.kubesim.resources import PODS
@@ -50,6 +51,7 @@ class Simulator:
         self.runtime: PodRuntime = runtime if runtime is not None else SimulatedRuntime()
         self.kubelet = Kubelet(self.store, self.runtime, self.logs, self.events)
         self.controller = WorkloadController(self.store, self.events, resync_interval)
+        self.jobs = JobController(self.store, self.events, resync_interval)
         self._server = ApiServer(("127.0.0.1", port), self)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -74,6 +76,7 @@ class Simulator:
         self._server.server_close()
         self._thread.join(timeout=5)
         self.controller.stop()
+        self.jobs.stop()
         self.kubelet.stop()
 
     def __enter__(self) -> Simulator:

@@ -26,7 +26,7 @@ def test_discovery_lists_resources(api_client: client.ApiClient, sim: Simulator)
     resources = client.AppsV1Api(api_client).get_api_resources()
     assert "deployments" in {r.name for r in resources.resources}
     groups = client.ApisApi(api_client).get_api_versions()
-    assert [g.name for g in groups.groups] == ["apps"]
+    assert [g.name for g in groups.groups] == ["apps", "batch"]
 
 
 def test_namespaces_are_created_listed_and_deleted(core: client.CoreV1Api) -> None:

@@ -30,7 +30,12 @@ from kubernetes.client import ApiClient, ApiException
 from chalicelib.manifests import (
     APP_CONTAINER,
     FETCH_CONTAINER,
+    JOB_APP_LABEL,
+    JOB_CONTAINER,
+    JOB_NAME_LABEL,
+    JobPurpose,
     config_secrets_selector,
+    jobs_selector,
     label_selector,
 )
 
@@ -78,6 +83,39 @@ class Rollout:
     @property
     def finished(self) -> bool:
         return self.phase != RolloutPhase.ROLLING_OUT
+
+
+class JobPhase(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+# How many of a failed command's last output lines say why it failed.
+FAILURE_TAIL_LINES = 10
+
+
+@dataclass(frozen=True)
+class JobState:
+    """Where a Job (a release command, a run) stands, from the Job and its pod.
+
+    ``exit_code`` is the command's once it has exited; ``message`` says why a failed Job
+    failed: the command's last output lines, the fetcher's error, or the deadline.
+    """
+
+    name: str
+    phase: JobPhase
+    exit_code: int | None
+    message: str
+    command: tuple[str, ...]
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    created_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return self.phase != JobPhase.RUNNING
 
 
 @dataclass(frozen=True)
@@ -136,7 +174,7 @@ class Cluster:
 
     Every request is one of those granted by ``infra/k8s/rbac.yaml`` (and the RBAC test holds
     the two to each other): apply secrets/services/deployments, get deployments, list
-    replicasets, pods and events, get pods/log.
+    replicasets, pods and events, get pods/log; create, get, list and delete jobs.
     """
 
     def __init__(
@@ -151,6 +189,7 @@ class Cluster:
         self.namespace = namespace
         self._core = kubernetes.client.CoreV1Api(api)
         self._apps = kubernetes.client.AppsV1Api(api)
+        self._batch = kubernetes.client.BatchV1Api(api)
         self._crash_restarts = crash_restarts
         self._log_settle = timedelta(seconds=log_settle_seconds)
         self._timeout = request_timeout
@@ -193,7 +232,77 @@ class Cluster:
             _request_timeout=self._timeout,
         )
 
+    def create_job(self, manifest: dict[str, Any]) -> bool:
+        """Create the Job; False when it exists already (a retried step creates it once)."""
+        if manifest["metadata"].get("namespace", self.namespace) != self.namespace:
+            raise ValueError(f"Job {manifest['metadata']['name']} is not for {self.namespace}")
+        try:
+            # The client serializes a plain dict as it would its own model.
+            self._batch.create_namespaced_job(
+                self.namespace,
+                manifest,  # type: ignore[arg-type]
+                _request_timeout=self._timeout,
+            )
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
+
+    def delete_job(self, name: str) -> bool:
+        """Delete the Job and its pod (which stops its command); False if it was gone."""
+        try:
+            self._batch.delete_namespaced_job(
+                name,
+                self.namespace,
+                # batch/v1 orphans a Job's pods unless told otherwise.
+                propagation_policy="Background",
+                _request_timeout=self._timeout,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
     # -- reads -------------------------------------------------------------------------------
+
+    def job(self, name: str) -> JobState | None:
+        """The Job ``name`` and its pod's outcome, or None when there is no such Job."""
+        try:
+            found = self._batch.read_namespaced_job(
+                name, self.namespace, _request_timeout=self._timeout
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        pods = self._core.list_namespaced_pod(
+            self.namespace,
+            label_selector=f"{JOB_NAME_LABEL}={name}",
+            _request_timeout=self._timeout,
+        ).items
+        return _job_state(found, pods)
+
+    def jobs(self, app_name: str, purpose: JobPurpose) -> list[JobState]:
+        """The app's Jobs of ``purpose`` the cluster still keeps, newest first."""
+        selector = jobs_selector(app_name, purpose)
+        found = self._batch.list_namespaced_job(
+            self.namespace, label_selector=selector, _request_timeout=self._timeout
+        ).items
+        pods = self._core.list_namespaced_pod(
+            self.namespace, label_selector=selector, _request_timeout=self._timeout
+        ).items
+        by_job: dict[str, list[Any]] = {}
+        for pod in pods:
+            job_name = ((pod.metadata.labels if pod.metadata else None) or {}).get(JOB_NAME_LABEL)
+            by_job.setdefault(job_name or "", []).append(pod)
+        states = [
+            _job_state(job, by_job.get((job.metadata.name if job.metadata else None) or "", []))
+            for job in found
+        ]
+        oldest = datetime.min.replace(tzinfo=UTC)
+        return sorted(states, key=lambda state: state.created_at or oldest, reverse=True)
 
     def ping(self) -> None:
         """A cheap call that proves reachability, credentials and the Role (for /readyz)."""
@@ -329,16 +438,29 @@ class Cluster:
         since: datetime | None = None,
         tail: int | None = None,
         deployment_id: str | None = None,
+        job: str | None = None,
     ) -> list[LogLine]:
-        """Log lines of the app's pods (fetcher and app containers), oldest first.
+        """Log lines of the app's pods (fetcher and app containers), oldest first; with
+        ``job``, of that Job's pods instead (fetcher and command).
 
         Only lines strictly after ``since`` and no newer than a settle horizon (now minus
         ``log_settle_seconds``, taken before reading) are returned, compared at microsecond
         precision. Every line up to the horizon has been written by the time the pods are
         read, so a caller that pages with ``since = last line's ts`` sees each line once: no
         gap when pods log concurrently, no duplicate. ``tail`` keeps the last ``tail`` lines.
+        A Job whose pods have all finished has written its last line: no horizon then.
         """
-        horizon = datetime.now(UTC) - self._log_settle
+        if job is not None:
+            selector = f"app={JOB_APP_LABEL},app_name={app_name},{JOB_NAME_LABEL}={job}"
+            containers: tuple[str, ...] = (FETCH_CONTAINER, JOB_CONTAINER)
+        else:
+            selector = label_selector(app_name, deployment_id)
+            containers = (FETCH_CONTAINER, APP_CONTAINER)
+        pods = self._core.list_namespaced_pod(
+            self.namespace, label_selector=selector, _request_timeout=self._timeout
+        ).items
+        settled = job is not None and all(_pod_finished(pod) for pod in pods)
+        horizon = datetime.now(UTC) - (timedelta(0) if settled else self._log_settle)
         if since is not None:
             since = _utc(since)
             if since >= horizon:
@@ -351,16 +473,12 @@ class Cluster:
             # skew with the API server), then cut exactly here. Every line is newer than 1970:
             # an older ``since`` asks for them all (a window that long overflows servers).
             since_seconds = math.ceil((datetime.now(UTC) - since).total_seconds()) + 60
-        selector = label_selector(app_name, deployment_id)
-        pods = self._core.list_namespaced_pod(
-            self.namespace, label_selector=selector, _request_timeout=self._timeout
-        ).items
         lines: list[LogLine] = []
         for pod in pods:
             name = pod.metadata.name if pod.metadata else None
             if not name:
                 continue
-            for container in (FETCH_CONTAINER, APP_CONTAINER):
+            for container in containers:
                 lines.extend(self._container_log(name, container, since_seconds, tail))
         selected = [
             line for line in lines if (since is None or line.ts > since) and line.ts <= horizon
@@ -439,6 +557,89 @@ class Cluster:
                         f"{_last_exit(container)})"
                     )
         return None
+
+
+def _pod_finished(pod: Any) -> bool:
+    return (pod.status.phase if pod.status else None) in ("Succeeded", "Failed")
+
+
+def _job_state(job: Any, pods: list[Any]) -> JobState:
+    """A Job's phase and outcome: its conditions say whether it finished, its (only) pod how."""
+    status = job.status
+    conditions = [c for c in (status.conditions if status else None) or [] if c.status == "True"]
+    finished = next((c for c in conditions if c.type in ("Complete", "Failed")), None)
+    template = job.spec.template.spec if job.spec and job.spec.template else None
+    container = next((c for c in (template.containers if template else None) or []), None)
+    command = tuple((container.command or []) + (container.args or [])) if container else ()
+    pod = max(pods, key=lambda p: p.metadata.creation_timestamp or 0, default=None)
+    exit_code, failure = _job_pod_outcome(pod)
+    if finished is not None and finished.type == "Complete":
+        phase, message = JobPhase.SUCCEEDED, ""
+    elif finished is not None:
+        phase = JobPhase.FAILED
+        if finished.reason == "DeadlineExceeded":
+            deadline = job.spec.active_deadline_seconds if job.spec else None
+            message = f"it ran longer than its {deadline} s limit (DeadlineExceeded)"
+        else:
+            message = failure or finished.message or finished.reason or "the Job failed"
+    elif failure is not None and pod is not None and _pod_finished(pod):
+        phase, message = JobPhase.FAILED, failure  # the controller has not caught up yet
+    elif pod is not None and (stuck := _stuck(pod)) is not None:
+        phase, message = JobPhase.FAILED, stuck
+    else:
+        phase, message = JobPhase.RUNNING, ""
+    metadata = job.metadata
+    finished_at = (status.completion_time if status else None) or (
+        finished.last_transition_time if finished is not None else None
+    )
+    return JobState(
+        name=metadata.name,
+        phase=phase,
+        exit_code=exit_code,
+        message=message,
+        command=command,
+        labels=dict(metadata.labels or {}),
+        annotations=dict(metadata.annotations or {}),
+        created_at=_utc(metadata.creation_timestamp) if metadata.creation_timestamp else None,
+        finished_at=_utc(finished_at) if finished_at else None,
+    )
+
+
+def _job_pod_outcome(pod: Any) -> tuple[int | None, str | None]:
+    """The command's exit code once it exited, and why the pod failed (None if it did not)."""
+    status = pod.status if pod is not None else None
+    if status is None:
+        return None, None
+    for fetch in status.init_container_statuses or []:
+        terminated = fetch.state.terminated if fetch.state else None
+        if terminated is not None and terminated.exit_code:
+            detail = (
+                first_error_line(terminated.message or "") or f"exit code {terminated.exit_code}"
+            )
+            return None, f"fetching the artifact failed: {detail}"
+    for container in status.container_statuses or []:
+        terminated = container.state.terminated if container.state else None
+        if container.name != JOB_CONTAINER or terminated is None:
+            continue
+        if not terminated.exit_code:
+            return 0, None
+        said = [line for line in (terminated.message or "").splitlines() if line.strip()]
+        tail = "\n".join(said[-FAILURE_TAIL_LINES:])
+        stated = f"exited with code {terminated.exit_code}"
+        return int(terminated.exit_code), f"{stated}:\n{tail}" if tail else stated
+    return None, None
+
+
+def _stuck(pod: Any) -> str | None:
+    """Why a Job's pod can never start its command (a missing image, a broken config)."""
+    status = pod.status
+    for container in [*(status.init_container_statuses or []), *(status.container_statuses or [])]:
+        waiting = container.state.waiting if container.state else None
+        if waiting is not None and waiting.reason in _FATAL_WAITING:
+            return f"container {container.name}: {waiting.reason}: {waiting.message or ''}".rstrip(
+                ": "
+            )
+    return None
 
 
 def _involves(app_name: str, kind: str, name: str, rs_names: set[str], pod_names: set[str]) -> bool:

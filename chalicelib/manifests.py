@@ -10,6 +10,7 @@ import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -262,17 +263,9 @@ def _fetch_container(spec: WorkloadSpec) -> dict[str, Any]:
 
 
 def _app_container(spec: WorkloadSpec) -> dict[str, Any]:
-    limits = spec.resources
-    config = [{"secretRef": {"name": spec.config_secret_name}}] if spec.env else []
+    command = ["sh", "-c", spec.start_command.strip() or contract.DEFAULT_START_COMMAND]
     return {
-        "name": APP_CONTAINER,
-        "image": spec.app_image,
-        "imagePullPolicy": "IfNotPresent",
-        "command": ["sh", "-c", spec.start_command.strip() or contract.DEFAULT_START_COMMAND],
-        "workingDir": APP_DIR,
-        # An ``env`` entry wins over ``envFrom``: PORT stays the platform's.
-        "envFrom": config,
-        "env": [{"name": "PORT", "value": str(spec.port)}],
+        **_release_container(spec, APP_CONTAINER, command),
         "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
         # TCP, not HTTP GET /: the contract with an app is "listen on $PORT"; many APIs answer
         # 404 (a probe failure) or need auth on /, and would never become ready.
@@ -284,6 +277,23 @@ def _app_container(spec: WorkloadSpec) -> dict[str, Any]:
             "failureThreshold": 3,
             "successThreshold": 1,
         },
+    }
+
+
+def _release_container(spec: WorkloadSpec, name: str, command: list[str]) -> dict[str, Any]:
+    """A container running ``command`` in the release's extracted artifact, with its config:
+    the app's, a release command's or a one-off run's."""
+    limits = spec.resources
+    config = [{"secretRef": {"name": spec.config_secret_name}}] if spec.env else []
+    return {
+        "name": name,
+        "image": spec.app_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": command,
+        "workingDir": APP_DIR,
+        # An ``env`` entry wins over ``envFrom``: PORT stays the platform's.
+        "envFrom": config,
+        "env": [{"name": "PORT", "value": str(spec.port)}],
         "volumeMounts": [
             {"name": "app", "mountPath": APP_DIR},
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the pod's own emptyDir
@@ -293,6 +303,7 @@ def _app_container(spec: WorkloadSpec) -> dict[str, Any]:
             "limits": {"cpu": limits.cpu_limit, "memory": limits.memory_limit},
         },
         "securityContext": _container_security(),
+        # The end of the output becomes the termination message: why a command failed.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
@@ -320,24 +331,30 @@ def _deployment(spec: WorkloadSpec) -> dict[str, Any]:
             "revisionHistoryLimit": spec.revision_history_limit,
             "template": {
                 "metadata": {"labels": labels, "annotations": annotations},
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    # Only nodes that can run the artifact's native code (its addons).
-                    "nodeSelector": contract.node_selector(spec.platform),
-                    "securityContext": {
-                        "runAsUser": RUN_AS,
-                        "runAsGroup": RUN_AS,
-                        "fsGroup": RUN_AS,
-                        "runAsNonRoot": True,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "initContainers": [_fetch_container(spec)],
-                    "containers": [_app_container(spec)],
-                    "volumes": _volumes(spec),
-                },
+                "spec": _pod_spec(spec, _app_container(spec)),
             },
         },
+    }
+
+
+def _pod_spec(spec: WorkloadSpec, container: dict[str, Any]) -> dict[str, Any]:
+    """The hardened pod every container of an app runs in: the fetcher first, no service
+    account token, non-root, the release's own volumes."""
+    return {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        # Only nodes that can run the artifact's native code (its addons).
+        "nodeSelector": contract.node_selector(spec.platform),
+        "securityContext": {
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "fsGroup": RUN_AS,
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "initContainers": [_fetch_container(spec)],
+        "containers": [container],
+        "volumes": _volumes(spec),
     }
 
 
@@ -352,6 +369,115 @@ def _volumes(spec: WorkloadSpec) -> list[dict[str, Any]]:
         host_path = {"path": spec.layer_cache_dir, "type": "DirectoryOrCreate"}
         volumes.append({"name": LAYER_CACHE_VOLUME, "hostPath": host_path})
     return volumes
+
+
+# -- Jobs: a release command, a one-off run ----------------------------------------------------
+
+JOB_CONTAINER = "job"
+# What a Job's pods are labelled with instead of ``app: aether``: the app's Service and
+# Deployment select ``app: aether``, and must never send traffic to, or count, a Job's pod.
+JOB_APP_LABEL = "aether-job"
+JOB_PURPOSE_LABEL = "aether.dev/job"
+RUN_ID_LABEL = "aether.dev/run-id"
+CREATED_BY_ANNOTATION = "aether.dev/created-by"
+VERSION_ANNOTATION = "aether.dev/release-version"
+# The label the Job controller puts on a Job's pods (and the simulator's does too).
+JOB_NAME_LABEL = "job-name"
+
+
+class JobPurpose(StrEnum):
+    RELEASE = "release"  # the release command, once per release, before its rollout
+    RUN = "run"  # a command someone asked to run (``aether run``)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A command run to completion, once, in a pod of ``release`` (its artifact, config and
+    image, the same hardened pod as its app's)."""
+
+    release: WorkloadSpec
+    purpose: JobPurpose
+    command: tuple[str, ...]
+    deadline_seconds: int
+    ttl_seconds: int
+    created_by: str
+    version: int | None = None
+    run_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.command or not all(self.command):
+            raise ValueError("a Job needs a command of non-empty words")
+        if self.deadline_seconds < 1 or self.ttl_seconds < 0:
+            raise ValueError("deadline_seconds must be positive and ttl_seconds not negative")
+        if (self.purpose == JobPurpose.RUN) != (self.run_id is not None):
+            raise ValueError("a run, and only a run, has a run_id")
+
+    @property
+    def name(self) -> str:
+        if self.run_id is not None:
+            return run_job_name(self.run_id)
+        return release_job_name(self.release.deployment_id)
+
+
+def release_job_name(deployment_id: str) -> str:
+    """One per release; a name of at most 63 characters (it becomes the pods' job-name label),
+    whatever the app's name."""
+    return f"release-{deployment_id}"
+
+
+def run_job_name(run_id: str) -> str:
+    return f"run-{run_id}"
+
+
+def job_labels(app_name: str, purpose: JobPurpose, run_id: str | None = None) -> dict[str, str]:
+    labels = {"app": JOB_APP_LABEL, "app_name": app_name, JOB_PURPOSE_LABEL: purpose.value}
+    if run_id is not None:
+        labels[RUN_ID_LABEL] = run_id
+    return labels
+
+
+def jobs_selector(app_name: str, purpose: JobPurpose) -> str:
+    return ",".join(f"{key}={value}" for key, value in job_labels(app_name, purpose).items())
+
+
+def job_manifest(job: JobSpec) -> dict[str, Any]:
+    """The Job: one pod, never restarted nor retried (``backoffLimit: 0``: a release command
+    or a run that fails is reported, not run again), stopped at its deadline, and deleted
+    with its pod ``ttl_seconds`` after it finished.
+
+    The release's Secrets (its config, the app's pull token) must exist: a rollout applies
+    them, and a run starts from a release that serves.
+    """
+    release = job.release
+    labels = {
+        **job_labels(release.app_name, job.purpose, job.run_id),
+        "deployment_id": release.deployment_id,
+    }
+    annotations = {
+        DIGEST_ANNOTATION: release.digest,
+        DEPLOYMENT_ANNOTATION: release.deployment_id,
+        CREATED_BY_ANNOTATION: job.created_by,
+    }
+    if job.version is not None:
+        annotations[VERSION_ANNOTATION] = str(job.version)
+    pod = _pod_spec(release, _release_container(release, JOB_CONTAINER, list(job.command)))
+    pod["restartPolicy"] = "Never"
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job.name,
+            "namespace": release.namespace,
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": job.deadline_seconds,
+            "ttlSecondsAfterFinished": job.ttl_seconds,
+            "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod},
+        },
+    }
 
 
 def _service(spec: WorkloadSpec) -> dict[str, Any]:

@@ -93,6 +93,9 @@ KUBECONFIG
 
 # Prove the identity works, and only as far as the Role says.
 KUBECONFIG="$kubeconfig" kubectl auth can-i patch deployments.apps -n "$namespace" >/dev/null
+# Release commands and runs are Jobs, created and (a stopped run) deleted.
+KUBECONFIG="$kubeconfig" kubectl auth can-i create jobs.batch -n "$namespace" >/dev/null
+KUBECONFIG="$kubeconfig" kubectl auth can-i delete jobs.batch -n "$namespace" >/dev/null
 if KUBECONFIG="$kubeconfig" kubectl auth can-i get secrets -n "$namespace" >/dev/null 2>&1; then
   echo "up.sh: the control plane can read secrets; infra/k8s/rbac.yaml grants too much" >&2
   exit 1

@@ -14,7 +14,7 @@ from typing import Literal, Protocol
 from kubernetes.client import ApiClient, CoreV1Api
 
 from chalicelib.kube import Cluster, Rollout
-from chalicelib.manifests import WorkloadSpec, workload_manifests
+from chalicelib.manifests import JobPurpose, JobSpec, WorkloadSpec, workload_manifests
 from infra.kubesim import Simulator
 from tests.polling import wait_for
 
@@ -51,6 +51,19 @@ class Harness(Protocol):
     def produce_logs(self, app_name: str, count: int) -> None:
         """Make the app's container print at least ``count`` lines."""
         ...
+
+
+def run_spec(release: WorkloadSpec, command: tuple[str, ...] = ("true",)) -> JobSpec:
+    """A one-off run of ``command`` from ``release`` (whose Secrets its rollout applied)."""
+    return JobSpec(
+        release=release,
+        purpose=JobPurpose.RUN,
+        command=command,
+        deadline_seconds=60,
+        ttl_seconds=3600,
+        created_by="tests",
+        run_id=uuid.uuid4().hex[:12],
+    )
 
 
 def deploy(harness: Harness, spec: WorkloadSpec) -> None:

@@ -17,14 +17,19 @@ from typing import Any
 import pytest
 import yaml
 
-from chalicelib.kube import Cluster, api_client
+from chalicelib.kube import Cluster, JobPhase, JobState, api_client
+from chalicelib.manifests import job_manifest
 from infra.kubesim import Simulator
-from tests.kube.harness import deploy, finished, new_app_name
+from tests.kube.harness import deploy, finished, new_app_name, run_spec
 from tests.kube.recording_proxy import Permission, RecordingProxy, Request, permissions
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 RBAC = ROOT / "infra" / "k8s" / "rbac.yaml"
 NAMESPACE_FILE = ROOT / "infra" / "k8s" / "namespace.yaml"
+
+
+_running = JobState("", JobPhase.RUNNING, None, "", (), {}, {}, None, None)
 
 
 def _documents(path: Path) -> dict[str, dict[str, Any]]:
@@ -107,6 +112,15 @@ def test_the_role_grants_exactly_what_the_cluster_class_uses(
     deploy(harness, crashing)
     assert finished(harness, crashing).phase == "failed"
     assert cluster.rollout("never-deployed", "x").phase == "failed"
+    job = run_spec(second)
+    assert cluster.create_job(job_manifest(job))
+    assert not cluster.create_job(job_manifest(job))
+    assert wait_for(lambda: (cluster.job(job.name) or _running).finished, what="the job")
+    assert [state.name for state in cluster.jobs(app, job.purpose)] == [job.name]
+    cluster.logs(app, job=job.name)
+    assert cluster.delete_job(job.name)
+    assert not cluster.delete_job(job.name)
+    assert cluster.job(job.name) is None
 
     role = _documents(RBAC)["Role"]
     used: set[Permission] = set()
@@ -137,7 +151,9 @@ def test_the_control_plane_cannot_read_secrets_or_touch_other_namespaces() -> No
     granted = _granted(_documents(RBAC)["Role"])
     assert not any(p.resource == "secrets" and p.verb in {"get", "list", "watch"} for p in granted)
     assert not any(p.resource == "namespaces" for p in granted)
-    assert not any(p.verb in {"delete", "update"} for p in granted)
+    assert not any(p.verb == "update" for p in granted)
+    # A run someone stops is deleted: the only object the control plane deletes by name.
+    assert {p for p in granted if p.verb == "delete"} == {Permission("batch", "jobs", "delete")}
     # Older releases' config Secrets go by label selector: the only delete there is.
     assert {p for p in granted if p.verb == "deletecollection"} == {
         Permission("", "secrets", "deletecollection")

@@ -129,7 +129,22 @@ def test_a_corrupt_cache_entry_is_detected_and_replaced(storage: Site, node: Pat
     assert entries(node / "layers") == [sha256(DEPS)]
 
 
-@pytest.mark.parametrize("damage", ["no stamp", "missing file", "extra symlink target"])
+def rewrite_stamp(entry: Path, old: str, new: str) -> None:
+    stamp = entry / "stamp.jsonl"
+    stamp.chmod(0o644)
+    stamp.write_text(stamp.read_text().replace(old, new))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "no stamp",
+        "missing file",
+        "extra symlink target",
+        "stamp path through ..",  # linking trusts the stamp's paths: they must stay inside
+        "stamp and symlink out of the tree",
+    ],
+)
 def test_a_half_written_or_damaged_entry_is_never_used(
     storage: Site, node: Path, damage: str
 ) -> None:
@@ -140,9 +155,15 @@ def test_a_half_written_or_damaged_entry_is_never_used(
         (entry / "stamp.jsonl").unlink()
     elif damage == "missing file":
         (entry / "tree/node_modules/pad/cli.js").unlink()
+    elif damage == "stamp path through ..":
+        rewrite_stamp(
+            entry, '"node_modules/pad/cli.js"', '"node_modules/../node_modules/pad/cli.js"'
+        )
     else:
         (entry / "tree/node_modules/.bin").unlink()
         (entry / "tree/node_modules/.bin").symlink_to("../../elsewhere")
+        if damage == "stamp and symlink out of the tree":
+            rewrite_stamp(entry, '"pad"', '"../../elsewhere"')
     # A crashed fetcher's staging directory, as it left it.
     staging = node / "layers" / f".staging-{sha256(DEPS)[:16]}-crashed"
     (staging / "tree").mkdir(parents=True)

@@ -594,12 +594,17 @@ def bounded_headers(limit: int) -> type[tarfile.TarInfo]:
     return BoundedTarInfo
 
 
+def _escapes(name: str, link: object) -> bool:
+    """Whether a symlink at ``name`` to ``link`` (relative to its directory) leaves the tree."""
+    if not isinstance(link, str) or link.startswith("/"):
+        return True
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), link))
+    return resolved == ".." or resolved.startswith("../")
+
+
 def check(member: tarfile.TarInfo, seen: _Seen, config: Config) -> str:
     """Refuse an entry that could escape the tree, exhaust the disk, or is not plain data;
     return its path relative to the tree, normalised ("." for the root)."""
-    seen.entries += 1
-    if seen.entries > config.max_entries:
-        raise FetchError(EXIT_UNSAFE, f"too many entries: more than {config.max_entries}")
     if len(member.name) > config.max_path or len(member.linkname) > config.max_path:
         _refuse(member, f"path longer than {config.max_path} characters")
     if member.name.startswith("/"):
@@ -619,33 +624,48 @@ def check(member: tarfile.TarInfo, seen: _Seen, config: Config) -> str:
     name = "/".join(parts) or "."
     if name == "." and not member.isdir():
         _refuse(member, "the archive root must be a directory")
-    repeated_dir = member.isdir() and name in seen.earlier_dirs and name not in seen.dirs
-    if (name in seen.names and not repeated_dir) or (name in seen.parents and not member.isdir()):
-        _refuse(member, "duplicate entry")
-    if seen.symlinks:
-        for depth in range(1, len(parts)):
-            if "/".join(parts[:depth]) in seen.symlinks:
-                _refuse(member, "path goes through a symlink")
-
+    kind = "d" if member.isdir() else "l" if member.issym() else "f" if member.isreg() else "h"
+    admit(seen, name, kind, member.size, config)
     if member.issym():
         if member.linkname.startswith("/"):
             _refuse(member, "symlink to an absolute path")
-        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), member.linkname))
-        if resolved == ".." or resolved.startswith("../"):
+        if _escapes(name, member.linkname):
             _refuse(member, f"symlink points outside the tree ({member.linkname!r})")
-        seen.symlinks.add(name)
     if member.islnk():
         target = [p for p in member.linkname.split("/") if p not in ("", ".")]
         if member.linkname.startswith("/") or "/".join(target) not in seen.files:
             _refuse(member, "hardlink target is not a regular file earlier in the archive")
-    if member.isreg():
-        seen.size += member.size
+    return name
+
+
+def admit(seen: _Seen, name: str, kind: str, size: int, config: Config) -> None:
+    """The rules that span entries, for one entry (``kind``: d, f, l, or h for a hardlink)
+    of a normalised ``name``: counts and sizes within their bounds, no duplicates, nothing
+    through a symlink; then record it."""
+    seen.entries += 1
+    if seen.entries > config.max_entries:
+        raise FetchError(EXIT_UNSAFE, f"too many entries: more than {config.max_entries}")
+    is_dir = kind == "d"
+    repeated_dir = is_dir and name in seen.earlier_dirs and name not in seen.dirs
+    if (name in seen.names and not repeated_dir) or (name in seen.parents and not is_dir):
+        raise FetchError(EXIT_UNSAFE, f"unsafe archive entry {shown(name)}: duplicate entry")
+    parts = name.split("/")
+    if seen.symlinks:
+        for depth in range(1, len(parts)):
+            if "/".join(parts[:depth]) in seen.symlinks:
+                raise FetchError(
+                    EXIT_UNSAFE, f"unsafe archive entry {shown(name)}: path goes through a symlink"
+                )
+    if kind == "l":
+        seen.symlinks.add(name)
+    elif kind == "f":
+        seen.size += size
         if seen.size > config.max_bytes:
             raise FetchError(
                 EXIT_UNSAFE, f"archive too large: more than {config.max_bytes} bytes uncompressed"
             )
         seen.files.add(name)
-    if member.isdir():
+    elif is_dir:
         seen.dirs.add(name)
     seen.names.add(name)
     # Deepest first: once a parent is known, so are all of its own (memory grows with the
@@ -655,7 +675,6 @@ def check(member: tarfile.TarInfo, seen: _Seen, config: Config) -> str:
         if parent in seen.parents:
             break
         seen.parents.add(parent)
-    return name
 
 
 def _group_writable(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
@@ -1142,18 +1161,24 @@ def _verified(path: Path, digest: str) -> CacheEntry:
         raise _Corrupt("not a stamp of this fetcher")
     if header.get("digest") != digest or header.get("entries") != len(entries):
         raise _Corrupt("the stamp is for another layer, or cut short")
-    tree = path / "tree"
+    tree = os.fspath(path / "tree")  # strings, not Paths: once per cached file per pod
     for entry in entries:
         if not (isinstance(entry, tuple) and len(entry) == 5):
             raise _Corrupt("a malformed stamp line")
         rel, kind, value, mode, mtime = entry
-        full = tree / str(rel)
+        # Linking trusts these lines as ``check`` passed them: a stamp that was written over
+        # must not name a path outside the tree.
+        if not isinstance(rel, str) or rel.startswith("/") or ".." in rel.split("/"):
+            raise _Corrupt("a stamp line names a path outside the tree")
+        if kind == "l" and _escapes(rel, value):
+            raise _Corrupt(f"{shown(rel)} points outside the tree")
+        full = f"{tree}/{rel}"
         try:
             info = os.lstat(full)
         except (OSError, TypeError, ValueError):
             raise _Corrupt(f"{shown(str(rel))} is missing") from None
         if kind == "l":
-            if not stat.S_ISLNK(info.st_mode) or str(full.readlink()) != value:
+            if not stat.S_ISLNK(info.st_mode) or os.readlink(full) != value:  # noqa: PTH115 - a str path
                 raise _Corrupt(f"{shown(rel)} is not the symlink it was")
             continue
         expected = stat.S_ISDIR if kind == "d" else stat.S_ISREG
@@ -1169,29 +1194,33 @@ def _verified(path: Path, digest: str) -> CacheEntry:
 
 def link_layer(entry: CacheEntry, tree: Path, seen: _Seen, config: Config) -> None:
     """Recreate a cached layer in ``tree``: its directories and symlinks made anew, its files
-    hard-linked (cloned or copied where the cache is another mount), each entry checked
-    against the layers before it as an extracted one would be."""
+    hard-linked (cloned or copied where the cache is another mount).
+
+    Each entry passed ``check`` when the layer was extracted into the cache, and the stamp
+    that lists them is verified before this runs; only the rules that span layers are
+    applied again (``admit``). Plain strings, not ``Path`` objects: this runs once per file
+    of ``node_modules`` on every pod start."""
     started = time.monotonic()
     copying = False
-    kinds = {"d": tarfile.DIRTYPE, "f": tarfile.REGTYPE, "l": tarfile.SYMTYPE}
+    root, source_root = os.fspath(tree), os.fspath(entry.tree)
+    umask = os.umask(0)
+    os.umask(umask)
     for rel, kind, value, mode, _ in entry.entries:
-        member = tarfile.TarInfo(rel)
-        member.type = kinds[kind]
-        if kind == "f":
-            member.size = int(value)
-        elif kind == "l":
-            member.linkname = str(value)
-        check(member, seen, config)
-        target = tree / rel
+        admit(seen, rel, kind, int(value) if kind == "f" else 0, config)
+        target = f"{root}/{rel}"
         if kind == "d":
-            with _suppress_exists():
-                target.mkdir()  # a directory an earlier layer made is shared (check allows)
-            target.chmod(mode)  # explicit: the process's umask must not narrow it
+            try:
+                os.mkdir(target, mode)  # noqa: PTH102 - a str path
+            except FileExistsError:  # a directory an earlier layer made is shared
+                os.chmod(target, mode)  # noqa: PTH101 - a str path
+                continue
+            if mode & umask:  # explicit: the process's umask must not narrow it
+                os.chmod(target, mode)  # noqa: PTH101 - a str path
             continue
         if kind == "l":
-            target.symlink_to(member.linkname)
+            os.symlink(str(value), target)  # noqa: PTH211 - a str path
             continue
-        source = entry.tree / rel
+        source = f"{source_root}/{rel}"
         if not copying:
             try:
                 os.link(source, target)
@@ -1204,7 +1233,7 @@ def link_layer(entry: CacheEntry, tree: Path, seen: _Seen, config: Config) -> No
                 copying = True
                 log(f"cannot hard-link from the cache ({error.strerror}); copying its files")
         try:
-            _clone(source, target, mode)
+            _clone(Path(source), Path(target), mode)
         except FileNotFoundError:
             raise CacheGone(f"cached layer {entry.digest[:12]} was evicted") from None
     elapsed = time.monotonic() - started

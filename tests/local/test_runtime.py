@@ -125,8 +125,10 @@ def test_a_node_that_cannot_be_downloaded_backs_off_and_says_why(
     try:
         api = api_client(str(local.write_kubeconfig(open_dir / "kubeconfig")))
         digest = artifacts.add(node_app("offline v1"))
+        # Long enough that a loaded machine has recorded the back-off when the deadline
+        # fails the rollout, whose message quotes it.
         deployment_id = deploy(
-            api, artifacts, "offline", digest, node_major=OTHER_MAJOR, deadline=3
+            api, artifacts, "offline", digest, node_major=OTHER_MAJOR, deadline=10
         )
         name = one_pod(api, "offline", deployment_id).metadata.name
 

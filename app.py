@@ -25,6 +25,7 @@ from chalicelib import (
     records,
     releases,
     rollouts,
+    teardown,
     verification,
 )
 from chalicelib.config_vault import ConfigVault
@@ -333,6 +334,22 @@ def show_app(app_name: str) -> dict[str, Any]:
     return apps.app_json(found, deployments.latest_json(found))
 
 
+@app.route("/apps/{app_name}", methods=["DELETE"])
+def destroy_app(app_name: str) -> dict[str, Any]:
+    """Destroy an application: its workload, Secrets, pull tokens, releases, keys and artifacts.
+
+    The name is free again once this answers. Another app's artifacts, the same digest
+    included, are its own and stay. A teardown cut short (the cluster unreachable) leaves the
+    app being destroyed: this again, or the reconciler, finishes it.
+    Developers destroy their own apps; admins any.
+    200: what was removed
+    Errors: not_found
+    """
+    return teardown.destroy_for(
+        principal(), get_data_plane().cluster, get_store(), app_name
+    ).to_json()
+
+
 @app.route("/apps/{app_name}/public-keys", methods=["POST"])
 def add_public_key(app_name: str) -> Response:
     """Register an Ed25519 public key that signs the app's artifacts.
@@ -594,6 +611,7 @@ def reconcile_deployments(event: CloudWatchEvent) -> None:
     rollouts.advance_all_in_flight(get_data_plane())
     rollouts.restore_lost_workloads(get_data_plane())
     rollouts.rotate_pull_tokens(get_data_plane())
+    teardown.resume_all(get_data_plane().cluster, get_store())
     flush_metrics()
 
 

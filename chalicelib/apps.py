@@ -13,7 +13,19 @@ from chalicelib.records import Application, PublicKey, is_condition_failure, iso
 
 
 def load(principal: Principal, name: str) -> Application:
-    """The app named ``name`` if the principal may act on it; else 404, as for a missing one."""
+    """The app named ``name`` if the principal may act on it; else 404, as for a missing one.
+
+    An app being destroyed is refused (409): nothing may be added to what its teardown
+    removes. Only the teardown itself (``authorized``) still acts on it.
+    """
+    app = authorized(principal, name)
+    if app.destroying_since is not None:
+        raise Conflict(f"application {name} is being destroyed; destroy it again to finish")
+    return app
+
+
+def authorized(principal: Principal, name: str) -> Application:
+    """The app named ``name``, in whatever state, if the principal may act on it; else 404."""
     require_human(principal)
     payloads.app_name(name, "app name")
     try:

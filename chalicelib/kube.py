@@ -174,7 +174,8 @@ class Cluster:
 
     Every request is one of those granted by ``infra/k8s/rbac.yaml`` (and the RBAC test holds
     the two to each other): apply secrets/services/deployments, get deployments, list
-    replicasets, pods and events, get pods/log; create, get, list and delete jobs.
+    replicasets, pods and events, get pods/log; create, get, list and delete jobs; delete an
+    app's Deployment and Service, and its Secrets by label selector.
     """
 
     def __init__(
@@ -264,6 +265,33 @@ class Cluster:
                 return False
             raise
         return True
+
+    def remove_app(self, app_name: str) -> None:
+        """Delete the app's Jobs, its Deployment (its ReplicaSets and pods go with it), its
+        Service and every Secret of its (pull token and each release's config); what is
+        already gone is no error, so a teardown that stopped half-way can run again."""
+        for purpose in JobPurpose:
+            for job in self.jobs(app_name, purpose):
+                self.delete_job(job.name)
+        for delete in (
+            self._apps.delete_namespaced_deployment,
+            self._core.delete_namespaced_service,
+        ):
+            try:
+                delete(
+                    app_name,
+                    self.namespace,
+                    propagation_policy="Background",
+                    _request_timeout=self._timeout,
+                )
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+        # By label selector, as for older releases' config: the control plane never reads a
+        # Secret back, so it never learns their names.
+        self._core.delete_collection_namespaced_secret(
+            self.namespace, label_selector=label_selector(app_name), _request_timeout=self._timeout
+        )
 
     # -- reads -------------------------------------------------------------------------------
 

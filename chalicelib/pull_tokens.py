@@ -41,7 +41,10 @@ def _locked(app_name: str) -> Iterator[str]:
                     now + timedelta(seconds=contract.PULL_LOCK_SECONDS)
                 ),
             ],
+            # An app being destroyed gets no Secret, hence no workload: the teardown removes
+            # what is there, and nothing writes behind it.
             condition=Application.name.exists()
+            & Application.destroying_since.does_not_exist()
             & (Application.pull_lock_until.does_not_exist() | (Application.pull_lock_until < now)),
         )
     except UpdateError as exc:

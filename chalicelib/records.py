@@ -117,6 +117,14 @@ class Application(_Table):
     # The version of the app's newest release; bumped only by a write conditioned on its
     # previous value, so two releases never share a number. Absent before the first.
     release_count = NumberAttribute(null=True)
+    # Set once by ``teardown.destroy`` (a conditional write), before anything is removed: from
+    # then on nothing releases, applies or writes a pull Secret for the app, and a teardown
+    # that stopped half-way is finished by a retry or the reconciler. The name is free again
+    # only once this record is deleted, the last step.
+    destroying_since = UTCDateTimeAttribute(null=True)
+    # ``release_count`` when ``retention`` last reclaimed the app's unretained artifacts:
+    # until another release is cut, nothing more can have fallen out of retention.
+    reclaimed_at_release = NumberAttribute(null=True)
 
 
 class ArtifactsByApp(_ByAppIndex):

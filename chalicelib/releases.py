@@ -133,6 +133,8 @@ def cut(
     """
     for _ in range(_CLAIM_ATTEMPTS):
         fresh = Application.get(app.name, consistent_read=True)
+        if fresh.destroying_since is not None:
+            raise Conflict(f"application {app.name} is being destroyed")
         current = latest(fresh)
         release = _record(principal, context, fresh, build(current))
         running = _already_running(current, release.config_key, context.is_live)
@@ -237,8 +239,8 @@ def _claim(
 
     One transaction writes the record and, on the application, the new count, the latest
     release and the in-flight slot: conditioned on the count and the latest release being
-    the ones read, and on the slot not holding this same configuration (then that release,
-    in flight, is the answer).
+    the ones read, on the slot not holding this same configuration (then that release, in
+    flight, is the answer), and on the app not being destroyed meanwhile (``teardown``).
     """
     counted = app.release_count
     version = (int(counted) if counted is not None else _recorded(app.name)) + 1
@@ -267,7 +269,10 @@ def _claim(
                     Application.inflight_deployment_id.set(release.deployment_id),
                     Application.latest_deployment_id.set(release.deployment_id),
                 ],
-                condition=same_count & same_latest & slot_free,
+                condition=same_count
+                & same_latest
+                & slot_free
+                & Application.destroying_since.does_not_exist(),
             )
         return release, True
     except TransactWriteError as exc:

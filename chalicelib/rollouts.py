@@ -121,8 +121,9 @@ def restore_lost_workloads(plane: DataPlane) -> int:
 
 
 def _restorable(app: Application) -> Deployment | None:
-    """The app's last successful deployment, unless a newer one is still in flight."""
-    if app.latest_deployment_id is None:
+    """The app's last successful deployment, unless a newer one is still in flight (or the
+    app is being destroyed: its teardown removes the workload)."""
+    if app.latest_deployment_id is None or app.destroying_since is not None:
         return None
     try:
         latest = Deployment.get(app.latest_deployment_id, consistent_read=True)

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from chalicelib.contract import DEFAULT_PLATFORM, MAX_PRESIGNED_URL_SECONDS, PLATFORMS
 
 GIB = 1024**3
+DEFAULT_RETAINED_RELEASES = 10
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,9 @@ class Settings:
     # hostPath volumes (infra/README.md says what enabling it takes).
     layer_cache_dir: str | None = None
     layer_cache_max_bytes: int = 4 * GIB
+    # How many of an app's latest releases can be rolled back to (AETHER_RETAINED_RELEASES):
+    # the reconciler reclaims the artifacts only older releases used.
+    retained_releases: int = DEFAULT_RETAINED_RELEASES
 
     @property
     def cluster_configured(self) -> bool:
@@ -186,6 +190,9 @@ class Settings:
             oidc=OidcSettings.from_env(env),
             layer_cache_dir=_host_path(env, "AETHER_LAYER_CACHE_DIR"),
             layer_cache_max_bytes=_positive_int(env, "AETHER_LAYER_CACHE_MAX_BYTES", 4 * GIB),
+            retained_releases=_positive_int(
+                env, "AETHER_RETAINED_RELEASES", DEFAULT_RETAINED_RELEASES
+            ),
         )
 
 

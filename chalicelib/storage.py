@@ -166,6 +166,17 @@ class ArtifactStore:
         self._s3.delete_object(Bucket=self.bucket, Key=key)
         return target
 
+    def delete(self, key: str) -> None:
+        """Remove an object under ``artifacts/`` (a missing one is no error).
+
+        Where the bucket keeps versions this leaves a delete marker; the bucket's lifecycle
+        rules expire the version it hides and then the marker. Quarantine is never touched:
+        the control plane may only write there, and its objects expire by the same rules.
+        """
+        if not key.startswith(ARTIFACT_PREFIX):
+            raise ValueError(f"{key} is not an artifact's key")
+        self._s3.delete_object(Bucket=self.bucket, Key=key)
+
     def ping(self) -> None:
         self._s3.head_bucket(Bucket=self.bucket)
 

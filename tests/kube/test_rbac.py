@@ -2,7 +2,7 @@
 
 Every request the Cluster class sends goes through a recording proxy in front of the
 simulator while it runs through everything it does (create, re-apply, roll, supersede, fail,
-events, logs, ping). Each recorded request is turned into the RBAC checks a real API server
+events, logs, ping, remove an app). Each recorded request is turned into the RBAC checks a real API server
 makes for it (group, resource/subresource, verb; an apply that creates is also a "create"),
 and that set must equal the Role's rules expanded: nothing used is missing, nothing granted is
 unused.
@@ -121,6 +121,11 @@ def test_the_role_grants_exactly_what_the_cluster_class_uses(
     assert cluster.delete_job(job.name)
     assert not cluster.delete_job(job.name)
     assert cluster.job(job.name) is None
+    left = run_spec(second)
+    assert cluster.create_job(job_manifest(left))
+    cluster.remove_app(app)
+    assert not cluster.has_workload(app) and cluster.job(left.name) is None
+    cluster.remove_app(app)  # again: what is gone is no error
 
     role = _documents(RBAC)["Role"]
     used: set[Permission] = set()
@@ -152,11 +157,15 @@ def test_the_control_plane_cannot_read_secrets_or_touch_other_namespaces() -> No
     assert not any(p.resource == "secrets" and p.verb in {"get", "list", "watch"} for p in granted)
     assert not any(p.resource == "namespaces" for p in granted)
     assert not any(p.verb == "update" for p in granted)
-    # A run someone stops is deleted: the only object the control plane deletes by name.
-    assert {p for p in granted if p.verb == "delete"} == {Permission("batch", "jobs", "delete")}
-    # Older releases' config Secrets go by label selector: the only delete there is.
+    # Secrets go by label selector (older releases' config, a destroyed app's all); by name,
+    # only a run someone stops and a destroyed app's Jobs, Deployment and Service.
     assert {p for p in granted if p.verb == "deletecollection"} == {
         Permission("", "secrets", "deletecollection")
+    }
+    assert {p for p in granted if p.verb == "delete"} == {
+        Permission("batch", "jobs", "delete"),
+        Permission("apps", "deployments", "delete"),
+        Permission("", "services", "delete"),
     }
 
 

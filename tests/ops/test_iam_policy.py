@@ -135,7 +135,8 @@ def _rebind_to_environment() -> None:
 
 
 def _exercise(api: Api, control_plane: Any, bucket: str) -> None:
-    """Every route a client uses, an accepted and a rejected upload, a deployment."""
+    """Every route a client uses, an accepted and a rejected upload, a deployment, a
+    teardown."""
     from nacl.signing import SigningKey
 
     assert api.get("/readyz").status == 200
@@ -190,6 +191,10 @@ def _exercise(api: Api, control_plane: Any, bucket: str) -> None:
 
     key_id = key.json["key_id"]
     assert api.delete(f"/apps/{name}/public-keys/{key_id}").status == 200
+
+    # The teardown: every record of the app, and its objects.
+    destroyed = api.delete(f"/apps/{name}")
+    assert destroyed.status == 200, destroyed.body
 
 
 def _upload(

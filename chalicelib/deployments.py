@@ -243,16 +243,21 @@ def record_event(
     *,
     at: datetime | None = None,
     once: str | None = None,
+    known: set[str] | None = None,
 ) -> None:
     """Add an event to the deployment's history.
 
     With ``once``, the event of that identity at that moment is written at most
-    once, however many reads, schedules and reconcilers report it.
+    once, however many reads, schedules and reconcilers report it; one already among
+    the ``known`` keys (``event_keys``) is not even tried again.
     """
     moment = at or utcnow()
+    key = event_key(moment, once or new_id()[:8])
+    if known is not None and key in known:
+        return
     event = DeploymentEvent(
         deployment_id,
-        event_key(moment, once or new_id()[:8]),
+        key,
         phase=phase,
         message=message,
         timestamp=moment,
@@ -265,6 +270,15 @@ def record_event(
     except PutError as exc:
         if not is_condition_failure(exc):
             raise
+
+
+def event_keys(deployment_id: str) -> set[str]:
+    """The keys of the deployment's history, in one query: a reader that copies the
+    cluster's events writes only those not there yet."""
+    return {
+        event.event_key
+        for event in DeploymentEvent.query(deployment_id, attributes_to_get=["event_key"])
+    }
 
 
 def events(deployment_id: str) -> list[DeploymentEvent]:

@@ -145,6 +145,10 @@ class ApiClient:
         body = {"name": app, "require_signature": require_signature}
         return self._json("POST", ("apps",), json=body, idempotent=False)
 
+    def destroy_app(self, app: str) -> dict[str, Any]:
+        # A teardown again resumes the one under way: safe to retry.
+        return self._feature("destroying apps", "DELETE", ("apps", app), idempotent=True)
+
     def add_public_key(self, app: str, public_key_hex: str) -> dict[str, Any]:
         body = {"public_key_hex": public_key_hex}
         # Registering the same key twice is harmless, so a retry is safe.

@@ -30,6 +30,7 @@ COMMANDS = {
     "status": "aether_cli.commands.apps:status",
     "logs": "aether_cli.commands.logs:logs",
     "list": "aether_cli.commands.apps:list_apps",
+    "apps": "aether_cli.commands.apps:apps",
     "rollback": "aether_cli.commands.apps:rollback",
     "releases": "aether_cli.commands.releases:releases",
     "config": "aether_cli.commands.releases:config",

@@ -1,4 +1,4 @@
-"""``aether list``, ``aether status`` and ``aether rollback``."""
+"""``aether list``, ``aether status``, ``aether rollback`` and ``aether apps create|destroy``."""
 
 from __future__ import annotations
 
@@ -46,6 +46,69 @@ def wait_options(what: str) -> Callable[[F], F]:
         )
 
     return decorate
+
+
+def _app_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    from aether_cli.config import APP_NAME_RULE, is_app_name
+
+    if not is_app_name(value):
+        raise click.BadParameter(f"{value!r} is not a valid app name ({APP_NAME_RULE})")
+    return value
+
+
+@click.group()
+def apps() -> None:
+    """Register an app, or destroy one with everything it holds."""
+
+
+@apps.command("create")
+@click.argument("name", callback=_app_name)
+@click.option(
+    "--require-signature",
+    is_flag=True,
+    help="Only deploy artifacts signed by one of the app's public keys.",
+)
+@format_option()
+@click.pass_obj
+def create_app(out: Output, name: str, require_signature: bool, fmt: str) -> None:
+    """Register the app NAME (`aether deploy` registers one it does not find, too)."""
+    from aether_cli.client import connect
+
+    created = connect().create_app(name, require_signature=require_signature)
+    out.result(created, lambda: out.line(f"Created app {name} (owner {created.get('owner')})"))
+
+
+@apps.command("destroy")
+@click.argument("name", callback=_app_name)
+@click.option(
+    "--confirm",
+    metavar="NAME",
+    help="The app's name again: nothing is destroyed without it.",
+)
+@format_option()
+@click.pass_obj
+def destroy_app(out: Output, name: str, confirm: str | None, fmt: str) -> None:
+    """Destroy the app NAME: its pods, Secrets, releases, config, keys and artifacts.
+
+    Nothing of it can be restored; the name is free again once this succeeds. Run it
+    again to finish a teardown that was cut short.
+    """
+    from aether_cli.errors import UsageError
+
+    if confirm != name:
+        # Checked before anything is sent: a refusal changes nothing.
+        said = "without --confirm" if confirm is None else f"with --confirm {confirm}"
+        raise UsageError(f"refusing to destroy {name} {said}; confirm with --confirm {name}")
+    from aether_cli.client import connect
+
+    removed = connect().destroy_app(name)
+
+    def text() -> None:
+        counts = removed.get("removed") or {}
+        listed = ", ".join(f"{counts.get(what, 0)} {what.replace('_', ' ')}" for what in counts)
+        out.line(f"Destroyed {name} ({listed}); the name is free again")
+
+    out.result(removed, text)
 
 
 @click.command("list")

@@ -184,7 +184,8 @@ def openapi_document() -> dict[str, Any]:
 
     Token: none
     """
-    return openapi.document(app, get_settings().max_artifact_bytes)
+    settings = get_settings()
+    return openapi.document(app, settings.max_artifact_bytes, settings.max_run_timeout_seconds)
 
 
 # The dashboard: its page and files need no token; the data they show does.
@@ -473,7 +474,8 @@ def restart_app(app_name: str) -> Response:
 def app_logs(app_name: str) -> dict[str, Any]:
     """Log lines of the app's pods, oldest first; page on with since=next_since.
 
-    Query: since, tail, deployment
+    With release (v4), the output of that release's release command instead.
+    Query: since, tail, deployment, release
     Errors: not_found
     """
     return logs.read(
@@ -483,6 +485,7 @@ def app_logs(app_name: str) -> dict[str, Any]:
         since=query("since"),
         tail=query("tail"),
         deployment_id=query("deployment"),
+        release=query("release"),
     )
 
 

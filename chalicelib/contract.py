@@ -68,6 +68,12 @@ MAX_CONFIG_BYTES = 32 * 1024
 MIN_SCALE = 0
 # A release is named "v<version>" (v1 is an app's first).
 RELEASE_VERSION_PATTERN = r"v?[1-9][0-9]{0,8}"
+# A release command (run once per release, before its rollout) is a shell command line, as a
+# start command is; a one-off run is an argument vector.
+MAX_COMMAND_LENGTH = 4096  # characters, of a release command or of a run's words together
+MAX_RUN_ARGS = 256
+# A one-off run is named by 12 hex characters the platform gives it.
+RUN_ID_PATTERN = r"[0-9a-f]{12}"
 
 # -- where artifacts run ---------------------------------------------------------------------
 
@@ -189,15 +195,19 @@ class SignatureState(StrEnum):
 
 
 class DeploymentStatus(StrEnum):
-    """``pending`` → ``rolling_out`` → ``succeeded`` | ``failed``."""
+    """``pending`` → (``releasing``, while its release command runs) → ``rolling_out`` →
+    ``succeeded`` | ``failed``."""
 
     PENDING = "pending"
+    RELEASING = "releasing"
     ROLLING_OUT = "rolling_out"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
 
 
-IN_FLIGHT = frozenset({DeploymentStatus.PENDING, DeploymentStatus.ROLLING_OUT})
+IN_FLIGHT = frozenset(
+    {DeploymentStatus.PENDING, DeploymentStatus.RELEASING, DeploymentStatus.ROLLING_OUT}
+)
 FINISHED = frozenset({DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED})
 
 

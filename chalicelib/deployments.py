@@ -42,8 +42,8 @@ def create(
 ) -> tuple[Deployment, bool]:
     """``POST /deployments``: a release of a verified artifact; returns it and whether it is new.
 
-    What the body sets (``env`` values, ``start_command``, ``replicas``) is set for this and
-    later releases; what it leaves out is the latest release's. ``defaults`` (the project's
+    What the body sets (``env`` values, ``start_command``, ``release_command``, ``replicas``)
+    is set for this and later releases; what it leaves out is the latest release's. ``defaults`` (the project's
     own: its aether.toml, its detected start command) fill what was never set. Deploying
     exactly what runs returns that release instead of a new rollout.
     """
@@ -52,6 +52,7 @@ def create(
     artifact = releases.deployable_artifact(app, digest, context.store)
     env = payloads.environment(payloads.optional(body, "env"))
     start_command = payloads.string(body, "start_command")
+    release_command = payloads.release_command(body, "release_command")
     replicas = payloads.optional(body, "replicas")
     defaults = _defaults(payloads.optional(body, "defaults"))
     runtime = payloads.runtime(payloads.optional(body, "runtime"), artifact.runtime)
@@ -65,6 +66,7 @@ def create(
             previous,
             env=env,
             start_command=start_command,
+            release_command=release_command,
             replicas=asked_replicas,
             defaults=defaults,
         )
@@ -77,21 +79,25 @@ def create(
 class _Defaults:
     env: dict[str, str]
     start_command: str | None
+    release_command: str | None
     replicas: int | None
 
 
 def _defaults(value: Any) -> _Defaults:
     if value is None:
-        return _Defaults({}, None, None)
+        return _Defaults({}, None, None, None)
     if not isinstance(value, dict):
-        raise BadRequest("defaults must be an object (env, start_command, replicas)")
-    unknown = sorted(set(value) - {"env", "start_command", "replicas"})
+        raise BadRequest(
+            "defaults must be an object (env, start_command, release_command, replicas)"
+        )
+    unknown = sorted(set(value) - {"env", "start_command", "release_command", "replicas"})
     if unknown:
         raise BadRequest(f"defaults: unknown field {unknown[0]}")
     replicas = payloads.optional(value, "replicas")
     return _Defaults(
         env=payloads.environment(payloads.optional(value, "env")),
         start_command=payloads.string(value, "start_command"),
+        release_command=payloads.release_command(value, "release_command"),
         replicas=None
         if replicas is None
         else payloads.integer(replicas, "defaults.replicas", MIN_SCALE, MAX_REPLICAS),
@@ -104,6 +110,7 @@ def _merged(
     *,
     env: dict[str, str],
     start_command: str | None,
+    release_command: str | None,
     replicas: int | None,
     defaults: _Defaults,
 ) -> releases.Wanted:
@@ -126,6 +133,11 @@ def _merged(
     command_set = start_command is not None or old.start_command_set
     if start_command is None and not old.start_command_set:
         start_command = defaults.start_command or old.start_command
+    release_set = release_command is not None or old.release_command_set
+    if release_command is None:
+        release_command = (
+            old.release_command if old.release_command_set else defaults.release_command or ""
+        )
     replicas_set = replicas is not None or old.replicas_set
     if replicas is None:
         replicas = (
@@ -141,6 +153,8 @@ def _merged(
         start_command_set=command_set,
         replicas=replicas,
         replicas_set=replicas_set,
+        release_command=release_command,
+        release_command_set=release_set,
     )
 
 
@@ -305,6 +319,7 @@ def deployment_json(deployment: Deployment, with_events: bool = False) -> dict[s
         "version": int(deployment.version) if deployment.version is not None else None,
         "description": deployment.description,
         "restarted_at": iso(deployment.restarted_at),
+        "release_command": deployment.release_command,
     }
     if with_events:
         body["events"] = [

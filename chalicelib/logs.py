@@ -6,11 +6,12 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib import apps, payloads
+from chalicelib import apps, payloads, releases
 from chalicelib.auth import Principal
 from chalicelib.contract import MAX_LOG_TAIL
 from chalicelib.errors import BadRequest, ServiceUnavailable
-from chalicelib.kube import Cluster
+from chalicelib.kube import Cluster, LogLine
+from chalicelib.manifests import release_job_name
 from chalicelib.records import iso
 
 
@@ -22,16 +23,31 @@ def read(
     since: str | None,
     tail: str | None,
     deployment_id: str | None,
+    release: str | None = None,
 ) -> dict[str, Any]:
-    """``GET /apps/{app}/logs``: lines after ``since``; ``next_since`` continues from the last."""
+    """``GET /apps/{app}/logs``: lines after ``since``; ``next_since`` continues from the last.
+
+    ``release`` (``v4``) reads the output of that release's release command instead.
+    """
     app = apps.load(principal, app_name)
     after = _timestamp(since) if since is not None else None
     count = payloads.query_integer(tail, "tail", 1, MAX_LOG_TAIL) if tail is not None else None
     if deployment_id is not None:
         payloads.issued_id(deployment_id, "deployment")
+    job = None
+    if release is not None:
+        if deployment_id is not None:
+            raise BadRequest("give release or deployment, not both")
+        found = releases.by_version(app.name, payloads.release_version(release))
+        job = release_job_name(found.deployment_id)
     if cluster is None:
         raise ServiceUnavailable("no cluster is configured for this control plane")
-    lines = cluster.logs(app.name, since=after, tail=count, deployment_id=deployment_id)
+    lines = cluster.logs(app.name, since=after, tail=count, deployment_id=deployment_id, job=job)
+    return page(lines, after)
+
+
+def page(lines: list[LogLine], after: datetime | None) -> dict[str, Any]:
+    """Lines as the API answers them, and where the next read goes on from."""
     last = lines[-1].ts if lines else after
     return {
         "lines": [

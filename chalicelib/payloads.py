@@ -93,6 +93,37 @@ def string(body: Mapping[str, Any], field: str, default: str | None = None) -> s
     return value
 
 
+def release_command(body: Mapping[str, Any], field: str) -> str | None:
+    """A shell command line, or "" (blank) for none; None when the field is absent."""
+    value = optional(body, field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"{field} must be a string (empty: no release command)")
+    if "\x00" in value:
+        raise BadRequest(f"{field} must not contain a NUL character")
+    if len(value) > contract.MAX_COMMAND_LENGTH:
+        raise BadRequest(f"{field} must be at most {contract.MAX_COMMAND_LENGTH} characters")
+    return value.strip()
+
+
+def run_command(value: Any) -> tuple[str, ...]:
+    """A one-off run's argument vector: 1 to MAX_RUN_ARGS non-empty words."""
+    if (
+        not isinstance(value, list)
+        or not 1 <= len(value) <= contract.MAX_RUN_ARGS
+        or not all(isinstance(word, str) and word for word in value)
+    ):
+        raise BadRequest(
+            f"command must be a list of 1 to {contract.MAX_RUN_ARGS} non-empty strings"
+        )
+    if any("\x00" in word for word in value):
+        raise BadRequest("command must not contain a NUL character")
+    if sum(len(word) for word in value) > contract.MAX_COMMAND_LENGTH:
+        raise BadRequest(f"command must hold at most {contract.MAX_COMMAND_LENGTH} characters")
+    return tuple(value)
+
+
 def boolean(body: Mapping[str, Any], field: str, default: bool) -> bool:
     value = optional(body, field, default)
     if not isinstance(value, bool):

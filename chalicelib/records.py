@@ -201,6 +201,11 @@ class Deployment(_Table):
     replicas_set = BooleanAttribute(null=True)
     # When this release's pods were last replaced by a restart.
     restarted_at = UTCDateTimeAttribute(null=True)
+    # Run once, as a Job, before the rollout (``releasing``); persists as the start command
+    # does. A scale, which changes nothing the command could depend on, does not run it.
+    release_command = UnicodeAttribute(null=True)
+    release_command_set = BooleanAttribute(null=True)
+    skips_release_command = BooleanAttribute(null=True)
     by_app = DeploymentsByApp()
 
     def legacy_env(self) -> dict[str, str]:

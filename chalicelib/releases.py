@@ -1,7 +1,7 @@
 """Releases: what an app runs, numbered per app (v1, v2, ...), one deployment record each.
 
 A release is an artifact digest with its config (values sealed by ``config_vault``), start
-command, replicas and runtime, and a one-line description of what changed. Every change
+command, release command, replicas and runtime, and a one-line description of what changed. Every change
 (a deploy, a config patch, a scale, a rollback) is a new release cut from the app's latest
 one, so what was set persists until it is changed again; each is rolled out as a deploy is.
 
@@ -71,6 +71,11 @@ class Wanted:
     # were set (else a deploy's defaults replace them).
     default_env_names: frozenset[str] = frozenset()
     replicas_set: bool = False
+    # Run once before the rollout ("": none); whether it was set (else a deploy's default
+    # replaces it), and whether this release skips it (a scale changes nothing it needs).
+    release_command: str = ""
+    release_command_set: bool = False
+    skips_release_command: bool = False
 
 
 # What a change makes of the app's latest release (None before its first).
@@ -117,6 +122,8 @@ def wanted_from(vault: ConfigVault, release: Deployment, description: str) -> Wa
         description=description,
         default_env_names=frozenset(release.default_env_names or ()),
         replicas_set=bool(release.replicas_set),
+        release_command=release.release_command or "",
+        release_command_set=bool(release.release_command_set),
     )
 
 
@@ -172,6 +179,9 @@ def _record(principal: Principal, context: Context, app: Application, wanted: Wa
         created_by=principal.subject,
         rollback_of=wanted.rollback_of,
         description=wanted.description,
+        release_command=wanted.release_command or None,
+        release_command_set=wanted.release_command_set,
+        skips_release_command=wanted.skips_release_command or None,
     )
     release.config_key = config_key(context.vault, app.name, wanted)
     return release
@@ -190,6 +200,9 @@ def config_key(vault: ConfigVault, app_name: str, wanted: Wanted) -> str:
         "env": dict(wanted.env),
         "replicas": wanted.replicas,
     }
+    if wanted.release_command:
+        # Only when there is one: the keys of releases recorded before stay what they were.
+        config["release_command"] = wanted.release_command
     if wanted.env:
         return vault.fingerprint(app_name, config)
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
@@ -383,7 +396,7 @@ def scale(
 
     def build(current: Deployment | None) -> Wanted:
         wanted = wanted_from(context.vault, _present(app, current), f"scale to {replicas}")
-        return replace(wanted, replicas=replicas, replicas_set=True)
+        return replace(wanted, replicas=replicas, replicas_set=True, skips_release_command=True)
 
     return cut(principal, context, app, build)
 

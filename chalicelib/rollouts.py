@@ -1,8 +1,15 @@
 """Drive a deployment record through the cluster: pending → rolling_out → succeeded | failed.
 
-Every step may run twice, concurrently, or after a crash (on a read, on the
-schedule, in the CLI's wait loop): each transition is a conditional write, and
-cluster events are copied under deterministic keys, so repeats change nothing.
+A release with a release command passes through ``releasing`` first: its command runs once,
+as a Job from the release's artifact with its config, before anything of the rollout is
+applied; the rollout starts on the Job's success, and its failure fails the release (the
+previous one keeps serving). The control plane never waits for the Job: the control plane
+runs in Lambda, so each read of the deployment (the CLI's wait loop, ``GET
+/deployments/{id}``, the scheduled reconciler) looks at the Job once and moves on.
+
+Every step may run twice, concurrently, or after a crash: each transition is a conditional
+write (only its winner applies or creates anything), and cluster events are copied under
+deterministic keys, so repeats change nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from chalicelib.auth import Principal
 from chalicelib.config_vault import ConfigVault
 from chalicelib.contract import FINISHED, IN_FLIGHT, DeploymentStatus
 from chalicelib.errors import Conflict, ServiceUnavailable
+from chalicelib.manifests import JobPurpose, JobSpec, release_job_name
 from chalicelib.observability import logger
 from chalicelib.records import Application, Deployment, is_condition_failure, iso, utcnow
 from chalicelib.settings import Settings
@@ -61,6 +69,8 @@ def advance(plane: DataPlane, deployment: Deployment) -> Deployment:
     try:
         if deployment.status == DeploymentStatus.PENDING:
             _start(plane, plane.cluster, deployment)
+        elif deployment.status == DeploymentStatus.RELEASING:
+            _follow_release(plane, plane.cluster, deployment)
         elif deployment.status == DeploymentStatus.ROLLING_OUT:
             _follow(plane.cluster, deployment)
     except Exception as exc:
@@ -141,20 +151,46 @@ def _restorable(app: Application) -> Deployment | None:
 
 
 def _start(plane: DataPlane, cluster: kube.Cluster, deployment: Deployment) -> None:
-    """Claim the apply (only one caller wins ``pending → rolling_out``), then apply."""
-    if not _transition(deployment, DeploymentStatus.PENDING, DeploymentStatus.ROLLING_OUT):
+    """Claim the first step (only one caller wins ``pending → releasing | rolling_out``),
+    then take it: create the release command's Job, or apply the workload."""
+    if runs_release_command(deployment):
+        _claimed(plane, cluster, deployment, DeploymentStatus.PENDING, DeploymentStatus.RELEASING)
+    else:
+        _claimed(plane, cluster, deployment, DeploymentStatus.PENDING, DeploymentStatus.ROLLING_OUT)
+
+
+def runs_release_command(deployment: Deployment) -> bool:
+    return bool(deployment.release_command) and not deployment.skips_release_command
+
+
+def _claimed(
+    plane: DataPlane,
+    cluster: kube.Cluster,
+    deployment: Deployment,
+    source: DeploymentStatus,
+    target: DeploymentStatus,
+) -> None:
+    """``source → target`` if this caller wins it, then what ``target`` starts with: the
+    release command's Job (with the Secrets it reads) or the whole workload.
+
+    A step that cannot be taken now hands the claim back (``target → source``), so a later
+    read takes it again; a refusal for good fails the release, once.
+    """
+    if not _transition(deployment, source, target):
         return
+    releasing = target == DeploymentStatus.RELEASING
     try:
-        spec = _apply(plane, cluster, deployment)
+        spec = _apply(plane, cluster, deployment, workload=not releasing)
+        if releasing:
+            cluster.create_job(manifests.job_manifest(_release_job(plane, spec, deployment)))
     except pull_tokens.Busy:
         # Another rollout of the app is writing its Secret: this one applies on a later read.
-        _transition(deployment, DeploymentStatus.ROLLING_OUT, DeploymentStatus.PENDING)
+        _transition(deployment, target, source)
         _note_waiting(deployment, "waiting for another rollout of the app to apply")
         return
     except Exception as exc:
         if kube.is_unavailable(exc):
-            # Hand the claim back so the next attempt applies again.
-            _transition(deployment, DeploymentStatus.ROLLING_OUT, DeploymentStatus.PENDING)
+            _transition(deployment, target, source)
             raise
         # Refused for good (bad configuration, RBAC, missing namespace): say why, once.
         logger.exception("workload refused")
@@ -162,33 +198,74 @@ def _start(plane: DataPlane, cluster: kube.Cluster, deployment: Deployment) -> N
             deployment,
             DeploymentStatus.FAILED,
             f"the cluster refused the workload: {_refusal(exc)}",
+            source=target,
         )
         return
-    _note(
-        deployment,
-        DeploymentStatus.ROLLING_OUT,
-        f"applied Deployment {spec.app_name} ({spec.app_image})",
+    if releasing:
+        _note(deployment, target, f"running the release command: {deployment.release_command}")
+    else:
+        after = "the release command succeeded; " if source == DeploymentStatus.RELEASING else ""
+        _note(deployment, target, f"{after}applied Deployment {spec.app_name} ({spec.app_image})")
+
+
+def _follow_release(plane: DataPlane, cluster: kube.Cluster, deployment: Deployment) -> None:
+    """Look at the release command's Job once: still running, failed (so is the release), or
+    succeeded (the rollout starts, if this is still the app's latest release)."""
+    job = cluster.job(release_job_name(deployment.deployment_id))
+    if job is None:
+        reason = "the release command's Job is gone from the cluster"
+        finish(deployment, DeploymentStatus.FAILED, reason, source=DeploymentStatus.RELEASING)
+    elif job.phase == kube.JobPhase.FAILED:
+        reason = f"the release command failed: {job.message}"
+        finish(deployment, DeploymentStatus.FAILED, reason, source=DeploymentStatus.RELEASING)
+    elif job.phase == kube.JobPhase.SUCCEEDED:
+        if not _is_latest(deployment):
+            # A newer release may have rolled out meanwhile: this one must not replace it.
+            reason = "superseded by a newer release while its release command ran"
+            finish(deployment, DeploymentStatus.FAILED, reason, source=DeploymentStatus.RELEASING)
+            return
+        _claimed(
+            plane, cluster, deployment, DeploymentStatus.RELEASING, DeploymentStatus.ROLLING_OUT
+        )
+
+
+def _is_latest(deployment: Deployment) -> bool:
+    app = Application.get(deployment.app_name, consistent_read=True)
+    return app.latest_deployment_id == deployment.deployment_id
+
+
+def _release_job(plane: DataPlane, spec: manifests.WorkloadSpec, deployment: Deployment) -> JobSpec:
+    return JobSpec(
+        release=spec,
+        purpose=JobPurpose.RELEASE,
+        command=("sh", "-c", deployment.release_command or ""),
+        deadline_seconds=plane.settings.release_timeout_seconds,
+        ttl_seconds=plane.settings.job_ttl_seconds,
+        created_by=deployment.created_by,
+        version=int(deployment.version) if deployment.version is not None else None,
     )
 
 
 def _apply(
-    plane: DataPlane, cluster: kube.Cluster, deployment: Deployment
+    plane: DataPlane, cluster: kube.Cluster, deployment: Deployment, *, workload: bool = True
 ) -> manifests.WorkloadSpec:
-    """Apply the deployment's workload with a new pull token, which then replaces the app's.
+    """Apply the deployment's workload with a new pull token, which then replaces the app's;
+    with ``workload=False``, only its Secrets (what its release command's Job reads).
 
     The Secret goes first, on its own: a token whose Secret write failed is revoked; once it
     is in the Secret it is the app's, whatever becomes of the Deployment.
     """
-    spec = _spec(plane, cluster, deployment)
+    spec = workload_spec(plane, cluster, deployment)
     pull = pull_tokens.replace(
         deployment.app_name,
         lambda secret: cluster.apply(manifests.workload_manifests(spec, secret)[:1]),
     )
-    cluster.apply(manifests.workload_manifests(spec, pull.secret)[1:])
+    rest = manifests.workload_manifests(spec, pull.secret)[1:]
+    cluster.apply(rest if workload else [m for m in rest if m["kind"] == "Secret"])
     return spec
 
 
-def _spec(
+def workload_spec(
     plane: DataPlane, cluster: kube.Cluster, deployment: Deployment
 ) -> manifests.WorkloadSpec:
     env = releases.config_of(plane.vault, deployment)
@@ -226,7 +303,7 @@ def rotate_pull_tokens(plane: DataPlane) -> int:
         current = _restorable(app)
         if current is None or not pull_tokens.needs_rotation(app):
             continue
-        spec = _spec(plane, cluster, current)
+        spec = workload_spec(plane, cluster, current)
         try:
             pull_tokens.replace(
                 app.name,
@@ -311,12 +388,18 @@ def _follow(cluster: kube.Cluster, deployment: Deployment) -> None:
 
 
 def finish(
-    deployment: Deployment, status: DeploymentStatus, reason: str, url: str | None = None
+    deployment: Deployment,
+    status: DeploymentStatus,
+    reason: str,
+    url: str | None = None,
+    *,
+    source: DeploymentStatus = DeploymentStatus.ROLLING_OUT,
 ) -> None:
+    """``source → status`` (succeeded or failed) with its reason, and free the app's slot."""
     actions: list[Any] = [Deployment.reason.set(reason)]
     if url is not None:
         actions.append(Deployment.url.set(url))
-    if _transition(deployment, DeploymentStatus.ROLLING_OUT, status, actions):
+    if _transition(deployment, source, status, actions):
         _note(deployment, status, reason)
         deployments.release_slot(deployment.app_name, deployment.deployment_id)
 

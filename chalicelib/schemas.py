@@ -47,6 +47,14 @@ CONFIG_VALUE = {
     "description": f"at most {contract.MAX_CONFIG_VALUE_BYTES} bytes (UTF-8)",
 }
 ENV = {"type": "object", "propertyNames": CONFIG_NAME, "additionalProperties": CONFIG_VALUE}
+# Empty: no release command.
+RELEASE_COMMAND = {
+    "type": "string",
+    "maxLength": contract.MAX_COMMAND_LENGTH,
+    "pattern": "^[^\\x00]*$",
+    "description": "a shell command run once per release before its rollout; empty: none",
+}
+RUN_ID = _pattern(contract.RUN_ID_PATTERN)
 RELEASE_VERSION = {
     "oneOf": [
         _integer(1, 10**9 - 1),
@@ -55,7 +63,7 @@ RELEASE_VERSION = {
 }
 
 
-def bodies(max_artifact_bytes: int) -> dict[str, Schema]:
+def bodies(max_artifact_bytes: int, max_run_timeout_seconds: int) -> dict[str, Schema]:
     """Request bodies by name; runtimes are those in support today."""
     runtime = {"enum": list(contract.supported_runtimes())}
     return {
@@ -149,6 +157,7 @@ def bodies(max_artifact_bytes: int) -> dict[str, Schema]:
                 "artifact_digest": DIGEST,
                 "runtime": runtime,
                 "start_command": {**_text(), "default": contract.DEFAULT_START_COMMAND},
+                "release_command": RELEASE_COMMAND,
                 "env": ENV,
                 "replicas": _integer(1, contract.MAX_REPLICAS),
                 "defaults": {
@@ -158,8 +167,33 @@ def bodies(max_artifact_bytes: int) -> dict[str, Schema]:
                     "properties": {
                         "env": ENV,
                         "start_command": _text(),
+                        "release_command": RELEASE_COMMAND,
                         "replicas": _integer(contract.MIN_SCALE, contract.MAX_REPLICAS),
                     },
+                },
+            },
+        },
+        "new_run": {
+            "type": "object",
+            "required": ["command"],
+            "properties": {
+                "command": {
+                    "description": "the program and its arguments (no shell: add sh -c for one), "
+                    f"at most {contract.MAX_COMMAND_LENGTH} characters in all",
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": contract.MAX_RUN_ARGS,
+                    "items": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": contract.MAX_COMMAND_LENGTH,
+                        "pattern": "^[^\\x00]*$",
+                    },
+                },
+                "timeout_seconds": {
+                    **_integer(1, max_run_timeout_seconds),
+                    "description": "how long it may run (activeDeadlineSeconds); "
+                    "default: the platform's",
                 },
             },
         },
@@ -176,6 +210,7 @@ def parameters() -> dict[str, Schema]:
         "config_name": {"schema": CONFIG_NAME},
         "key_id": {"schema": ISSUED_ID},
         "token_id": {"schema": _pattern("[0-9a-f]{16}")},
+        "run_id": {"schema": RUN_ID},
         # query
         "limit": {"schema": _integer(1, contract.MAX_PAGE, default=contract.DEFAULT_PAGE)},
         "cursor": {
@@ -188,6 +223,10 @@ def parameters() -> dict[str, Schema]:
         },
         "tail": {"schema": _integer(1, contract.MAX_LOG_TAIL)},
         "deployment": {"description": "only this deployment's pods", "schema": ISSUED_ID},
+        "release": {
+            "description": "the output of this release's release command instead (v4 or 4)",
+            "schema": RELEASE_VERSION["oneOf"][1],
+        },
         "name": {"schema": {"type": "string", "minLength": 1}},
         # headers
         "If-None-Match": {

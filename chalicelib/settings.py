@@ -144,6 +144,13 @@ class Settings:
     # How many of an app's latest releases can be rolled back to (AETHER_RETAINED_RELEASES):
     # the reconciler reclaims the artifacts only older releases used.
     retained_releases: int = DEFAULT_RETAINED_RELEASES
+    # Jobs: how long a release command may run before its release fails; how long a one-off
+    # run may run unless it asks for less (and at most); how long a finished Job, its pod and
+    # its logs are kept (what ``GET /apps/{app}/runs`` lists).
+    release_timeout_seconds: int = 600
+    run_timeout_seconds: int = 900
+    max_run_timeout_seconds: int = 4 * 3600
+    job_ttl_seconds: int = 24 * 3600
 
     @property
     def cluster_configured(self) -> bool:
@@ -158,6 +165,8 @@ class Settings:
         stage = env.get("AETHER_STAGE", "local")
         endpoint = env.get("AWS_ENDPOINT_URL") or None
         tokens = env.get("AETHER_API_TOKENS") or env.get("AETHER_API_TOKEN", "")
+        max_run_timeout = _positive_int(env, "AETHER_RUN_MAX_TIMEOUT_SECONDS", 4 * 3600)
+        run_timeout = _positive_int(env, "AETHER_RUN_TIMEOUT_SECONDS", 900)
         return cls(
             stage=stage,
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
@@ -193,6 +202,10 @@ class Settings:
             retained_releases=_positive_int(
                 env, "AETHER_RETAINED_RELEASES", DEFAULT_RETAINED_RELEASES
             ),
+            release_timeout_seconds=_positive_int(env, "AETHER_RELEASE_TIMEOUT_SECONDS", 600),
+            run_timeout_seconds=min(run_timeout, max_run_timeout),
+            max_run_timeout_seconds=max_run_timeout,
+            job_ttl_seconds=_positive_int(env, "AETHER_JOB_TTL_SECONDS", 24 * 3600),
         )
 
 

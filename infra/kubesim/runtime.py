@@ -304,9 +304,11 @@ class SimulatedRuntime:
     def _check_health(self, pod: _SimulatedPod, container: ContainerView) -> None:
         fault = self._fault_for(pod)
         if fault is Fault.CRASH_LOOP:
-            pod.sink.log(container.name, "error: simulated crash, exiting with code 1")
+            said = "error: simulated crash, exiting with code 1"
+            pod.sink.log(container.name, said)
             if pod.view.restart_policy == "Never":
-                pod.sink.report(container.name, Terminated(1, "Error"))
+                # What FallbackToLogsOnError makes of the log's end.
+                pod.sink.report(container.name, Terminated(1, "Error", said))
                 return
             self._crash(pod, container.name, lambda: self._start_container(pod, container))
             return

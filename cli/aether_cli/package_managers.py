@@ -14,7 +14,9 @@ into Aether's cache.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -270,10 +272,10 @@ def find_tool(
                     f".yarnrc.yml names yarnPath {yarn_path}, which is missing"
                 )
             argv: tuple[str, ...] = ("node", str(script))
-            return Tool(manager, argv, _version_of(argv, env))
+            return Tool(manager, argv, _version_of(argv, env, cache_dir))
     if shutil.which(manager.name, path=env.get("PATH")) is not None:
         argv = (manager.name,)  # run by name: the PATH it was found on is the one used
-        version = _version_of(argv, env)
+        version = _version_of(argv, env, cache_dir)
         wanted_berry = manager.berry == (int(version.split(".")[0]) >= 2) or manager.name != "yarn"
         if (manager.pinned is None or manager.pinned == version) and wanted_berry:
             return Tool(manager, argv, version)
@@ -287,7 +289,7 @@ def find_tool(
     home = _install_from_registry(package, version, cache_dir=cache_dir, env=env, log=log)
     script = _bin_script(home / "node_modules" / package)
     argv = ("node", str(script))
-    return Tool(manager, argv, _version_of(argv, env))
+    return Tool(manager, argv, _version_of(argv, env, cache_dir))
 
 
 # pnpm's lockfile format → the pnpm major that reads it without rewriting it.
@@ -374,7 +376,17 @@ def _bin_script(package_dir: Path) -> Path:
     raise PackageManagerError(f"{package_dir}: no command in its package.json")
 
 
-def _version_of(argv: tuple[str, ...], env: dict[str, str]) -> str:
+VERSIONS_FILE = "tool-versions.json"
+
+
+def _version_of(argv: tuple[str, ...], env: dict[str, str], cache_dir: Path) -> str:
+    """What ``argv --version`` prints, remembered in ``cache_dir`` by the program file's
+    path, size and mtime: starting npm to ask costs a few hundred milliseconds a deploy."""
+    key = _program_key(argv, env)
+    versions_file = cache_dir / VERSIONS_FILE
+    known = _read_versions(versions_file) if key else {}
+    if key in known:
+        return known[key]
     try:
         result = subprocess.run(
             [*argv, "--version"], capture_output=True, text=True, env=env, timeout=60, check=True
@@ -384,7 +396,46 @@ def _version_of(argv: tuple[str, ...], env: dict[str, str]) -> str:
     version = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     if not re.fullmatch(r"\d+\.\d+\.\d+\S*", version):
         raise PackageManagerError(f"{' '.join(argv)} --version printed {version!r}")
+    if key:
+        from aether_cli.atomic import write_atomic
+
+        with contextlib.suppress(OSError):  # only a cache: the next deploy asks again
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            write_atomic(versions_file, json.dumps({**known, key: version}, sort_keys=True))
     return version
+
+
+def _read_versions(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {key: value for key, value in data.items() if isinstance(value, str)}
+
+
+# Where a package manager's own code lives once links are resolved. A shim elsewhere
+# (corepack's, Volta's) picks a version by the project it runs in: never remembered.
+_OWN_PACKAGES = ("/node_modules/npm/", "/node_modules/pnpm/", "/node_modules/yarn/")
+
+
+def _program_key(argv: tuple[str, ...], env: dict[str, str]) -> str | None:
+    """The file that decides what ``argv`` prints (a script given to node, or the package
+    manager's own script behind the command on PATH), with its size and mtime; None when
+    the answer could depend on anything else."""
+    if argv[0] == "node" and len(argv) > 1:
+        program = os.path.realpath(argv[1])
+    else:
+        found = shutil.which(argv[0], path=env.get("PATH"))
+        program = os.path.realpath(found) if found else ""
+        if not any(part in program for part in _OWN_PACKAGES):
+            return None
+    try:
+        info = Path(program).stat()
+    except OSError:
+        return None
+    return f"{program}:{info.st_size}:{info.st_mtime_ns}"
 
 
 # ---------------------------------------------------------------------------

@@ -57,9 +57,10 @@ def follow(
     *,
     timeout: float,
     out: Output | None = None,
-    # A rollout usually finishes within seconds: look often at first, then back off.
+    # A rollout usually finishes within seconds: look often for those, then back off.
     poll_interval: float = 0.25,
     max_interval: float = 2.0,
+    back_off_after: float = 10.0,
 ) -> dict[str, Any]:
     """Poll ``GET /deployments/{id}`` until succeeded (returned) or failed (raised).
 
@@ -74,7 +75,8 @@ def follow(
     try:
         with deferred() as interrupt, view:
             view.show(current)
-            deadline = time.monotonic() + timeout
+            started = time.monotonic()
+            deadline = started + timeout
             interval = poll_interval
             while current.get("status") not in TERMINAL_STATUSES:
                 remaining = deadline - time.monotonic()
@@ -89,7 +91,8 @@ def follow(
                 current = client.get_deployment(deployment_id)
                 view.show(current)
                 interrupt.check()
-                interval = min(interval * 1.25, max_interval)
+                if time.monotonic() - started > back_off_after:
+                    interval = min(interval * 1.25, max_interval)
     except KeyboardInterrupt:
         raise StoppedFollowing(
             f"stopped following deployment {deployment_id}; its rollout goes on",

@@ -80,3 +80,39 @@ def test_a_failed_tools_output_keeps_its_reason_and_drops_the_noise() -> None:
         "npm error Missing: left-pad@1.3.0 from lock file",
     ]
     assert meaningful_tail([f"line {i}" for i in range(40)]) == [f"line {i}" for i in range(28, 40)]
+
+
+def _fake_tool(bin_dir: Path, script: Path, version: str, calls: Path) -> None:
+    """``npm`` on PATH: a link to a script that says ``version`` and counts its runs."""
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(f"#!/bin/sh\necho run >> {calls}\necho {version}\n")
+    script.chmod(0o755)
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "npm").unlink(missing_ok=True)
+    (bin_dir / "npm").symlink_to(script)
+
+
+@pytest.mark.parametrize(
+    ("where", "remembered"),
+    [("lib/node_modules/npm/bin/npm-cli.js", True), ("shims/npm", False)],
+    ids=["npm's own script", "a shim that may pick by project"],
+)
+def test_a_tools_version_is_asked_once_per_install_of_it(
+    tmp_path: Path, where: str, remembered: bool
+) -> None:
+    from aether_cli.package_managers import find_tool
+
+    calls, bin_dir, cache = tmp_path / "calls", tmp_path / "bin", tmp_path / "cache"
+    script = tmp_path / where
+    _fake_tool(bin_dir, script, "10.9.2", calls)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    npm = PackageManager("npm", None)
+
+    def version() -> str:
+        return find_tool(npm, tmp_path, env=env, cache_dir=cache, log=print).version
+
+    assert [version(), version()] == ["10.9.2", "10.9.2"]
+    assert calls.read_text().count("run") == (1 if remembered else 2)
+
+    _fake_tool(bin_dir, script, "11.0.0", calls)  # upgraded in place: another file
+    assert version() == "11.0.0"

@@ -25,6 +25,7 @@ from chalicelib import (
     records,
     releases,
     rollouts,
+    runs,
     teardown,
     verification,
 )
@@ -486,6 +487,62 @@ def app_logs(app_name: str) -> dict[str, Any]:
         tail=query("tail"),
         deployment_id=query("deployment"),
         release=query("release"),
+    )
+
+
+# One-off runs: a command in a new pod of the release that serves, as a Job
+
+
+@app.route("/apps/{app_name}/runs", methods=["POST"])
+def start_run(app_name: str) -> Response:
+    """Run a command once in a new pod of the release that serves the app.
+
+    The pod is the app's (its artifact, config and hardened spec); it stops at
+    timeout_seconds. Poll the run and its logs; delete it to stop it.
+    Body: new_run
+    201: the run
+    Errors: not_found, conflict
+    """
+    return created(runs.start(principal(), get_data_plane(), app_name, json_body()))
+
+
+@app.route("/apps/{app_name}/runs")
+def list_runs(app_name: str) -> dict[str, Any]:
+    """The app's recent runs, newest first (those the cluster still keeps).
+
+    Errors: not_found
+    """
+    return runs.recent(principal(), get_data_plane(), app_name)
+
+
+@app.route("/apps/{app_name}/runs/{run_id}")
+def show_run(app_name: str, run_id: str) -> dict[str, Any]:
+    """One run: running, succeeded or failed, and its exit code once it exited.
+
+    Errors: not_found
+    """
+    return runs.show(principal(), get_data_plane(), app_name, run_id)
+
+
+@app.route("/apps/{app_name}/runs/{run_id}", methods=["DELETE"])
+def stop_run(app_name: str, run_id: str) -> dict[str, Any]:
+    """Stop a run: its Job and pod are deleted, its command with them.
+
+    Errors: not_found
+    """
+    return runs.stop(principal(), get_data_plane(), app_name, run_id)
+
+
+@app.route("/apps/{app_name}/runs/{run_id}/logs")
+def run_logs(app_name: str, run_id: str) -> dict[str, Any]:
+    """A run's output, oldest first; page on with since=next_since.
+
+    Once the run has finished, the answer holds every line it wrote.
+    Query: since, tail
+    Errors: not_found
+    """
+    return runs.output(
+        principal(), get_data_plane(), app_name, run_id, since=query("since"), tail=query("tail")
     )
 
 

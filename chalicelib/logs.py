@@ -9,7 +9,7 @@ from typing import Any
 from chalicelib import apps, payloads, releases
 from chalicelib.auth import Principal
 from chalicelib.contract import MAX_LOG_TAIL
-from chalicelib.errors import BadRequest, ServiceUnavailable
+from chalicelib.errors import BadRequest, NotFound, ServiceUnavailable
 from chalicelib.kube import Cluster, LogLine
 from chalicelib.manifests import release_job_name
 from chalicelib.records import iso
@@ -39,11 +39,22 @@ def read(
         if deployment_id is not None:
             raise BadRequest("give release or deployment, not both")
         found = releases.by_version(app.name, payloads.release_version(release))
+        if not found.release_command or found.skips_release_command:
+            raise NotFound(f"release {releases.release_name(found)} ran no release command")
         job = release_job_name(found.deployment_id)
     if cluster is None:
         raise ServiceUnavailable("no cluster is configured for this control plane")
     lines = cluster.logs(app.name, since=after, tail=count, deployment_id=deployment_id, job=job)
     return page(lines, after)
+
+
+def job_output(
+    cluster: Cluster, app_name: str, job: str, *, since: str | None, tail: str | None
+) -> dict[str, Any]:
+    """The output of one of the app's Jobs (a run), paged as the app's logs are."""
+    after = _timestamp(since) if since is not None else None
+    count = payloads.query_integer(tail, "tail", 1, MAX_LOG_TAIL) if tail is not None else None
+    return page(cluster.logs(app_name, since=after, tail=count, job=job), after)
 
 
 def page(lines: list[LogLine], after: datetime | None) -> dict[str, Any]:

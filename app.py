@@ -397,6 +397,22 @@ def rollback(app_name: str) -> Response:
     return deployment_response(deployment, 201 if is_new else 200)
 
 
+@app.route("/apps/{app_name}/promote", methods=["POST"])
+def promote(app_name: str) -> Response:
+    """A release of another app's verified artifact with this app's own config; no upload.
+
+    ``from`` names the app whose running release (or ``version``) is promoted; the token must
+    act on both. This app keeps its config, start command and replicas; the artifact is
+    granted to it, never copied, and stays verified only while the app it came from holds it.
+    Body: promotion
+    201: the new release
+    200: that release already runs or is in flight
+    Errors: not_found, conflict, artifact_not_verified, unsupported_platform
+    """
+    release, is_new = releases.promote(principal(), release_context(), app_name, json_body())
+    return deployment_response(release, 201 if is_new else 200)
+
+
 # Releases: config, scale and restart of what runs, no upload
 
 

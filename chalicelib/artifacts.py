@@ -70,7 +70,7 @@ def request_upload(
     platform = payloads.platform(payloads.optional(body, "platform"))
 
     artifact = _pending_record(
-        app.name, digest, size, kind, runtime, platform, signature, principal.subject
+        store, app.name, digest, size, kind, runtime, platform, signature, principal.subject
     )
     if artifact.status == ArtifactStatus.VERIFIED:
         if is_held(artifact, store):
@@ -78,7 +78,7 @@ def request_upload(
         if artifact.status in {ArtifactStatus.REJECTED}:  # is_held may have un-verified it
             # The stored object was not the verified one and is quarantined: upload it again.
             artifact = _pending_record(
-                app.name, digest, size, kind, runtime, platform, signature, principal.subject
+                store, app.name, digest, size, kind, runtime, platform, signature, principal.subject
             )
     upload = store.presign_upload(artifact.key, size, digest, settings.upload_url_ttl_seconds)
     return UploadTicket(artifact, upload)
@@ -93,6 +93,7 @@ def _signature(header: str | None) -> str | None:
 
 
 def _pending_record(
+    store: ArtifactStore,
     app_name: str,
     digest: str,
     size: int,
@@ -123,6 +124,11 @@ def _pending_record(
     existing = Artifact.get(digest, app_name, consistent_read=True)
     if existing.size_bytes != size:
         raise Conflict(f"size_bytes {size} differs from the {existing.size_bytes} first declared")
+    if existing.granted_from is not None and not is_held(existing, store):
+        # Promoted here from an app that no longer holds these bytes verified: the app's own
+        # upload replaces the grant, into its own key, never into the other app's.
+        fresh.save(condition=Artifact.granted_from == existing.granted_from)
+        return fresh
     if existing.status == ArtifactStatus.REJECTED:
         # The rejected object sits in quarantine; a new upload starts over.
         fresh.save(condition=Artifact.status == ArtifactStatus.REJECTED)
@@ -166,9 +172,90 @@ def _visible(digest: str, app_name: str | None, authorize: Callable[[str], Any])
     raise NotFound(f"artifact {digest} not found")
 
 
+def origin(artifact: Artifact) -> Artifact | None:
+    """The record that vouches for ``artifact``: itself, or for a promotion's grant the record
+    of the app that uploaded it (None once that app no longer holds it)."""
+    if artifact.granted_from is None:
+        return artifact
+    try:
+        return Artifact.get(artifact.digest, artifact.granted_from, consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def grant(store: ArtifactStore, artifact: Artifact, app_name: str, subject: str) -> None:
+    """Let ``app_name`` run ``artifact``, verified for another app: a promotion.
+
+    A record of it for ``app_name`` names the app that uploaded it (``granted_from``) and
+    points at that app's object: nothing is copied, and that app's record alone says whether
+    the bytes are verified, so a later rejection there reaches here at once. A manifest's
+    layers are granted with it: the pods of ``app_name`` fetch each by digest with their own
+    pull token. Bytes the app verified itself are kept; its own unverified record of them,
+    or a grant from another app, is replaced, conditioned on being what was read.
+    """
+    uploader = origin(artifact)
+    if uploader is None:
+        raise ArtifactNotVerified(f"artifact {artifact.digest} is no longer held")
+    granted = [uploader]
+    if uploader.kind == ArtifactKind.MANIFEST:
+        manifest = layers.parse(store.read_small(uploader.key, contract.MAX_MANIFEST_BYTES))
+        granted += [
+            Artifact.get(layer.digest, uploader.app_name, consistent_read=True)
+            for layer in manifest.layers
+        ]
+    for record in granted:
+        _grant_one(store, record, app_name, subject)
+
+
+def _grant_one(store: ArtifactStore, record: Artifact, app_name: str, subject: str) -> None:
+    grant = Artifact(
+        record.digest,
+        app_name,
+        key=record.key,
+        kind=record.kind,
+        size_bytes=record.size_bytes,
+        runtime=record.runtime,
+        platform=record.platform,
+        status=ArtifactStatus.VERIFIED,
+        signature_hex=record.signature_hex,
+        signature_state=record.signature_state,
+        uploaded_by=subject,
+        verified_at=record.verified_at,
+        granted_from=record.app_name,
+    )
+    try:
+        grant.save(condition=Artifact.digest.does_not_exist())
+        return
+    except PutError as exc:
+        if not is_condition_failure(exc):
+            raise
+    held = Artifact.get(record.digest, app_name, consistent_read=True)
+    if held.granted_from == record.app_name:
+        return
+    if held.granted_from is None and is_held(held, store):
+        return
+    unchanged = (
+        Artifact.granted_from == held.granted_from
+        if held.granted_from is not None
+        else Artifact.granted_from.does_not_exist() & (Artifact.status == held.status)
+    )
+    try:
+        grant.save(condition=unchanged)
+    except PutError as exc:
+        if not is_condition_failure(exc):
+            raise
+        raise Conflict(
+            f"artifact {record.digest[:12]}… of {app_name} changed meanwhile; retry"
+        ) from None
+
+
 def is_held(artifact: Artifact, store: ArtifactStore) -> bool:
     """Verified and present as verified; a pending upload is verified on the spot (its event
-    may be lost), and a verified one whose size, checksum or version changed is hashed again."""
+    may be lost), and a verified one whose size, checksum or version changed is hashed again.
+    A grant is held while the app that uploaded the bytes holds them."""
+    if artifact.granted_from is not None:
+        uploader = origin(artifact)
+        return uploader is not None and is_held(uploader, store)
     if artifact.status == ArtifactStatus.PENDING:
         verification.verify_artifact(store, artifact)
         artifact.refresh(consistent_read=True)
@@ -202,8 +289,14 @@ def undeployable_because(artifact: Artifact, store: ArtifactStore) -> str | None
     """Why a deployment may not run the artifact, or None when it may.
 
     A manifest runs only when it and every layer it names are held and verified for its
-    own app: a layer another app uploaded is that app's, never this one's.
+    own app: a layer another app uploaded is that app's, never this one's, unless a
+    promotion granted it (then the uploading app's records decide).
     """
+    if artifact.granted_from is not None:
+        uploader = origin(artifact)
+        if uploader is None:
+            return f"promoted from {artifact.granted_from}, which no longer holds it"
+        return undeployable_because(uploader, store)
     if artifact.kind not in contract.DEPLOYABLE_KINDS:
         return f"a {artifact.kind} only runs through the manifest that names it"
     if not is_held(artifact, store):
@@ -254,6 +347,8 @@ def recent(principal: Principal, app_name: str | None, limit: int) -> list[Artif
 
 
 def artifact_json(artifact: Artifact) -> dict[str, Any]:
+    # A grant's verification is the uploading app's record's, whatever it became since.
+    vouching = origin(artifact) or artifact
     return {
         "digest": artifact.digest,
         "app_name": artifact.app_name,
@@ -262,10 +357,11 @@ def artifact_json(artifact: Artifact) -> dict[str, Any]:
         "kind": artifact.kind,
         "runtime": artifact.runtime,
         "platform": artifact.platform,
-        "status": artifact.status,
-        "verified": artifact.status == ArtifactStatus.VERIFIED,
-        "signature": artifact.signature_state,
-        "reason": artifact.reason,
+        "status": vouching.status,
+        "verified": vouching.status == ArtifactStatus.VERIFIED,
+        "signature": vouching.signature_state,
+        "reason": vouching.reason,
         "created_at": iso(artifact.created_at),
-        "verified_at": iso(artifact.verified_at),
+        "verified_at": iso(vouching.verified_at),
+        "granted_from": artifact.granted_from,
     }

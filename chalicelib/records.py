@@ -157,6 +157,9 @@ class Artifact(_Table):
     # A hash under way: of which version, and until when other readers wait for its verdict.
     hashing_version = UnicodeAttribute(null=True)
     hashing_until = UTCDateTimeAttribute(null=True)
+    # A promotion's grant: this app may run the verified artifact of the app named here, which
+    # uploaded it. ``key`` is that app's object; its record alone says whether it is verified.
+    granted_from = UnicodeAttribute(null=True)
     by_app = ArtifactsByApp()
 
 

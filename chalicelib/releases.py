@@ -1,9 +1,10 @@
 """Releases: what an app runs, numbered per app (v1, v2, ...), one deployment record each.
 
 A release is an artifact digest with its config (values sealed by ``config_vault``), start
-command, release command, replicas and runtime, and a one-line description of what changed. Every change
-(a deploy, a config patch, a scale, a rollback) is a new release cut from the app's latest
-one, so what was set persists until it is changed again; each is rolled out as a deploy is.
+command, release command, replicas and runtime, and a one-line description of what changed.
+Every change (a deploy, a config patch, a scale, a rollback, a promotion) is a new release cut
+from the app's latest one, so what was set persists until it is changed again; each is rolled
+out as a deploy is.
 
 The version comes from the application's ``release_count``, bumped in the same transaction
 that writes the release and claims the in-flight slot, conditioned on the count read: two
@@ -24,12 +25,14 @@ from chalicelib import apps, artifacts, payloads, verification
 from chalicelib.auth import Principal
 from chalicelib.config_vault import ConfigVault
 from chalicelib.contract import (
+    DEFAULT_REPLICAS,
     IN_FLIGHT,
     MAX_CONFIG_BYTES,
     MAX_CONFIG_VARS,
     MAX_REPLICAS,
     MIN_SCALE,
     DeploymentStatus,
+    SignatureState,
 )
 from chalicelib.errors import (
     ArtifactNotVerified,
@@ -155,11 +158,7 @@ def cut(
 
 def _record(principal: Principal, context: Context, app: Application, wanted: Wanted) -> Deployment:
     artifact = deployable_artifact(app, wanted.digest, context.store)
-    if artifact.platform not in context.cluster_platforms:
-        raise UnsupportedPlatform(
-            f"artifact {wanted.digest[:12]}… targets {artifact.platform}; "
-            f"this cluster runs {', '.join(context.cluster_platforms)}"
-        )
+    check_platform(artifact, context.cluster_platforms)
     check_config(wanted.env)
     release = Deployment(
         new_id(),
@@ -208,6 +207,14 @@ def config_key(vault: ConfigVault, app_name: str, wanted: Wanted) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
+def check_platform(artifact: Artifact, cluster_platforms: tuple[str, ...]) -> None:
+    if artifact.platform not in cluster_platforms:
+        raise UnsupportedPlatform(
+            f"artifact {artifact.digest[:12]}… targets {artifact.platform}; "
+            f"this cluster runs {', '.join(cluster_platforms)}"
+        )
+
+
 def check_config(env: Mapping[str, str]) -> None:
     """The limits of a whole config (each value's own is checked where it is read)."""
     if len(env) > MAX_CONFIG_VARS:
@@ -230,9 +237,15 @@ def deployable_artifact(app: Application, digest: str, store: ArtifactStore) -> 
     detail = artifacts.undeployable_because(artifact, store)
     if detail is not None:
         raise ArtifactNotVerified(f"artifact {digest} is not verified ({detail})")
-    distrusted = verification.signature_problem(artifact)
+    # A promoted artifact was signed, if at all, by the app that uploaded it.
+    vouching = artifacts.origin(artifact) or artifact
+    distrusted = verification.signature_problem(vouching)
     if distrusted is not None:
         raise ArtifactNotVerified(f"artifact {digest} may not run: {distrusted}")
+    if app.require_signature and vouching.signature_state != SignatureState.VALID:
+        # Verification refuses an unsigned upload to such an app; a promotion brings bytes
+        # another app verified under its own rule.
+        raise ArtifactNotVerified(f"{app.name} requires signed artifacts; {digest} is unsigned")
     return artifact
 
 
@@ -429,6 +442,57 @@ def rollback(
         return replace(wanted, replicas=int(now.replicas), replicas_set=bool(now.replicas_set))
 
     return cut(principal, context, app, build)
+
+
+def promote(
+    principal: Principal, context: Context, app_name: str, body: dict[str, Any]
+) -> tuple[Deployment, bool]:
+    """``POST /apps/{app}/promote``: another app's verified artifact with this app's own
+    config, start command and replicas; nothing is built or uploaded.
+
+    ``from`` names the app, whose release that runs (its newest that succeeded) is promoted,
+    or the one ``version`` names. The caller must be able to act on both apps. The artifact
+    is granted to this app (``artifacts.grant``) before the release is cut, once it is known
+    to be deployable here: verified where it was uploaded, trusted, for this cluster.
+    """
+    app = apps.load(principal, app_name)
+    source_name = payloads.app_name(payloads.required(body, "from"), "from")
+    version = payloads.optional(body, "version")
+    asked = None if version is None else payloads.release_version(version)
+    if source_name == app.name:
+        raise BadRequest("an app is not promoted to itself: give another app as from")
+    source = apps.load(principal, source_name)
+    promoted = by_version(source.name, asked) if asked is not None else _serving(source)
+    artifact = deployable_artifact(source, promoted.artifact_digest, context.store)
+    check_platform(artifact, context.cluster_platforms)
+    artifacts.grant(context.store, artifact, app.name, principal.subject)
+    description = f"promote from {source.name} {release_name(promoted)}"
+
+    def build(current: Deployment | None) -> Wanted:
+        if current is None:
+            return Wanted(
+                digest=promoted.artifact_digest,
+                runtime=promoted.runtime,
+                start_command=promoted.start_command,
+                start_command_set=False,
+                env={},
+                replicas=DEFAULT_REPLICAS,
+                description=description,
+                release_command=promoted.release_command or "",
+            )
+        wanted = wanted_from(context.vault, current, description)
+        return replace(wanted, digest=promoted.artifact_digest, runtime=promoted.runtime)
+
+    return cut(principal, context, app, build)
+
+
+def _serving(app: Application) -> Deployment:
+    """The release the app runs: its newest that succeeded."""
+    release: Deployment
+    for release in Deployment.by_app.query(app.name, scan_index_forward=False):
+        if release.status == DeploymentStatus.SUCCEEDED:
+            return release
+    raise Conflict(f"{app.name} has no release that succeeded to promote; deploy it first")
 
 
 def release_name(release: Deployment) -> str:

@@ -103,6 +103,11 @@ def bodies(max_artifact_bytes: int, max_run_timeout_seconds: int) -> dict[str, S
             "properties": {"to": ISSUED_ID, "version": RELEASE_VERSION},
             "not": {"required": ["to", "version"]},
         },
+        "promotion": {
+            "type": "object",
+            "required": ["from"],
+            "properties": {"from": APP_NAME, "version": RELEASE_VERSION},
+        },
         "config_patch": {
             "type": "object",
             "properties": {

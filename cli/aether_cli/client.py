@@ -276,6 +276,12 @@ class ApiClient:
             "scale", "POST", ("apps", app, "scale"), json={"replicas": replicas}, idempotent=True
         )
 
+    def promote(self, target: str, source: str) -> dict[str, Any]:
+        # Promoting what runs already answers with that release: safe to retry.
+        return self._feature(
+            "promote", "POST", ("apps", target, "promote"), json={"from": source}, idempotent=True
+        )
+
     def restart(self, app: str) -> dict[str, Any]:
         return self._feature("restart", "POST", ("apps", app, "restart"), idempotent=False)
 

@@ -32,6 +32,7 @@ COMMANDS = {
     "list": "aether_cli.commands.apps:list_apps",
     "apps": "aether_cli.commands.apps:apps",
     "rollback": "aether_cli.commands.apps:rollback",
+    "promote": "aether_cli.commands.releases:promote",
     "releases": "aether_cli.commands.releases:releases",
     "config": "aether_cli.commands.releases:config",
     "scale": "aether_cli.commands.releases:scale",

@@ -108,3 +108,34 @@ def test_bad_input_is_one_line_and_its_exit_code_and_changes_nothing(
     assert len(missing.stderr.strip().splitlines()) <= 2
     listed = run_json(local_api, tmp_path, "releases", "--app", app)
     assert [r["version"] for r in listed["releases"]] == [1]
+
+
+def test_promote_runs_the_sources_artifact_with_the_targets_config(
+    local_api: Service, tmp_path: Path, installed_example: Path, unique_name: str
+) -> None:
+    staging, prod = f"{unique_name[:50]}-stg", f"{unique_name[:50]}-prd"
+    built = deploy_json(local_api, tmp_path, installed_example, staging)
+    deploy_json(local_api, tmp_path, installed_example, prod, "--env", f"GREETING={SECRET}")
+
+    release = run_json(local_api, tmp_path, "promote", "--to", prod, "--app", staging)
+    assert release["status"] == "succeeded", release
+    assert release["artifact_digest"] == built["digest"]
+    assert (release["version"], release["description"]) == (2, f"promote from {staging} v1")
+    assert release["env_names"] == ["GREETING"] and SECRET not in json.dumps(release)
+    text = aether(local_api, tmp_path, "promote", "--to", prod, "--app", staging)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith(f"{prod}: release v2 (promote from {staging} v1) succeeded")
+
+    cases = [
+        (["--to", "Not_An_App", "--app", staging], 2),
+        (["--app", staging], 2),  # --to is required
+        (["--to", prod + "-nope", "--app", staging], 20),
+        (["--to", prod, "--app", staging + "-nope"], 20),
+        (["--to", staging, "--app", staging], 20),
+    ]
+    for args, code in cases:
+        done = aether(local_api, tmp_path, "promote", *args)
+        assert done.returncode == code, (args, done.returncode, done.stderr)
+        assert done.stderr.strip().splitlines()[-1].lower().startswith(("error", "usage")), args
+    listed = run_json(local_api, tmp_path, "releases", "--app", prod)
+    assert [r["version"] for r in listed["releases"]] == [2, 1]

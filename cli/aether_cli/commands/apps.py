@@ -16,17 +16,19 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def checked_app_name(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """A click callback: an app name option's value, refused unless it is a valid name."""
+    from aether_cli.config import APP_NAME_RULE, is_app_name
+
+    if value is not None and not is_app_name(value):
+        raise click.BadParameter(f"{value!r} is not a valid app name ({APP_NAME_RULE})")
+    return value
+
+
 def app_option(
     help_text: str = "App name. Default: config default_app, then package.json.",
 ) -> Callable[[F], F]:
-    def check(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-        from aether_cli.config import APP_NAME_RULE, is_app_name
-
-        if value is not None and not is_app_name(value):
-            raise click.BadParameter(f"{value!r} is not a valid app name ({APP_NAME_RULE})")
-        return value
-
-    return click.option("--app", metavar="NAME", callback=check, help=help_text)
+    return click.option("--app", metavar="NAME", callback=checked_app_name, help=help_text)
 
 
 def wait_options(what: str) -> Callable[[F], F]:

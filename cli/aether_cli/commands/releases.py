@@ -1,4 +1,5 @@
-"""``aether config``, ``aether releases``, ``aether scale``, ``aether restart``, ``aether open``.
+"""``aether config``, ``aether releases``, ``aether promote``, ``aether scale``,
+``aether restart``, ``aether open``.
 
 Each change is a new release of the app's current artifact, cut by the platform: nothing is
 built or uploaded here.
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from aether_cli.assignments import config_name, parse_assignments, parse_names
-from aether_cli.commands.apps import app_option, short_digest, wait_options
+from aether_cli.commands.apps import app_option, checked_app_name, short_digest, wait_options
 from aether_cli.output import Output, format_option
 from aether_cli.terminal import paint_status
 
@@ -170,6 +171,31 @@ def releases(out: Output, app: str | None, limit: int, fmt: str) -> None:
         out.table(["VERSION", "CHANGE", "DIGEST", "STATUS", "REPLICAS", "BY", "CREATED"], rows)
 
     out.result({"app_name": name, **page}, text)
+
+
+@click.command()
+@click.option(
+    "--to",
+    "target",
+    metavar="NAME",
+    required=True,
+    callback=checked_app_name,
+    help="The app to run the artifact on, with its own config.",
+)
+@app_option(
+    "The app whose running artifact is promoted. Default: config default_app, then package.json."
+)
+@wait_options("release")
+@format_option()
+@click.pass_obj
+def promote(
+    out: Output, target: str, app: str | None, no_wait: bool, timeout: float, fmt: str
+) -> None:
+    """Run --app's verified artifact on --to with --to's own config: no build, no upload."""
+    client, source = _connect(app)
+    release = client.promote(target, source)
+    release = _follow(client, out, release, no_wait, timeout)
+    out.result(release, lambda: _render_change(out, target, release, no_wait))
 
 
 @click.command()

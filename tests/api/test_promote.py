@@ -74,9 +74,7 @@ def overwrite(control_plane: Any, api: Api, app_name: str, digest: str) -> None:
     assert api.head(f"/artifacts/{digest}?app_name={app_name}").status == 404
 
 
-def test_stagings_digest_runs_in_prod_with_prods_config(
-    api: Api, staging: str, prod: str
-) -> None:
+def test_stagings_digest_runs_in_prod_with_prods_config(api: Api, staging: str, prod: str) -> None:
     digest = verified_digest(api, staging)
     deployed(api, staging, digest, env={"GREETING": "staging"}, start_command="node staging.js")
     patched(api, staging, {"set": {"ONLY_IN_STAGING": "1"}})
@@ -219,9 +217,7 @@ def test_unknown_apps_are_not_found(api: Api, staging: str, unique_name: str) ->
         assert (reply.status, reply.json["code"]) == (404, "not_found"), (target, source)
 
 
-def test_the_caller_must_own_both_apps_and_admins_own_every_app(
-    api: Api, unique_name: str
-) -> None:
+def test_the_caller_must_own_both_apps_and_admins_own_every_app(api: Api, unique_name: str) -> None:
     alice = api.as_(issue(api, unique_name + "-alice"))
     bob = api.as_(issue(api, unique_name + "-bob"))
     alices, bobs = f"{unique_name[:50]}-a", f"{unique_name[:50]}-b"

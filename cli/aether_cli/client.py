@@ -205,11 +205,13 @@ class ApiClient:
         runtime: str,
         env: Mapping[str, str],
         start_command: str | None = None,
+        release_command: str | None = None,
         replicas: int | None = None,
         defaults: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """What is given (``env`` values, ``start_command``, ``replicas``) is set for this and
-        later releases; ``defaults`` (the project's own) fill only what was never set."""
+        """What is given (``env`` values, ``start_command``, ``release_command``, ``replicas``)
+        is set for this and later releases; ``defaults`` (the project's own) fill only what was
+        never set."""
         body: dict[str, Any] = {
             "app_name": app,
             "artifact_digest": digest,
@@ -218,6 +220,8 @@ class ApiClient:
         }
         if start_command is not None:
             body["start_command"] = start_command
+        if release_command is not None:
+            body["release_command"] = release_command
         if replicas is not None:
             body["replicas"] = replicas
         if defaults:
@@ -300,6 +304,7 @@ class ApiClient:
         since: str | None = None,
         tail: int | None = None,
         deployment: str | None = None,
+        release: str | None = None,
     ) -> dict[str, Any]:
         params: dict[str, Any] = {}
         if since:
@@ -308,10 +313,37 @@ class ApiClient:
             params["tail"] = tail
         if deployment:
             params["deployment"] = deployment
+        if release:
+            params["release"] = release
         try:
             return self._json("GET", ("apps", app, "logs"), params=params)
         except ApiError as exc:
             raise self._route_missing(exc, "logs") from exc
+
+    # -- one-off runs ----------------------------------------------------------
+
+    def start_run(
+        self, app: str, command: list[str], *, timeout_seconds: int | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"command": list(command)}
+        if timeout_seconds is not None:
+            body["timeout_seconds"] = timeout_seconds
+        # Each POST is a new run: never sent twice.
+        return self._feature("run", "POST", ("apps", app, "runs"), json=body, idempotent=False)
+
+    def get_run(self, app: str, run_id: str) -> dict[str, Any]:
+        return self._feature("run", "GET", ("apps", app, "runs", run_id))
+
+    def list_runs(self, app: str) -> list[dict[str, Any]]:
+        listed: list[dict[str, Any]] = self._feature("runs", "GET", ("apps", app, "runs"))["runs"]
+        return listed
+
+    def run_logs(self, app: str, run_id: str, *, since: str | None = None) -> dict[str, Any]:
+        params = {"since": since} if since else {}
+        return self._feature("run", "GET", ("apps", app, "runs", run_id, "logs"), params=params)
+
+    def stop_run(self, app: str, run_id: str) -> dict[str, Any]:
+        return self._feature("run", "DELETE", ("apps", app, "runs", run_id), idempotent=True)
 
     # -- plumbing --------------------------------------------------------------
 

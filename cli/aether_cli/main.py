@@ -37,6 +37,8 @@ COMMANDS = {
     "config": "aether_cli.commands.releases:config",
     "scale": "aether_cli.commands.releases:scale",
     "restart": "aether_cli.commands.releases:restart",
+    "run": "aether_cli.commands.runs:run",
+    "runs": "aether_cli.commands.runs:runs",
     "open": "aether_cli.commands.releases:open_app",
     "keys": "aether_cli.commands.keys:keys",
     "tokens": "aether_cli.commands.tokens:tokens",

@@ -9,6 +9,7 @@
 
     [deploy]
     start_command = "node dist/main.js"
+    release_command = "npm run migrate"   # once per release, before its rollout
     replicas = 2
 
     [env]                             # non-secret defaults; --env wins
@@ -28,6 +29,7 @@ from pathlib import Path
 from aether_cli.contract import (
     APP_NAME_PATTERN,
     ENV_NAME_PATTERN,
+    MAX_COMMAND_LENGTH,
     MAX_REPLICAS,
     RESERVED_ENV_NAMES,
 )
@@ -45,6 +47,7 @@ class ProjectFile:
     app: str | None = None
     build_command: str | None = None
     start_command: str | None = None
+    release_command: str | None = None
     replicas: int | None = None
     env: dict[str, str] = field(default_factory=dict)
 
@@ -52,7 +55,7 @@ class ProjectFile:
 _SCHEMA: dict[str, dict[str, type] | type] = {
     "app": str,
     "build": {"command": str},
-    "deploy": {"start_command": str, "replicas": int},
+    "deploy": {"start_command": str, "release_command": str, "replicas": int},
     "env": dict,
 }
 
@@ -101,9 +104,12 @@ def read_project_file(root: Path) -> ProjectFile:
     for key, value in (
         ("build.command", build.get("command")),
         ("deploy.start_command", deploy.get("start_command")),
+        ("deploy.release_command", deploy.get("release_command")),
     ):
         if value is not None and not value.strip():
             raise fail(key, "must not be empty")
+        if value is not None and ("\0" in value or len(value) > MAX_COMMAND_LENGTH):
+            raise fail(key, f"must be at most {MAX_COMMAND_LENGTH} characters, without NUL")
     replicas = deploy.get("replicas")
     if replicas is not None and not 0 <= replicas <= MAX_REPLICAS:
         raise fail("deploy.replicas", f"must be from 0 to {MAX_REPLICAS}")
@@ -119,6 +125,7 @@ def read_project_file(root: Path) -> ProjectFile:
         app=app,
         build_command=build.get("command"),
         start_command=deploy.get("start_command"),
+        release_command=deploy.get("release_command"),
         replicas=replicas,
         env=env,
     )

@@ -25,7 +25,10 @@ if TYPE_CHECKING:
 TERMINAL_STATUSES = frozenset({"succeeded", "failed"})
 CLUSTER_PHASE = "k8s"  # cluster events are recorded as "k8s:<Reason>"
 # Aether's own phases: the progress line says what they say.
-_PROGRESS_PHASES = frozenset({"pending", "rolling_out", "succeeded", "failed"})
+_PROGRESS_PHASES = frozenset({"pending", "releasing", "rolling_out", "succeeded", "failed"})
+
+# How the platform words a release whose release command failed (its last lines follow).
+RELEASE_COMMAND_FAILED = "the release command failed"
 
 _SCALED_UP = re.compile(r"Scaled up replica set (\S+)")
 _CREATED_POD = re.compile(r"^ReplicaSet (\S+): Created pod: (\S+)")
@@ -99,10 +102,13 @@ def follow(
             hint=f"follow it again with `aether status {deployment_id} --follow`",
         ) from None
     if current.get("status") == "failed":
-        raise DeploymentFailed(
-            f"deployment {deployment_id} failed: {failure_reason(current)}",
-            hint=f"see `aether logs --deployment {deployment_id}`",
-        )
+        reason = failure_reason(current)
+        version = current.get("version")
+        if reason.startswith(RELEASE_COMMAND_FAILED) and version is not None:
+            hint = f"see `aether logs --release v{version}`; the previous release keeps serving"
+        else:
+            hint = f"see `aether logs --deployment {deployment_id}`"
+        raise DeploymentFailed(f"deployment {deployment_id} failed: {reason}", hint=hint)
     return current
 
 
@@ -172,6 +178,8 @@ def progress_wording(deployment: dict[str, Any]) -> str:
     replicas = int(deployment.get("replicas") or 1)
     if status == "pending":
         return "waiting for the cluster"
+    if status == "releasing":
+        return "running the release command"
     if status == "succeeded":
         return f"rolled out {replicas}/{replicas}, ready"
     started, restarting = pod_progress(deployment.get("events") or [])

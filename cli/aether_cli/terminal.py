@@ -29,6 +29,8 @@ STATUS_STYLES = {
     "failed": "bad",
     "pending": "busy",
     "rolling_out": "busy",
+    "releasing": "busy",
+    "running": "busy",
 }
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 

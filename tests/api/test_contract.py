@@ -32,6 +32,7 @@ def test_the_cli_copy_of_the_rules_equals_the_servers() -> None:
         "MAX_CONFIG_VALUE_BYTES",
         "MAX_CONFIG_VARS",
         "MAX_REPLICAS",
+        "MAX_COMMAND_LENGTH",
     ):
         assert getattr(cli_contract, name) == getattr(contract, name), name
     assert tuple(contract.LayerRole) == cli_contract.LAYER_ROLES

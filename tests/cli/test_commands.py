@@ -587,6 +587,9 @@ def test_the_cli_counts_pods_by_the_control_planes_app_container() -> None:
     from chalicelib import manifests
 
     assert APP_CONTAINER == manifests.APP_CONTAINER
+    from aether_cli.contract import JOB_CONTAINER
+
+    assert JOB_CONTAINER == manifests.JOB_CONTAINER
 
 
 def test_the_cli_offers_exactly_the_token_roles_and_lifetimes_the_api_issues(api: Any) -> None:

@@ -560,3 +560,38 @@ def test_a_bad_env_assignment_is_refused_before_anything_is_built_or_sent(
     assert "x" * 100 not in result.stderr  # a value is never echoed
     assert not (project / ".aether").exists()
     assert fake_api.requests == []
+
+
+def test_the_release_command_is_sent_and_a_bad_one_refused_before_building(
+    fake_api: ScriptedServer, project: Path, tmp_path: Path
+) -> None:
+    script_happy_path(fake_api)
+    (project / "aether.toml").write_text('[deploy]\nrelease_command = "npm run migrate"\n')
+    env = logged_in(tmp_path, fake_api)
+    result = run_aether(["deploy", "--no-sbom", "--release-command", "node m.js"], env, cwd=project)
+    assert result.returncode == 0, result.stderr
+    (sent,) = [r for r in fake_api.requests if r.method == "POST" and r.path == "/deployments"]
+    assert sent.json["release_command"] == "node m.js"
+    assert sent.json["defaults"]["release_command"] == "npm run migrate"
+    before = len(fake_api.requests)
+    refused = run_aether(["deploy", "--release-command", "x" * 4097], env, cwd=project)
+    assert refused.returncode == 2
+    assert "at most 4096 characters" in refused.stderr
+    assert len(fake_api.requests) == before, "nothing is sent"
+
+
+def test_a_failed_release_command_points_at_its_output(
+    fake_api: ScriptedServer, project: Path, tmp_path: Path
+) -> None:
+    script_happy_path(fake_api)
+    failed = deployment(
+        "failed",
+        2,
+        version=4,
+        reason="the release command failed: exited with code 1:\nrelation users exists",
+    )
+    fake_api.on("GET", "/deployments/dep-1", Reply(200, failed))
+    result = run_aether(["deploy", "--no-sbom"], logged_in(tmp_path, fake_api), cwd=project)
+    assert result.returncode == 20
+    assert "relation users exists" in result.stderr
+    assert "aether logs --release v4" in result.stderr

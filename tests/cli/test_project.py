@@ -246,7 +246,8 @@ def test_a_project_outside_any_workspace_is_its_own_root(tmp_path: Path) -> None
 def test_the_project_file_is_read_and_checked(tmp_path: Path) -> None:
     (tmp_path / "aether.toml").write_text(
         'app = "shop-api"\n[build]\ncommand = "npm run build:prod"\n'
-        '[deploy]\nstart_command = "node dist/main.js"\nreplicas = 2\n[env]\nLOG_LEVEL = "info"\n'
+        '[deploy]\nstart_command = "node dist/main.js"\nreplicas = 2\n'
+        'release_command = "npm run migrate"\n[env]\nLOG_LEVEL = "info"\n'
     )
     settings = read_project_file(tmp_path)
     assert (settings.app, settings.build_command, settings.start_command) == (
@@ -255,6 +256,7 @@ def test_the_project_file_is_read_and_checked(tmp_path: Path) -> None:
         "node dist/main.js",
     )
     assert (settings.replicas, settings.env) == (2, {"LOG_LEVEL": "info"})
+    assert settings.release_command == "npm run migrate"
 
 
 @pytest.mark.parametrize(
@@ -268,6 +270,12 @@ def test_the_project_file_is_read_and_checked(tmp_path: Path) -> None:
         ('[env]\nPORT = "1"\n', r"env\.PORT is not a variable name Aether can set"),
         ("[env]\nWORKERS = 3\n", r"env\.WORKERS must be a string"),
         ('[build]\ncommand = " "\n', r"build\.command must not be empty"),
+        ('[deploy]\nrelease_command = ""\n', r":2: deploy\.release_command must not be empty"),
+        ("[deploy]\nrelease_command = 1\n", r"deploy\.release_command must be a string"),
+        (
+            f'[deploy]\nrelease_command = "{"x" * 4097}"\n',
+            r"deploy\.release_command must be at most 4096 characters",
+        ),
         ("build = 1\n", r"build must be a table"),
         ("app = \n", r"aether\.toml: "),
     ],

@@ -41,7 +41,8 @@ def invocations(path: Path) -> Iterator[tuple[list[str], list[str]]]:
         for segment in re.split(r"\||&&|;|\$\(", span):
             match = _INVOCATION.search(segment)
             if match and match.group(1):
-                after = segment[match.start() :]
+                # After "--" the words are a command's own (``aether run -- node -e ...``).
+                after = segment[match.start() :].split(" -- ")[0]
                 yield match.group(1).split(), re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", after)
 
 

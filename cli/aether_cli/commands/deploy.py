@@ -46,6 +46,17 @@ class DeployRequest:
     build_command: str | None = None
     platform: str = DEFAULT_PLATFORM
     clean: bool = False
+    release_command: str | None = None
+
+
+def _release_command_option(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> str | None:
+    from aether_cli.contract import MAX_COMMAND_LENGTH
+
+    if value is not None and ("\0" in value or len(value) > MAX_COMMAND_LENGTH):
+        raise click.BadParameter(f"at most {MAX_COMMAND_LENGTH} characters, without NUL")
+    return value
 
 
 @click.command()
@@ -73,6 +84,13 @@ class DeployRequest:
     "--start-command", metavar="CMD", help="Command that starts the service. Default: npm start."
 )
 @click.option(
+    "--release-command",
+    metavar="CMD",
+    callback=_release_command_option,
+    help="Run once per release, before its rollout (migrations); its failure fails the "
+    'release. Default: aether.toml\'s [deploy] release_command; "" for none.',
+)
+@click.option(
     "--build-command", metavar="CMD", help="Build command. Default: the build script, if any."
 )
 @click.option("--no-build", is_flag=True, help="Skip the build step.")
@@ -98,6 +116,7 @@ def deploy(
     no_sbom: bool,
     env: dict[str, str],
     start_command: str | None,
+    release_command: str | None,
     build_command: str | None,
     no_build: bool,
     clean: bool,
@@ -131,6 +150,7 @@ def deploy(
         build_command=build_command,
         platform=platform,
         clean=clean,
+        release_command=release_command,
     )
     summary = run_deploy(request)
     out.result(summary, lambda: _render(out, summary))
@@ -352,6 +372,8 @@ def release(
         defaults["env"] = dict(settings.env)
     if settings.replicas is not None:
         defaults["replicas"] = settings.replicas
+    if settings.release_command is not None:
+        defaults["release_command"] = settings.release_command
     try:
         deployment = client.create_deployment(
             app=app,
@@ -359,6 +381,7 @@ def release(
             runtime=f"node{project.node_major}",
             env=request.env,
             start_command=asked,
+            release_command=request.release_command,
             defaults=defaults,
         )
     except ApiError as exc:

@@ -74,6 +74,12 @@ class LineDeduplicator:
         return True
 
 
+def _release_option(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"v?[1-9][0-9]{0,8}", value):
+        raise click.BadParameter(f"{value!r} is not a release (v4, or 4)")
+    return value
+
+
 @click.command()
 @app_option()
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until Ctrl-C.")
@@ -85,6 +91,13 @@ class LineDeduplicator:
 )
 @click.option("--tail", type=click.IntRange(min=0), metavar="N", help="Only the last N lines.")
 @click.option("--deployment", metavar="ID", help="Only the pods of this deployment.")
+@click.option(
+    "--release",
+    metavar="vN",
+    callback=_release_option,
+    help="The output of release vN's release command instead.",
+)
+@click.option("--run", "run_id", metavar="ID", help="The output of this one-off run instead.")
 @click.option("--poll-interval", type=click.FloatRange(min=0.05), default=2.0, hidden=True)
 @format_option("Lines as text, or one JSON object per line (JSON Lines).")
 @click.pass_obj
@@ -95,10 +108,15 @@ def logs(
     since: str | None,
     tail: int | None,
     deployment: str | None,
+    release: str | None,
+    run_id: str | None,
     poll_interval: float,
     fmt: str,
 ) -> None:
-    """Show the app's logs; --follow keeps streaming them."""
+    """Show the app's logs; --follow keeps streaming them.
+
+    --release vN shows what release vN's release command printed; --run ID a run's output.
+    """
     import contextlib
     from pathlib import Path
 
@@ -117,8 +135,16 @@ def logs(
             where = "/".join(str(p) for p in (line.get("pod"), line.get("container")) if p)
             click.echo(f"{line.get('ts', '')} {where} {line.get('message', '')}")
 
+    if sum(given is not None for given in (deployment, release, run_id)) > 1:
+        raise click.UsageError("give at most one of --deployment, --release and --run")
+
+    def read(since: str | None, tail: int | None) -> dict[str, Any]:
+        if run_id is not None:
+            return client.run_logs(name, run_id, since=since)
+        return client.logs(name, since=since, tail=tail, deployment=deployment, release=release)
+
     if not follow:
-        page = client.logs(name, since=since, tail=tail, deployment=deployment)
+        page = read(since, tail)
         for line in page.get("lines") or []:
             show(line)
         return
@@ -127,7 +153,7 @@ def logs(
 
     # Ctrl-C is how a follow ends: a normal exit, not an error.
     with deferred() as interrupt, contextlib.suppress(KeyboardInterrupt):
-        page = client.logs(name, since=since, tail=tail, deployment=deployment)
+        page = read(since, tail)
         resume = since
         while True:
             lines = page.get("lines") or []
@@ -140,10 +166,5 @@ def logs(
             resume = page.get("next_since") or (str(lines[-1].get("ts")) if lines else resume)
             interrupt.wait(poll_interval)
             interrupt.check()
-            page = client.logs(
-                name,
-                since=resume,
-                tail=tail if resume is None else None,
-                deployment=deployment,
-            )
+            page = read(resume, tail if resume is None else None)
             interrupt.check()

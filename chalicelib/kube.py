@@ -79,6 +79,7 @@ class Rollout:
     message: str
     ready_replicas: int
     replicas: int
+    missing: bool = False  # the Deployment is not in the cluster at all
 
     @property
     def finished(self) -> bool:
@@ -373,8 +374,11 @@ class Cluster:
         except ApiException as error:
             if error.status != 404:
                 raise
-            # Only asked after a successful apply: gone means someone deleted it.
-            return Rollout(RolloutPhase.FAILED, f"Deployment {app_name} not found", 0, 0)
+            # Asked after an apply: gone means someone deleted it (the caller knows whether
+            # the apply happened).
+            return Rollout(
+                RolloutPhase.FAILED, f"Deployment {app_name} not found", 0, 0, missing=True
+            )
         spec, status = deployment.spec, deployment.status
         wanted = spec.replicas if spec and spec.replicas is not None else 1
         template = spec.template.metadata if spec else None

@@ -204,6 +204,9 @@ class Deployment(_Table):
     replicas_set = BooleanAttribute(null=True)
     # When this release's pods were last replaced by a restart.
     restarted_at = UTCDateTimeAttribute(null=True)
+    # When its workload was applied: a release claimed for rolling out without it is still
+    # being applied by the claimer.
+    applied_at = UTCDateTimeAttribute(null=True)
     # Run once, as a Job, before the rollout (``releasing``); persists as the start command
     # does. A scale, which changes nothing the command could depend on, does not run it.
     release_command = UnicodeAttribute(null=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
@@ -204,6 +205,7 @@ def _claimed(
     if releasing:
         _note(deployment, target, f"running the release command: {deployment.release_command}")
     else:
+        deployment.update(actions=[Deployment.applied_at.set(utcnow())])
         after = "the release command succeeded; " if source == DeploymentStatus.RELEASING else ""
         _note(deployment, target, f"{after}applied Deployment {spec.app_name} ({spec.app_image})")
 
@@ -369,8 +371,24 @@ def _refusal(exc: Exception) -> str:
     return str(exc)
 
 
+# How long a claimer may take to apply what it claimed before a reader takes the claim over.
+APPLY_GRACE = timedelta(minutes=2)
+
+
 def _follow(cluster: kube.Cluster, deployment: Deployment) -> None:
     rollout = cluster.rollout(deployment.app_name, deployment.deployment_id)
+    if rollout.missing and deployment.applied_at is None:
+        # Claimed (``pending → rolling_out``) but not applied yet: the claimer is applying
+        # it now, or died doing so. After the grace the claim goes back to ``pending``
+        # (conditional: still unapplied), and the next read applies it again.
+        if utcnow() - deployment.updated_at > APPLY_GRACE:
+            _transition(
+                deployment,
+                DeploymentStatus.ROLLING_OUT,
+                DeploymentStatus.PENDING,
+                condition=Deployment.applied_at.does_not_exist(),
+            )
+        return
     # Event timestamps have whole seconds: compare at that precision, or the
     # events of the deployment's first second would be lost.
     since = deployment.created_at.replace(microsecond=0)
@@ -409,8 +427,11 @@ def _transition(
     source: DeploymentStatus,
     target: DeploymentStatus,
     actions: list[Any] | None = None,
+    condition: Any = None,
 ) -> bool:
-    """``source → target`` if the record is still in ``source``; False if someone else moved it."""
+    """``source → target`` if the record is still in ``source`` (and meets ``condition``);
+    False if someone else moved it."""
+    expected = Deployment.status == source
     try:
         deployment.update(
             actions=[
@@ -418,7 +439,7 @@ def _transition(
                 Deployment.updated_at.set(utcnow()),
                 *(actions or []),
             ],
-            condition=Deployment.status == source,
+            condition=expected if condition is None else expected & condition,
         )
     except UpdateError as exc:
         if is_condition_failure(exc):

@@ -134,6 +134,29 @@ def test_kubernetes_down_is_503_and_the_deployment_is_kept(
     assert wait_for(api, history[0]["deployment_id"], finished)["status"] == "succeeded"
 
 
+def test_a_claimed_release_is_never_failed_while_its_claimer_applies_it(
+    api: Api, app_name: str, kube_simulator: Any
+) -> None:
+    from datetime import timedelta
+
+    from chalicelib.records import Deployment, utcnow
+
+    digest = verified_digest(api, app_name)
+    kube_simulator.set_api_down(True)
+    assert api.post("/deployments", {"app_name": app_name, "artifact_digest": digest}).status == 503
+    kube_simulator.set_api_down(False)
+    (pending,) = api.get(f"/apps/{app_name}/deployments").json["deployments"]
+    record = Deployment.get(pending["deployment_id"])
+    # What another reader sees while the claimer (the schedule, say) is still applying:
+    # rolling_out, no Deployment in the cluster yet.
+    record.update(actions=[Deployment.status.set("rolling_out")])
+    for _ in range(3):
+        assert api.get(f"/deployments/{record.deployment_id}").json["status"] == "rolling_out"
+    # A claimer that never applied (it died): after the grace the claim is taken over.
+    record.update(actions=[Deployment.updated_at.set(utcnow() - timedelta(minutes=3))])
+    assert wait_for(api, record.deployment_id, finished)["status"] == "succeeded"
+
+
 def test_a_newer_deployment_supersedes_one_in_flight(
     api: Api, app_name: str, kube_simulator: Any
 ) -> None:

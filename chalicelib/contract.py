@@ -70,7 +70,7 @@ MIN_SCALE = 0
 RELEASE_VERSION_PATTERN = r"v?[1-9][0-9]{0,8}"
 # A release command (run once per release, before its rollout) is a shell command line, as a
 # start command is; a one-off run is an argument vector.
-MAX_COMMAND_LENGTH = 4096  # characters, of a release command or of a run's words together
+MAX_COMMAND_LENGTH = 4096  # characters, of a release command or of each word of a run's
 MAX_RUN_ARGS = 256
 # A one-off run is named by 12 hex characters the platform gives it.
 RUN_ID_PATTERN = r"[0-9a-f]{12}"

@@ -27,7 +27,9 @@ def read(
 ) -> dict[str, Any]:
     """``GET /apps/{app}/logs``: lines after ``since``; ``next_since`` continues from the last.
 
-    ``release`` (``v4``) reads the output of that release's release command instead.
+    ``release`` (``v4``) reads the output of that release's release command instead (with
+    ``deployment`` too, only when that is the release's deployment: no query parameter
+    can say the two exclude each other).
     """
     app = apps.load(principal, app_name)
     after = _timestamp(since) if since is not None else None
@@ -36,11 +38,11 @@ def read(
         payloads.issued_id(deployment_id, "deployment")
     job = None
     if release is not None:
-        if deployment_id is not None:
-            raise BadRequest("give release or deployment, not both")
         found = releases.by_version(app.name, payloads.release_version(release))
         if not found.release_command or found.skips_release_command:
             raise NotFound(f"release {releases.release_name(found)} ran no release command")
+        if deployment_id not in (None, found.deployment_id):
+            return page([], after)
         job = release_job_name(found.deployment_id)
     if cluster is None:
         raise ServiceUnavailable("no cluster is configured for this control plane")

@@ -108,7 +108,8 @@ def release_command(body: Mapping[str, Any], field: str) -> str | None:
 
 
 def run_command(value: Any) -> tuple[str, ...]:
-    """A one-off run's argument vector: 1 to MAX_RUN_ARGS non-empty words."""
+    """A one-off run's argument vector: 1 to MAX_RUN_ARGS non-empty words, each at most
+    MAX_COMMAND_LENGTH characters (the body's own limit bounds them together)."""
     if (
         not isinstance(value, list)
         or not 1 <= len(value) <= contract.MAX_RUN_ARGS
@@ -119,8 +120,10 @@ def run_command(value: Any) -> tuple[str, ...]:
         )
     if any("\x00" in word for word in value):
         raise BadRequest("command must not contain a NUL character")
-    if sum(len(word) for word in value) > contract.MAX_COMMAND_LENGTH:
-        raise BadRequest(f"command must hold at most {contract.MAX_COMMAND_LENGTH} characters")
+    if any(len(word) > contract.MAX_COMMAND_LENGTH for word in value):
+        raise BadRequest(
+            f"each word of command holds at most {contract.MAX_COMMAND_LENGTH} characters"
+        )
     return tuple(value)
 
 

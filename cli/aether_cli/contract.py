@@ -23,7 +23,7 @@ DEFAULT_TOKEN_DAYS = 30  # what POST /tokens and a rotation give when no lifetim
 MAX_TOKEN_DAYS = 366
 APP_CONTAINER = "app"  # the container of a pod that runs the app (its cluster events name it)
 JOB_CONTAINER = "job"  # the container of a release command's or a run's pod (its output)
-MAX_COMMAND_LENGTH = 4096  # characters, of a release command or of a run's words together
+MAX_COMMAND_LENGTH = 4096  # characters, of a release command or of each word of a run's
 
 # A layered artifact: a small canonical JSON manifest naming its layers by digest and size.
 MANIFEST_SCHEMA = "aether.artifact/v2"

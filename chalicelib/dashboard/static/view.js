@@ -49,7 +49,7 @@ export function external(url) {
 export const shortId = (id) => (id ? String(id).slice(0, 8) : '');
 export const shortDigest = (digest) => (digest ? String(digest).slice(0, 12) : '');
 
-const STATUS_CLASSES = new Set(['pending', 'rolling_out', 'succeeded', 'failed', 'verified', 'rejected', 'valid', 'invalid', 'absent', 'revoked', 'active']);
+const STATUS_CLASSES = new Set(['pending', 'releasing', 'rolling_out', 'succeeded', 'failed', 'verified', 'rejected', 'valid', 'invalid', 'absent', 'revoked', 'active']);
 
 export function badge(status) {
   const word = String(status ?? 'none');

@@ -21,6 +21,7 @@ from chalicelib import (
     oidc,
     openapi,
     payloads,
+    previews,
     pull_tokens,
     records,
     releases,
@@ -186,7 +187,12 @@ def openapi_document() -> dict[str, Any]:
     Token: none
     """
     settings = get_settings()
-    return openapi.document(app, settings.max_artifact_bytes, settings.max_run_timeout_seconds)
+    return openapi.document(
+        app,
+        settings.max_artifact_bytes,
+        settings.max_run_timeout_seconds,
+        settings.preview_max_ttl_seconds,
+    )
 
 
 # The dashboard: its page and files need no token; the data they show does.
@@ -350,6 +356,23 @@ def destroy_app(app_name: str) -> dict[str, Any]:
     return teardown.destroy_for(
         principal(), get_data_plane().cluster, get_store(), app_name
     ).to_json()
+
+
+@app.route("/apps/{app_name}/preview", methods=["PUT"])
+def put_preview(app_name: str) -> Response:
+    """Create a preview of another app, or move its expiry.
+
+    A preview is an app of its own, with its own URL, owned by the caller, who must act on
+    the base. Its first deployment copies the base's config. The reconciler destroys it once
+    ``ttl_seconds`` have passed (at most AETHER_PREVIEW_MAX_TTL_SECONDS); this again, before
+    then, moves its expiry.
+    Body: preview
+    201: the preview, created
+    200: the preview, its expiry moved
+    Errors: not_found, conflict
+    """
+    preview, is_new = previews.put(principal(), get_settings(), app_name, json_body())
+    return Response(body=apps.app_json(preview), status_code=201 if is_new else 200)
 
 
 @app.route("/apps/{app_name}/public-keys", methods=["POST"])
@@ -688,6 +711,7 @@ def reconcile_deployments(event: CloudWatchEvent) -> None:
     rollouts.restore_lost_workloads(get_data_plane())
     rollouts.rotate_pull_tokens(get_data_plane())
     teardown.resume_all(get_data_plane().cluster, get_store())
+    previews.destroy_expired(get_data_plane().cluster, get_store())
     flush_metrics()
 
 

@@ -70,6 +70,8 @@ def app_json(app: Application, latest_deployment: dict[str, Any] | None = None) 
         "require_signature": app.require_signature,
         "created_at": iso(app.created_at),
         "latest_deployment": latest_deployment,
+        "preview_of": app.preview_of,
+        "expires_at": iso(app.expires_at),
     }
 
 

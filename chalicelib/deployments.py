@@ -14,7 +14,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
-from chalicelib import apps, payloads, releases
+from chalicelib import apps, payloads, previews, releases
 from chalicelib.auth import Principal
 from chalicelib.config_vault import ConfigVault
 from chalicelib.contract import (
@@ -63,7 +63,8 @@ def create(
     def build(previous: Deployment | None) -> releases.Wanted:
         wanted = _merged(
             context.vault,
-            previous,
+            # A preview's first release starts from its base's, config and all.
+            previous if previous is not None else previews.first_config_from(app),
             env=env,
             start_command=start_command,
             release_command=release_command,

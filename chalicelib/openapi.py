@@ -53,9 +53,14 @@ class _Operation:
     errors: list[str] = field(default_factory=list)
 
 
-def document(app: Chalice, max_artifact_bytes: int, max_run_timeout_seconds: int) -> dict[str, Any]:
+def document(
+    app: Chalice,
+    max_artifact_bytes: int,
+    max_run_timeout_seconds: int,
+    max_preview_ttl_seconds: int,
+) -> dict[str, Any]:
     """The description of every route ``app`` serves, as of today (runtimes change)."""
-    bodies = schemas.bodies(max_artifact_bytes, max_run_timeout_seconds)
+    bodies = schemas.bodies(max_artifact_bytes, max_run_timeout_seconds, max_preview_ttl_seconds)
     parameters = schemas.parameters()
     paths: dict[str, dict[str, Any]] = {}
     for path, methods in sorted(app.routes.items()):

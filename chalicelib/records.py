@@ -125,6 +125,10 @@ class Application(_Table):
     # ``release_count`` when ``retention`` last reclaimed the app's unretained artifacts:
     # until another release is cut, nothing more can have fallen out of retention.
     reclaimed_at_release = NumberAttribute(null=True)
+    # A preview: the app its first release copied config from, and when the reconciler
+    # destroys it (moved later by another ``aether deploy --preview``).
+    preview_of = UnicodeAttribute(null=True)
+    expires_at = UTCDateTimeAttribute(null=True)
 
 
 class ArtifactsByApp(_ByAppIndex):

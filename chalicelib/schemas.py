@@ -63,7 +63,9 @@ RELEASE_VERSION = {
 }
 
 
-def bodies(max_artifact_bytes: int, max_run_timeout_seconds: int) -> dict[str, Schema]:
+def bodies(
+    max_artifact_bytes: int, max_run_timeout_seconds: int, max_preview_ttl_seconds: int
+) -> dict[str, Schema]:
     """Request bodies by name; runtimes are those in support today."""
     runtime = {"enum": list(contract.supported_runtimes())}
     return {
@@ -102,6 +104,14 @@ def bodies(max_artifact_bytes: int, max_run_timeout_seconds: int) -> dict[str, S
             "type": "object",
             "properties": {"to": ISSUED_ID, "version": RELEASE_VERSION},
             "not": {"required": ["to", "version"]},
+        },
+        "preview": {
+            "type": "object",
+            "required": ["base", "ttl_seconds"],
+            "properties": {
+                "base": APP_NAME,
+                "ttl_seconds": _integer(1, max_preview_ttl_seconds),
+            },
         },
         "promotion": {
             "type": "object",

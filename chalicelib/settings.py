@@ -125,6 +125,8 @@ class Settings:
     connect_timeout_seconds: int
     fetcher_image: str
     progress_deadline_seconds: int
+    # The longest a preview may live before the reconciler destroys it.
+    preview_max_ttl_seconds: int
     # What the cluster's nodes run ("os/arch"); an artifact for another platform is refused.
     cluster_platforms: tuple[str, ...]
     # Signs the page cursors the API hands out (AETHER_CURSOR_SECRET).
@@ -190,6 +192,9 @@ class Settings:
             connect_timeout_seconds=_positive_int(env, "AETHER_CONNECT_TIMEOUT_SECONDS", 3),
             fetcher_image=env.get("AETHER_FETCHER_IMAGE", "aether-fetcher:1"),
             progress_deadline_seconds=_positive_int(env, "AETHER_PROGRESS_DEADLINE_SECONDS", 120),
+            preview_max_ttl_seconds=_positive_int(
+                env, "AETHER_PREVIEW_MAX_TTL_SECONDS", 7 * 24 * 3600
+            ),
             cluster_platforms=_platforms(env, "AETHER_CLUSTER_PLATFORMS", DEFAULT_PLATFORM),
             cursor_key=_cursor_key(env, stage),
             kms_endpoint_url=env.get("AETHER_KMS_ENDPOINT_URL") or endpoint,

@@ -75,7 +75,7 @@ def test_a_new_route_is_described_from_its_docstring_alone() -> None:
         """
         return {}
 
-    operation = openapi.document(app, 10, 60)["paths"]["/apps/{app_name}/notes"]["post"]
+    operation = openapi.document(app, 10, 60, 60)["paths"]["/apps/{app_name}/notes"]["post"]
     assert operation["summary"] == "Add a note to an application."
     assert operation["description"] == "Notes are free text."
     assert operation["requestBody"]["required"] is False
@@ -101,7 +101,7 @@ def test_a_docstring_naming_an_unknown_schema_or_code_is_an_error() -> None:
         view.__doc__ = f"A route.\n\n{line}\n"
         app.route("/sketch")(view)
         with pytest.raises(ValueError, match=r"nothing_like_it|no_such_code"):
-            openapi.document(app, 10, 60)
+            openapi.document(app, 10, 60, 60)
 
 
 def test_the_readme_names_every_error_code_with_its_status() -> None:

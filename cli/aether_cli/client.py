@@ -145,6 +145,13 @@ class ApiClient:
         body = {"name": app, "require_signature": require_signature}
         return self._json("POST", ("apps",), json=body, idempotent=False)
 
+    def put_preview(self, name: str, *, base: str, ttl_seconds: int) -> dict[str, Any]:
+        # Creating it again only moves its expiry: safe to retry.
+        body = {"base": base, "ttl_seconds": ttl_seconds}
+        return self._feature(
+            "previews", "PUT", ("apps", name, "preview"), json=body, idempotent=True
+        )
+
     def destroy_app(self, app: str) -> dict[str, Any]:
         # A teardown again resumes the one under way: safe to retry.
         return self._feature("destroying apps", "DELETE", ("apps", app), idempotent=True)

@@ -287,7 +287,16 @@ def test_list_renders_a_table_and_json(fake_api: ScriptedServer, tmp_path: Path)
     text = invoke(["list"], env)
     assert text.exit_code == 0
     header, first, second = text.stdout.splitlines()
-    assert header.split() == ["APP", "SERVING", "DIGEST", "URL", "LATEST", "UPDATED"]
+    assert header.split() == [
+        "APP",
+        "SERVING",
+        "DIGEST",
+        "URL",
+        "LATEST",
+        "UPDATED",
+        "BASE",
+        "EXPIRES",
+    ]
     assert first.split()[:5] == [
         "demo-app",
         "dep-1",

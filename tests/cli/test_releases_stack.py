@@ -139,3 +139,38 @@ def test_promote_runs_the_sources_artifact_with_the_targets_config(
         assert done.stderr.strip().splitlines()[-1].lower().startswith(("error", "usage")), args
     listed = run_json(local_api, tmp_path, "releases", "--app", prod)
     assert [r["version"] for r in listed["releases"]] == [2, 1]
+
+
+def test_deploy_preview_copies_the_bases_config_and_list_shows_its_expiry(
+    local_api: Service, tmp_path: Path, installed_example: Path, unique_name: str
+) -> None:
+    base, preview = f"{unique_name[:50]}-base", f"{unique_name[:50]}-pr"
+    deploy_json(local_api, tmp_path, installed_example, base, "--env", f"GREETING={SECRET}")
+    shown = deploy_json(
+        local_api, tmp_path, installed_example, base, "--preview", preview, "--ttl", "2h"
+    )
+    assert shown["app"] == preview and shown["status"] == "succeeded", shown
+    assert shown["preview"]["base"] == base and shown["preview"]["expires_at"]
+    assert run_json(local_api, tmp_path, "config", "--app", preview)["names"] == ["GREETING"]
+    got = aether(local_api, tmp_path, "config", "get", "GREETING", "--app", preview)
+    assert got.stdout == SECRET + "\n"
+    listed = {a["name"]: a for a in run_json(local_api, tmp_path, "list")["apps"]}
+    assert listed[preview]["preview_of"] == base
+    assert listed[preview]["expires_at"] == shown["preview"]["expires_at"]
+    assert listed[preview]["serving"]["url"] != listed[base]["serving"]["url"]
+    table = aether(local_api, tmp_path, "list")
+    row = next(line for line in table.stdout.splitlines() if line.startswith(preview + " "))
+    assert base in row.split() and shown["preview"]["expires_at"] in row
+
+    for args, code in (
+        (["--preview", preview, "--ttl", "soon"], 2),
+        (["--preview", preview, "--ttl", "0s"], 2),
+        (["--ttl", "1h"], 2),  # a lifetime without a preview
+        (["--preview", "Bad_Name"], 2),
+        (["--preview", preview, "--ttl", "30d"], 20),  # over the platform's maximum
+    ):
+        done = aether(
+            local_api, tmp_path, "deploy", "--path", str(installed_example), "--app", base, *args
+        )
+        assert done.returncode == code, (args, done.returncode, done.stderr)
+        assert done.stderr.strip().splitlines()[-1].lower().startswith("error"), args

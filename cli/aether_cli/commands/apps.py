@@ -142,9 +142,11 @@ def list_apps(out: Output, fmt: str) -> None:
                     serving.get("url"),
                     latest_word(latest, serving),
                     latest.get("created_at") or app.get("created_at"),
+                    app.get("preview_of") or "",
+                    app.get("expires_at") or "",
                 ]
             )
-        out.table(["APP", "SERVING", "DIGEST", "URL", "LATEST", "UPDATED"], rows)
+        out.table(["APP", "SERVING", "DIGEST", "URL", "LATEST", "UPDATED", "BASE", "EXPIRES"], rows)
 
     out.result({"apps": apps}, text)
 

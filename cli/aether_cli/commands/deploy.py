@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from aether_cli.assignments import parse_assignments
-from aether_cli.commands.apps import app_option, wait_options
+from aether_cli.commands.apps import app_option, checked_app_name, wait_options
 from aether_cli.contract import DEFAULT_PLATFORM, PLATFORMS
 from aether_cli.output import Output, format_option
 
@@ -47,6 +47,9 @@ class DeployRequest:
     platform: str = DEFAULT_PLATFORM
     clean: bool = False
     release_command: str | None = None
+    # --preview: deploy to this preview of the app instead, living ttl_seconds.
+    preview: str | None = None
+    ttl_seconds: int = 24 * 3600
 
 
 def _release_command_option(
@@ -104,6 +107,18 @@ def _release_command_option(
     show_default=True,
     help="Where the artifact runs: dependencies and native addons are for it.",
 )
+@click.option(
+    "--preview",
+    metavar="NAME",
+    callback=checked_app_name,
+    help="Deploy to the preview NAME of --app (created with its config, or kept) instead.",
+)
+@click.option(
+    "--ttl",
+    metavar="DURATION",
+    callback=lambda _c, _p, v: _ttl_seconds(v),
+    help="How long the preview lives: 30s, 15m, 24h, 7d.  [default: 24h]",
+)
 @wait_options("deployment")
 @format_option()
 @click.pass_obj
@@ -121,6 +136,8 @@ def deploy(
     no_build: bool,
     clean: bool,
     platform: str,
+    preview: str | None,
+    ttl: int | None,
     no_wait: bool,
     timeout: float,
     fmt: str,
@@ -136,6 +153,10 @@ def deploy(
     uploaded), uploaded, uploaded_bytes, deployment_id, status (and url when known);
     on failure {"error": {"code", "message"}}.
     """
+    if ttl is not None and preview is None:
+        raise click.BadParameter(
+            "--ttl is a preview's lifetime: give --preview NAME", param_hint="'--ttl'"
+        )
     request = DeployRequest(
         project_dir=project_dir,
         app=app,
@@ -151,6 +172,8 @@ def deploy(
         platform=platform,
         clean=clean,
         release_command=release_command,
+        preview=preview,
+        ttl_seconds=DeployRequest.ttl_seconds if ttl is None else ttl,
     )
     summary = run_deploy(request)
     out.result(summary, lambda: _render(out, summary))
@@ -186,6 +209,13 @@ def run_deploy(request: DeployRequest) -> dict[str, Any]:
 
         client = connect(settings)
         client.whoami()
+    preview = None
+    if client is not None and request.preview is not None:
+        assert app is not None
+        # Before the build, which packs for the preview's name: a base that cannot have a
+        # preview fails in a second, not after the build.
+        preview = client.put_preview(request.preview, base=app, ttl_seconds=request.ttl_seconds)
+        app = request.preview
     log.info(
         "Node.js %s project %s (%s, %s)",
         project.node_major,
@@ -220,6 +250,9 @@ def run_deploy(request: DeployRequest) -> dict[str, Any]:
         "uploaded_bytes": 0,
         "deployment_id": None,
         "status": None,
+        "preview": None
+        if preview is None
+        else {"base": preview.get("preview_of"), "expires_at": preview.get("expires_at")},
     }
     if client is None:
         if request.dry_run:
@@ -420,6 +453,19 @@ def _rejection(client: Any, digest: str, fallback: str) -> str:
     return f"the platform rejected artifact {digest[:12]}: {reason}" if reason else fallback
 
 
+def _ttl_seconds(value: str | None) -> int | None:
+    from aether_cli import durations
+
+    if value is None:
+        return None
+    seconds = durations.seconds(value)
+    if seconds is None or seconds < 1:
+        raise click.BadParameter(
+            f"{value!r} is not a lifetime (30s, 15m, 24h, 7d)", param_hint="'--ttl'"
+        )
+    return seconds
+
+
 def _render(out: Output, summary: dict[str, Any]) -> None:
     status = summary["status"]
     if status in ("packed", "dry_run"):
@@ -446,6 +492,9 @@ def _render(out: Output, summary: dict[str, Any]) -> None:
             f"follow it with `aether status {deployment_id} --follow`"
         )
     out.line(f"  deployment  {deployment_id}")
+    if summary.get("preview"):
+        shown = summary["preview"]
+        out.line(f"  preview     of {shown['base']}, until {shown['expires_at']}")
     out.line(
         f"  digest      {summary['digest']}"
         + ("" if summary["uploaded"] else " (already uploaded)")

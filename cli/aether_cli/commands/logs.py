@@ -11,20 +11,17 @@ import click
 from aether_cli.commands.apps import app_option
 from aether_cli.output import Output, format_option
 
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _SEEN_LIMIT = 5000
 
 
 def parse_since(value: str, now: datetime | None = None) -> str:
     """``10m``, ``1h30m``, ``2d`` or an RFC 3339 time → an RFC 3339 UTC timestamp."""
+    from aether_cli import durations
+
     value = value.strip()
-    match = _DURATION.match(value)
-    if value and match and any(match.groups()):
-        days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
-        start = (now or datetime.now(UTC)) - timedelta(
-            days=days, hours=hours, minutes=minutes, seconds=seconds
-        )
-        return format_rfc3339(start)
+    ago = durations.seconds(value)
+    if ago is not None:
+        return format_rfc3339((now or datetime.now(UTC)) - timedelta(seconds=ago))
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:

@@ -147,6 +147,11 @@ def test_the_release_commands_output_is_read_by_version(api: Api, app_name: str)
     containers = {line["container"] for line in lines["lines"]}
     assert containers <= {"fetch", "job"} and "job" in containers
     assert api.get(f"/apps/{app_name}/logs?release=v99").status == 404
+    plain = deploy_with(api, app_name, created["artifact_digest"], release_command="")
+    wait_for(api, plain["deployment_id"], finished)
+    none = api.get(f"/apps/{app_name}/logs?release=v{plain['version']}")
+    assert (none.status, none.json["code"]) == (404, "not_found")
+    assert "ran no release command" in none.json["message"]
     other = api.get(
         f"/apps/{app_name}/logs?release=v1&deployment={'0' * 8}-0000-0000-0000-{'0' * 12}"
     )

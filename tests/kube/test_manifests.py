@@ -417,3 +417,81 @@ def test_with_the_cache_the_fetcher_is_another_user_than_the_app_in_the_apps_gro
 def test_a_cache_path_must_be_a_normalized_absolute_path(path: str) -> None:
     with pytest.raises(ValueError, match="layer_cache_dir"):
         replace(CACHED, layer_cache_dir=path)
+
+
+# -- Jobs ---------------------------------------------------------------------------------
+
+
+def _job(**changes: Any) -> Any:
+    from chalicelib.manifests import JobPurpose, JobSpec
+
+    fields: dict[str, Any] = {
+        "release": SPEC,
+        "purpose": JobPurpose.RUN,
+        "command": ("node", "-e", "1"),
+        "deadline_seconds": 60,
+        "ttl_seconds": 3600,
+        "created_by": "alice",
+        "version": 4,
+        "run_id": "0123456789ab",
+        **changes,
+    }
+    return JobSpec(**fields)
+
+
+def test_a_job_runs_once_in_the_apps_own_hardened_pod() -> None:
+    from chalicelib.manifests import job_manifest
+
+    job = job_manifest(_job())
+    app_pod = _deployment()["spec"]["template"]["spec"]
+    pod = job["spec"]["template"]["spec"]
+    assert (job["apiVersion"], job["kind"], job["metadata"]["name"]) == (
+        "batch/v1",
+        "Job",
+        "run-0123456789ab",
+    )
+    assert job["spec"]["backoffLimit"] == 0 and pod["restartPolicy"] == "Never"
+    assert (job["spec"]["activeDeadlineSeconds"], job["spec"]["ttlSecondsAfterFinished"]) == (
+        60,
+        3600,
+    )
+    assert pod["initContainers"] == app_pod["initContainers"]
+    assert pod["securityContext"] == app_pod["securityContext"]
+    assert pod["volumes"] == app_pod["volumes"]
+    (container,) = pod["containers"]
+    (app,) = app_pod["containers"]
+    assert container["command"] == ["node", "-e", "1"]
+    for same in ("image", "envFrom", "securityContext", "volumeMounts", "workingDir"):
+        assert container[same] == app[same], same
+    assert "readinessProbe" not in container and "ports" not in container
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert labels["app"] == "aether-job", "never selected by the app's Service"
+    assert (labels["aether.dev/run-id"], labels["deployment_id"]) == (
+        "0123456789ab",
+        SPEC.deployment_id,
+    )
+    assert job["metadata"]["annotations"]["aether.dev/created-by"] == "alice"
+
+
+def test_a_release_jobs_name_fits_a_label_whatever_the_apps_name() -> None:
+    from chalicelib.manifests import JobPurpose, job_manifest
+
+    long_name = replace(SPEC, app_name="a" * 63)
+    job = job_manifest(_job(release=long_name, purpose=JobPurpose.RELEASE, run_id=None))
+    assert job["metadata"]["name"] == f"release-{SPEC.deployment_id}"
+    assert len(job["metadata"]["name"]) <= 63
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"command": ()},
+        {"command": ("node", "")},
+        {"deadline_seconds": 0},
+        {"ttl_seconds": -1},
+        {"run_id": None},
+    ],
+)
+def test_a_job_spec_refuses_what_no_job_could_run(changes: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        _job(**changes)

@@ -208,6 +208,14 @@ def test_a_job_refuses_a_template_that_restarts_always_or_a_change_of_template(
     with pytest.raises(ApiException) as negative:
         batch.create_namespaced_job(namespace, job("bad", deadline=0))
     assert negative.value.status == 422
+    parallel = job("parallel")
+    parallel["spec"]["completions"] = 3
+    selected = job("selected")
+    selected["spec"]["selector"] = {"matchLabels": {"app": "aether-job"}}
+    for unmodelled in (parallel, selected):
+        with pytest.raises(ApiException) as refused_too:
+            batch.create_namespaced_job(namespace, unmodelled)
+        assert refused_too.value.status == 422, unmodelled["metadata"]["name"]
 
 
 def test_discovery_serves_the_batch_group(sim: Simulator, api_client: client.ApiClient) -> None:

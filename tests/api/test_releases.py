@@ -324,6 +324,20 @@ def test_restart_replaces_every_pod_and_keeps_the_release(
     assert len(releases_of(api, app_name)) == 1
 
 
+def test_a_restart_superseded_by_a_deploy_is_finished_as_superseded(
+    api: Api, app_name: str
+) -> None:
+    first = deployed(api, app_name, verified_digest(api, app_name))
+    restarting = api.post(f"/apps/{app_name}/restart")
+    assert restarting.json["status"] == "rolling_out", restarting.body
+    newer = deployed(api, app_name, verified_digest(api, app_name))
+    # The restart's release is read once more (as the CLI following it, or the schedule).
+    restarted = settled(api, restarting.json)
+    assert (restarted["deployment_id"], restarted["status"]) == (first["deployment_id"], "failed")
+    assert restarted["reason"] == f"superseded by {newer['deployment_id']}", restarted
+    assert [r["status"] for r in releases_of(api, app_name)] == ["succeeded", "failed"]
+
+
 def test_restart_without_a_release_that_succeeded_is_a_conflict(api: Api, app_name: str) -> None:
     reply = api.post(f"/apps/{app_name}/restart")
     assert (reply.status, reply.json["code"]) == (409, "conflict")

@@ -454,11 +454,15 @@ def app_releases(app_name: str) -> dict[str, Any]:
 
 @app.route("/apps/{app_name}/config")
 def app_config(app_name: str) -> dict[str, Any]:
-    """The names of the app's config (its latest release's); never a value.
+    """The names of the app's config (its latest release's), and with values=true its values.
 
+    The values are the app's secrets: only its owner and admins read them, and only when
+    asked; they are in no other listing.
+    Query: values
     Errors: not_found
     """
-    return releases.config_json(principal(), app_name)
+    with_values = payloads.query_boolean(query("values"), "values")
+    return releases.config_json(principal(), get_vault(), app_name, with_values)
 
 
 @app.route("/apps/{app_name}/config/{config_name}")

@@ -153,6 +153,15 @@ def _whole_number(value: Any) -> int | None:
     return None
 
 
+def query_boolean(text: str | None, field: str) -> bool:
+    """A query string's flag: absent or ``false`` is False, ``true`` is True."""
+    if text is None or text == "false":
+        return False
+    if text == "true":
+        return True
+    raise BadRequest(f"{field} must be true or false")
+
+
 def query_integer(text: str, field: str, minimum: int, maximum: int) -> int:
     """A query string's whole number: ASCII digits, optionally signed."""
     number = int(text) if re.fullmatch(r"-?[0-9]+", text) else None

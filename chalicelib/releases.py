@@ -532,15 +532,22 @@ def _rollback_target(
 # -- reading config ----------------------------------------------------------------------------
 
 
-def config_json(principal: Principal, app_name: str) -> dict[str, Any]:
-    """``GET /apps/{app}/config``: the names of the current release's config, no value."""
+def config_json(
+    principal: Principal, vault: ConfigVault, app_name: str, with_values: bool = False
+) -> dict[str, Any]:
+    """``GET /apps/{app}/config``: the names of the current release's config; with
+    ``with_values`` their values too. Only the app's owner and admins load the app at all,
+    and a value is opened here only when asked: the listing answers without KMS."""
     app = apps.load(principal, app_name)
     current = latest(app)
-    return {
+    shown: dict[str, Any] = {
         "app_name": app.name,
         "version": _version(current),
         "names": current.config_names() if current else [],
     }
+    if with_values:
+        shown["values"] = config_of(vault, current) if current else {}
+    return shown
 
 
 def config_value(

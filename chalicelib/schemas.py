@@ -242,6 +242,10 @@ def parameters() -> dict[str, Schema]:
             "schema": RELEASE_VERSION["oneOf"][1],
         },
         "name": {"schema": {"type": "string", "minLength": 1}},
+        "values": {
+            "description": "true: the values too, to the app's owner and admins",
+            "schema": {"type": "string", "enum": ["true", "false"], "default": "false"},
+        },
         # headers
         "If-None-Match": {
             "description": "the ETag of the copy the client holds",

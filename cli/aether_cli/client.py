@@ -265,8 +265,9 @@ class ApiClient:
             params["cursor"] = cursor
         return self._feature("releases", "GET", ("apps", app, "releases"), params=params)
 
-    def get_config(self, app: str) -> dict[str, Any]:
-        return self._feature("config", "GET", ("apps", app, "config"))
+    def get_config(self, app: str, *, values: bool = False) -> dict[str, Any]:
+        params = {"values": "true"} if values else None
+        return self._feature("config", "GET", ("apps", app, "config"), params=params)
 
     def get_config_value(self, app: str, name: str) -> dict[str, Any]:
         return self._feature("config", "GET", ("apps", app, "config", name))

@@ -194,6 +194,28 @@ def test_the_config_route_names_values_and_never_shows_one(api: Api, app_name: s
     assert missing.status == 404 and missing.json["code"] == "not_found"
 
 
+def test_the_config_route_shows_values_to_the_owner_only_when_asked(
+    api: Api, unique_name: str
+) -> None:
+    alice = api.as_(issue(api, unique_name + "-alice"))
+    bob = api.as_(issue(api, unique_name + "-bob"))
+    assert alice.post("/apps", {"name": unique_name}).status == 201
+    deployed(alice, unique_name, verified_digest(alice, unique_name))
+    patched(alice, unique_name, {"set": {"GREETING": SECRET, "MODE": "a"}})
+    shown = alice.get(f"/apps/{unique_name}/config?values=true").json
+    assert (shown["names"], shown["values"]) == (
+        ["GREETING", "MODE"],
+        {"GREETING": SECRET, "MODE": "a"},
+    )
+    assert api.get(f"/apps/{unique_name}/config?values=true").json["values"]["MODE"] == "a"
+    assert "values" not in alice.get(f"/apps/{unique_name}/config?values=false").json
+    refused = bob.get(f"/apps/{unique_name}/config?values=true")
+    assert (refused.status, refused.json["code"]) == (404, "not_found")
+    assert SECRET not in refused.body.decode()
+    bad = alice.get(f"/apps/{unique_name}/config?values=yes")
+    assert (bad.status, bad.json["code"]) == (400, "bad_request")
+
+
 def test_project_defaults_fill_only_what_was_never_set(api: Api, app_name: str) -> None:
     digest = verified_digest(api, app_name)
     defaults = {"env": {"LOG_LEVEL": "info"}, "start_command": "node a.js", "replicas": 2}

@@ -35,8 +35,13 @@ def test_config_set_is_a_release_of_the_same_artifact_and_a_deploy_keeps_it(
     assert (release["version"], release["description"]) == (2, "set GREETING")
     assert SECRET not in json.dumps(release)
 
-    names = run_json(local_api, tmp_path, "config", "--app", app)
+    names = run_json(local_api, tmp_path, "config", "--names-only", "--app", app)
     assert names["names"] == ["GREETING"] and SECRET not in json.dumps(names)
+    # The owner's listing shows the values, Heroku-style.
+    listed = run_json(local_api, tmp_path, "config", "--app", app)
+    assert listed["values"] == {"GREETING": SECRET}
+    shown = aether(local_api, tmp_path, "config", "--app", app)
+    assert shown.stdout.splitlines()[1:] == [f"  GREETING={SECRET}"]
     got = aether(local_api, tmp_path, "config", "get", "GREETING", "--app", app)
     assert (got.returncode, got.stdout) == (0, SECRET + "\n")
 
@@ -51,7 +56,7 @@ def test_config_set_is_a_release_of_the_same_artifact_and_a_deploy_keeps_it(
     lines = listed.stdout.splitlines()
     assert lines[0].split()[:2] == ["VERSION", "CHANGE"]
     assert [line.split()[0] for line in lines[1:]] == ["v3", "v2", "v1"]
-    for command in (["releases"], ["list"], ["status"], ["config"]):
+    for command in (["releases"], ["list"], ["status"], ["config", "--names-only"]):
         shown = aether(local_api, tmp_path, *command, "--app", app)
         assert SECRET not in shown.stdout + shown.stderr, command
 

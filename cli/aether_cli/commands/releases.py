@@ -64,15 +64,16 @@ def _render_change(out: Output, app: str, release: dict[str, Any], no_wait: bool
 
 @click.group(invoke_without_command=True)
 @app_option()
+@click.option("--names-only", is_flag=True, help="Only the names, not the values.")
 @format_option()
 @click.pass_context
-def config(ctx: click.Context, app: str | None, fmt: str) -> None:
-    """The app's config: its names (values are secrets: `aether config get NAME`)."""
+def config(ctx: click.Context, app: str | None, names_only: bool, fmt: str) -> None:
+    """The app's config: NAME=VALUE lines (to the app's owner and admins only)."""
     if ctx.invoked_subcommand is not None:
         return
     out: Output = ctx.obj
     client, name = _connect(app)
-    shown = client.get_config(name)
+    shown = client.get_config(name, values=not names_only)
 
     def text() -> None:
         names = shown.get("names") or []
@@ -81,8 +82,9 @@ def config(ctx: click.Context, app: str | None, fmt: str) -> None:
             return
         version = shown.get("version")
         out.line(f"{name} config" + (f" (v{version})" if version is not None else "") + ":")
+        values = shown.get("values")
         for each in names:
-            out.line(f"  {each}")
+            out.line(f"  {each}" if values is None else f"  {each}={values.get(each, '')}")
 
     out.result(shown, text)
 

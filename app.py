@@ -5,7 +5,15 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from chalice.app import Chalice, CloudWatchEvent, Rate, Request, Response, S3Event
+from chalice.app import (
+    Chalice,
+    CloudWatchEvent,
+    Rate,
+    Request,
+    Response,
+    S3Event,
+    SQSEvent,
+)
 
 from chalicelib import (
     apps,
@@ -15,6 +23,8 @@ from chalicelib import (
     dashboard,
     deployments,
     health,
+    hook_delivery,
+    hooks,
     kube,
     logs,
     middleware,
@@ -93,6 +103,52 @@ def get_data_plane() -> rollouts.DataPlane:
         return rollouts.DataPlane(None, settings, get_vault())
     cluster = kube.Cluster(kube.api_client(settings.kubeconfig), settings.namespace)
     return rollouts.DataPlane(cluster, settings, get_vault())
+
+
+def _client_config() -> Any:
+    from botocore.config import Config
+
+    return Config(
+        connect_timeout=get_settings().connect_timeout_seconds,
+        retries={"max_attempts": 2, "mode": "standard"},
+    )
+
+
+@functools.cache
+def get_hook_queue() -> hooks.Queue:
+    import boto3
+
+    settings = get_settings()
+    configured = settings.hooks
+    sqs = boto3.client(
+        "sqs",
+        region_name=settings.region,
+        endpoint_url=configured.sqs_endpoint_url,
+        config=_client_config(),
+    )
+    return hooks.Queue(sqs, configured.queue_name, publishes=configured.topic_arn is not None)
+
+
+# Events are emitted from inside the state machines: the queue is given to them once.
+hooks.configure(get_hook_queue)
+
+
+@functools.cache
+def get_courier() -> hook_delivery.Courier:
+    import boto3
+
+    settings = get_settings()
+    configured = settings.hooks
+    topic = None
+    if configured.topic_arn is not None:
+        sns = boto3.client(
+            "sns",
+            region_name=settings.region,
+            endpoint_url=configured.sns_endpoint_url,
+            config=_client_config(),
+        )
+        topic = hook_delivery.Topic(sns, configured.topic_arn)
+    return hook_delivery.Courier(get_hook_queue(), get_vault(), configured, topic)
 
 
 def release_context() -> releases.Context:
@@ -602,6 +658,64 @@ def app_deployments(app_name: str) -> dict[str, Any]:
     return {"deployments": [deployments.deployment_json(d) for d in page], "next_cursor": cursor}
 
 
+# Event hooks
+
+
+@app.route("/hooks", methods=["POST"])
+def add_hook() -> Response:
+    """Subscribe a URL to an app's events; the signing secret is in this answer only.
+
+    Without ``app_name`` the subscription gets every app's events (admins). Without
+    ``events`` it gets every event, those added later too. The URL must be https:// on a
+    public host.
+    Body: new_hook
+    Schema: new_hook
+    201: the subscription and its secret
+    Errors: not_found, conflict
+    """
+    hook, secret = hooks.create(principal(), get_vault(), get_settings().hooks, json_body())
+    return created({**hooks.hook_json(hook), "secret": secret})
+
+
+@app.route("/hooks")
+def list_hooks() -> dict[str, Any]:
+    """Subscriptions (an app's, or every one the token may see); never a secret.
+
+    Query: app_name
+    Errors: not_found
+    """
+    return {"hooks": [hooks.hook_json(h) for h in hooks.list_for(principal(), query("app_name"))]}
+
+
+@app.route("/hooks/{hook_id}")
+def show_hook(hook_id: str) -> dict[str, Any]:
+    """One subscription; never its secret.
+
+    Errors: not_found
+    """
+    return hooks.hook_json(hooks.load(principal(), hook_id))
+
+
+@app.route("/hooks/{hook_id}", methods=["DELETE"])
+def remove_hook(hook_id: str) -> dict[str, Any]:
+    """Remove a subscription: nothing more is sent to it.
+
+    Errors: not_found
+    """
+    return hooks.hook_json(hooks.remove(principal(), hook_id))
+
+
+@app.route("/hooks/{hook_id}/deliveries")
+def hook_deliveries(hook_id: str) -> dict[str, Any]:
+    """A subscription's newest deliveries, each with its attempts (status code, latency, time).
+
+    Query: limit
+    Errors: not_found
+    """
+    found = hooks.deliveries(principal(), hook_id, page_size())
+    return {"hook_id": hook_id, "deliveries": [hooks.delivery_json(d) for d in found]}
+
+
 # Artifacts
 
 
@@ -727,6 +841,12 @@ def reconcile_deployments(event: CloudWatchEvent) -> None:
 )
 def artifact_uploaded(event: S3Event) -> None:
     verification.handle_s3_event(get_store(), event.to_dict())
+    flush_metrics()
+
+
+@app.on_sqs_message(queue=Settings.from_env().hooks.queue_name, batch_size=10)
+def deliver_hooks(event: SQSEvent) -> None:
+    hook_delivery.handle_sqs_event(get_courier(), event.to_dict())
     flush_metrics()
 
 

@@ -36,10 +36,26 @@ class ConfigVault:
         """The sealed form of ``values`` (None for no values: nothing to protect)."""
         if not values:
             return None
+        return self._seal(_context(app_name), values)
+
+    def open(self, app_name: str, sealed: str | None) -> dict[str, str]:
+        if sealed is None:
+            return {}
+        return self._open(_context(app_name), sealed)
+
+    def seal_secret(self, hook_id: str, secret: str) -> str:
+        """A hook's signing secret, sealed as config is, bound to its subscription: sealed
+        config does not open as a secret, nor one hook's secret as another's."""
+        return self._seal(_hook_context(hook_id), {"secret": secret})
+
+    def open_secret(self, hook_id: str, sealed: str) -> str:
+        return self._open(_hook_context(hook_id), sealed)["secret"]
+
+    def _seal(self, context: dict[str, str], values: Mapping[str, str]) -> str:
         from nacl.secret import SecretBox
 
         data_key = self._kms.generate_data_key(
-            KeyId=self.key_id, KeySpec="AES_256", EncryptionContext=_context(app_name)
+            KeyId=self.key_id, KeySpec="AES_256", EncryptionContext=context
         )
         box = SecretBox(data_key["Plaintext"])
         sealed = box.encrypt(_canonical(values))
@@ -52,9 +68,7 @@ class ConfigVault:
             separators=(",", ":"),
         )
 
-    def open(self, app_name: str, sealed: str | None) -> dict[str, str]:
-        if sealed is None:
-            return {}
+    def _open(self, context: dict[str, str], sealed: str) -> dict[str, str]:
         from nacl.secret import SecretBox
 
         envelope = json.loads(sealed)
@@ -64,7 +78,7 @@ class ConfigVault:
             # Named although the ciphertext says it: only this key may ever open config.
             KeyId=self.key_id,
             CiphertextBlob=base64.b64decode(envelope["key"]),
-            EncryptionContext=_context(app_name),
+            EncryptionContext=context,
         )
         plain = SecretBox(data_key["Plaintext"]).decrypt(base64.b64decode(envelope["box"]))
         values = json.loads(plain)
@@ -82,6 +96,10 @@ class ConfigVault:
 
 def _context(app_name: str) -> dict[str, str]:
     return {"aether:app": app_name}
+
+
+def _hook_context(hook_id: str) -> dict[str, str]:
+    return {"aether:hook": hook_id}
 
 
 def _canonical(values: Mapping[str, Any]) -> bytes:

@@ -218,3 +218,43 @@ class Role(StrEnum):
 
 
 ISSUABLE_ROLES = (Role.ADMIN, Role.DEVELOPER)
+
+
+# -- event hooks -----------------------------------------------------------------------------
+
+
+class HookEvent(StrEnum):
+    """What a subscription may ask to be told about; a subscription naming none gets every one.
+
+    ``artifact.*`` are sent for what a deployment runs (archives and manifests), not for the
+    layers a manifest names.
+    """
+
+    ARTIFACT_UPLOADED = "artifact.uploaded"
+    ARTIFACT_VERIFIED = "artifact.verified"
+    ARTIFACT_REJECTED = "artifact.rejected"
+    RELEASE_CREATED = "release.created"
+    DEPLOYMENT_SUCCEEDED = "deployment.succeeded"
+    DEPLOYMENT_FAILED = "deployment.failed"
+    APP_DESTROYED = "app.destroyed"
+
+
+class DeliveryStatus(StrEnum):
+    """One event to one subscription: ``pending`` while attempts go on, then for good."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+# A subscription's signing secret, shown once when it is created.
+HOOK_SECRET_PREFIX = "whsec_"  # noqa: S105  (a prefix, not a secret)
+# X-Aether-Signature: "sha256=" + hex HMAC-SHA256(secret, timestamp + "." + body); a receiver
+# refuses a timestamp further than this from its own clock (a replayed delivery).
+HOOK_SIGNATURE_PREFIX = "sha256="
+HOOK_SIGNATURE_TOLERANCE_SECONDS = 300
+MAX_HOOK_URL_LENGTH = 2048
+# Per app (and globally): every one is a POST per event.
+MAX_HOOKS_PER_SCOPE = 20
+# How long a delivery's attempts are listed (DynamoDB expires them after).
+HOOK_DELIVERY_DAYS = 30

@@ -19,8 +19,10 @@ from typing import Any, TypeVar
 from pynamodb.attributes import (
     Attribute,
     BooleanAttribute,
+    ListAttribute,
     MapAttribute,
     NumberAttribute,
+    TTLAttribute,
     UnicodeAttribute,
     UnicodeSetAttribute,
     UTCDateTimeAttribute,
@@ -36,6 +38,7 @@ from chalicelib.contract import (
     DEFAULT_PLATFORM,
     ArtifactKind,
     ArtifactStatus,
+    DeliveryStatus,
     DeploymentStatus,
     Role,
     SignatureState,
@@ -272,6 +275,67 @@ class ApiToken(_Table):
     parent_token_id = UnicodeAttribute(null=True)
 
 
+class HooksByScope(GlobalSecondaryIndex[Any]):
+    """An app's subscriptions (or the global ones), oldest first."""
+
+    class Meta:
+        index_name = "by_scope"
+        projection = AllProjection()
+
+    scope = UnicodeAttribute(hash_key=True)
+    created_at = UTCDateTimeAttribute(range_key=True)
+
+
+# The scope of a subscription to every app's events (an app's name is a DNS label: never this).
+GLOBAL_SCOPE = "*"
+
+
+class Hook(_Table):
+    """A subscription: where an app's events (or every app's) are POSTed, signed."""
+
+    class Meta(_Table.Meta):
+        table_name = "hooks"
+
+    hook_id = UnicodeAttribute(hash_key=True)
+    scope = UnicodeAttribute()  # an app's name, or GLOBAL_SCOPE
+    url = UnicodeAttribute()
+    # The event names asked for; absent: every event, those added later too.
+    events = UnicodeSetAttribute(null=True)
+    # The signing secret, sealed under the config key (``ConfigVault.seal_secret``).
+    secret_sealed = UnicodeAttribute()
+    created_by = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute(default=utcnow)
+    by_scope = HooksByScope()
+
+
+class HookAttempt(MapAttribute[str, Any]):
+    """One POST of a delivery: its answer's status (None: no answer), how long, when."""
+
+    at = UTCDateTimeAttribute()
+    status_code = NumberAttribute(null=True)
+    latency_ms = NumberAttribute()
+    error = UnicodeAttribute(null=True)
+
+
+class HookDelivery(_Table):
+    """One event to one subscription: ``pending`` → ``delivered`` | ``failed``, its attempts."""
+
+    class Meta(_Table.Meta):
+        table_name = "hook_deliveries"
+
+    hook_id = UnicodeAttribute(hash_key=True)
+    # "<enqueued at, RFC 3339>#<event id>": a subscription's deliveries sort by time.
+    delivery_key = UnicodeAttribute(range_key=True)
+    event_id = UnicodeAttribute()
+    event = UnicodeAttribute()
+    status = EnumAttribute(DeliveryStatus, default=DeliveryStatus.PENDING)
+    # The attempt under way (its number, and until when another consumer leaves it alone).
+    attempt_count = NumberAttribute(default=0)
+    lease_until = UTCDateTimeAttribute(null=True)
+    attempts = ListAttribute[HookAttempt](of=HookAttempt, default=list)
+    expires_at = TTLAttribute(null=True)
+
+
 TABLES: dict[str, type[_Table]] = {
     "applications": Application,
     "artifacts": Artifact,
@@ -279,6 +343,8 @@ TABLES: dict[str, type[_Table]] = {
     "deployment_events": DeploymentEvent,
     "public_keys": PublicKey,
     "api_tokens": ApiToken,
+    "hooks": Hook,
+    "hook_deliveries": HookDelivery,
 }
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
 
-from chalicelib import apps, artifacts, payloads, verification
+from chalicelib import apps, artifacts, hooks, payloads, verification
 from chalicelib.auth import Principal
 from chalicelib.config_vault import ConfigVault
 from chalicelib.contract import (
@@ -32,6 +32,7 @@ from chalicelib.contract import (
     MAX_REPLICAS,
     MIN_SCALE,
     DeploymentStatus,
+    HookEvent,
     SignatureState,
 )
 from chalicelib.errors import (
@@ -300,6 +301,13 @@ def _claim(
                 & slot_free
                 & Application.destroying_since.does_not_exist(),
             )
+        hooks.emit(
+            HookEvent.RELEASE_CREATED,
+            app.name,
+            digest=release.artifact_digest,
+            version=version,
+            deployment_id=release.deployment_id,
+        )
         return release, True
     except TransactWriteError as exc:
         if not is_condition_failure(exc):

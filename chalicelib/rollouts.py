@@ -22,10 +22,10 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from chalicelib import deployments, kube, manifests, pull_tokens, releases
+from chalicelib import deployments, hooks, kube, manifests, pull_tokens, releases
 from chalicelib.auth import Principal
 from chalicelib.config_vault import ConfigVault
-from chalicelib.contract import FINISHED, IN_FLIGHT, DeploymentStatus
+from chalicelib.contract import FINISHED, IN_FLIGHT, DeploymentStatus, HookEvent
 from chalicelib.errors import Conflict, ServiceUnavailable
 from chalicelib.manifests import JobPurpose, JobSpec, release_job_name
 from chalicelib.observability import logger
@@ -420,6 +420,16 @@ def finish(
     if _transition(deployment, source, status, actions):
         _note(deployment, status, reason)
         deployments.release_slot(deployment.app_name, deployment.deployment_id)
+        hooks.emit(
+            HookEvent.DEPLOYMENT_SUCCEEDED
+            if status == DeploymentStatus.SUCCEEDED
+            else HookEvent.DEPLOYMENT_FAILED,
+            deployment.app_name,
+            digest=deployment.artifact_digest,
+            version=None if deployment.version is None else int(deployment.version),
+            deployment_id=deployment.deployment_id,
+            reason=None if status == DeploymentStatus.SUCCEEDED else reason,
+        )
 
 
 def _transition(

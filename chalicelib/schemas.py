@@ -95,6 +95,29 @@ def bodies(
                 "require_signature": {"type": "boolean", "default": False},
             },
         },
+        "new_hook": {
+            "type": "object",
+            "required": ["url"],
+            "properties": {
+                "url": {
+                    "type": "string",
+                    "format": "uri",
+                    "maxLength": contract.MAX_HOOK_URL_LENGTH,
+                    "description": "an https:// URL of a public host, no credentials in it "
+                    "(plain http to loopback only where the stage allows it)",
+                },
+                "events": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"enum": [str(event) for event in contract.HookEvent]},
+                    "description": "the events to send; absent: every event",
+                },
+                "app_name": {
+                    **APP_NAME,
+                    "description": "the app whose events to send; absent: every app's (admins)",
+                },
+            },
+        },
         "new_public_key": {
             "type": "object",
             "required": ["public_key_hex"],
@@ -223,6 +246,7 @@ def parameters() -> dict[str, Schema]:
         "deployment_id": {"schema": ISSUED_ID},
         "config_name": {"schema": CONFIG_NAME},
         "key_id": {"schema": ISSUED_ID},
+        "hook_id": {"schema": ISSUED_ID},
         "token_id": {"schema": _pattern("[0-9a-f]{16}")},
         "run_id": {"schema": RUN_ID},
         # query
@@ -290,6 +314,31 @@ def responses() -> dict[str, Schema]:
                 "replaces": {
                     "description": "a rotation's: the token it revoked",
                     "type": "string",
+                },
+            },
+        },
+        "new_hook": {
+            "type": "object",
+            "required": ["hook_id", "app_name", "url", "events", "created_at", "secret"],
+            "properties": {
+                "hook_id": ISSUED_ID,
+                "app_name": {"oneOf": [{"type": "null"}, APP_NAME]},
+                "url": url,
+                "events": {
+                    "oneOf": [
+                        {"type": "null"},
+                        {
+                            "type": "array",
+                            "items": {"enum": [str(event) for event in contract.HookEvent]},
+                        },
+                    ]
+                },
+                "created_by": {"type": "string"},
+                "created_at": moment,
+                "secret": {
+                    "description": "signs every delivery; shown in this answer only",
+                    "type": "string",
+                    "pattern": f"^{contract.HOOK_SECRET_PREFIX}",
                 },
             },
         },

@@ -7,7 +7,7 @@ import ipaddress
 import os
 import posixpath
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from chalicelib.contract import DEFAULT_PLATFORM, MAX_PRESIGNED_URL_SECONDS, PLATFORMS
@@ -108,6 +108,44 @@ def _is_loopback(host: str) -> bool:
 
 
 @dataclass(frozen=True)
+class HookSettings:
+    """Event hooks (AETHER_HOOKS_*, AETHER_HOOK_*): the queue deliveries go through, how long
+    a delivery is retried and how, and which targets are allowed."""
+
+    # The SQS queue: the request path only enqueues; its consumer POSTs.
+    queue_name: str = "aether-local-hooks"
+    sqs_endpoint_url: str | None = None
+    # Each event is also published here when set (an SNS topic's ARN).
+    topic_arn: str | None = None
+    sns_endpoint_url: str | None = None
+    # One POST waits this long for its answer; a delivery is retried this long after it was
+    # queued, the n-th retry backoff * 2^(n-1) seconds after the previous attempt (at most
+    # SQS's 15 minutes).
+    timeout_seconds: int = 5
+    retry_seconds: int = 24 * 3600
+    backoff_seconds: int = 30
+    # The embedded stack's receivers run on this machine: targets on loopback, over plain
+    # HTTP too. Never in production, where only public https:// targets are allowed.
+    allow_loopback: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], stage: str, endpoint: str | None) -> HookSettings:
+        allow = (env.get("AETHER_HOOKS_ALLOW_LOOPBACK") or "").strip().lower()
+        if allow not in {"", "0", "false", "1", "true"}:
+            raise ValueError(f"AETHER_HOOKS_ALLOW_LOOPBACK must be true or false, got {allow!r}")
+        return cls(
+            queue_name=env.get("AETHER_HOOKS_QUEUE") or f"aether-{stage}-hooks",
+            sqs_endpoint_url=env.get("AETHER_SQS_ENDPOINT_URL") or endpoint,
+            topic_arn=env.get("AETHER_HOOKS_TOPIC_ARN") or None,
+            sns_endpoint_url=env.get("AETHER_SNS_ENDPOINT_URL") or endpoint,
+            timeout_seconds=_positive_int(env, "AETHER_HOOK_TIMEOUT_SECONDS", 5),
+            retry_seconds=_positive_int(env, "AETHER_HOOK_RETRY_SECONDS", 24 * 3600),
+            backoff_seconds=_positive_int(env, "AETHER_HOOK_BACKOFF_SECONDS", 30),
+            allow_loopback=allow in {"1", "true"},
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     stage: str
     region: str
@@ -153,6 +191,7 @@ class Settings:
     run_timeout_seconds: int = 900
     max_run_timeout_seconds: int = 4 * 3600
     job_ttl_seconds: int = 24 * 3600
+    hooks: HookSettings = field(default_factory=HookSettings)
 
     @property
     def cluster_configured(self) -> bool:
@@ -211,6 +250,7 @@ class Settings:
             run_timeout_seconds=min(run_timeout, max_run_timeout),
             max_run_timeout_seconds=max_run_timeout,
             job_ttl_seconds=_positive_int(env, "AETHER_JOB_TTL_SECONDS", 24 * 3600),
+            hooks=HookSettings.from_env(env, stage, endpoint),
         )
 
 

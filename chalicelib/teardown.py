@@ -14,7 +14,9 @@ the teardown is a sequence of steps that each may run again:
 2. delete the Deployment, the Service and every Secret of the app (404s are no error);
 3. delete the app's pull tokens, its releases with their events, its public keys, and its
    artifacts: the object first, then the record, so a record never outlives its object
-   unnoticed (a verified record without its object is never deployable);
+   unnoticed (a verified record without its object is never deployable); then queue
+   ``app.destroyed`` for the app's hooks and the global ones, and delete the app's hooks
+   (a teardown run again sends it again, to the global ones);
 4. delete the application record, conditioned on the mark: the name is free only now.
 
 A teardown that stopped after the mark leaves the app ``destroying``; ``DELETE`` again, or
@@ -33,7 +35,7 @@ from typing import Any
 
 from pynamodb.exceptions import DeleteError, UpdateError
 
-from chalicelib import apps, kube
+from chalicelib import apps, hooks, kube
 from chalicelib.auth import Principal
 from chalicelib.contract import Role
 from chalicelib.errors import NotFound
@@ -95,6 +97,8 @@ def destroy(cluster: kube.Cluster | None, store: ArtifactStore, app_name: str) -
     releases = _delete_releases(app_name)
     keys = _delete_all(PublicKey.query(app_name))
     artifacts = _delete_artifacts(store, app_name)
+    # Its hooks are told, then deleted: a new app of the same name must not inherit them.
+    hooks.app_destroyed(app_name)
     try:
         Application(app_name).delete(condition=Application.destroying_since.exists())
     except DeleteError as exc:

@@ -19,8 +19,15 @@ from urllib.parse import unquote_plus
 from aws_lambda_powertools.metrics import single_metric
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
-from chalicelib import contract, layers
-from chalicelib.contract import ArtifactKind, ArtifactStatus, RejectionReason, SignatureState
+from chalicelib import contract, hooks, layers
+from chalicelib.contract import (
+    DEPLOYABLE_KINDS,
+    ArtifactKind,
+    ArtifactStatus,
+    HookEvent,
+    RejectionReason,
+    SignatureState,
+)
 from chalicelib.observability import MetricUnit, logger, metrics
 from chalicelib.records import Application, Artifact, PublicKey, is_condition_failure, utcnow
 from chalicelib.storage import ARTIFACT_PREFIX, OBJECT_NAMES, ArtifactStore, StoredObject
@@ -96,6 +103,8 @@ def verify_artifact(store: ArtifactStore, artifact: Artifact) -> Outcome:
         return Outcome(artifact.key, Verdict.MISSING)
     if not _claim_hash(artifact, stored):
         return _await_hash(artifact, stored)
+    # Once per version stored (the claim above is won once): the bytes have landed.
+    _announce(HookEvent.ARTIFACT_UPLOADED, artifact)
 
     started = time.monotonic()
     digest, size = _hash(store.read_chunks(artifact.key, version=stored))
@@ -334,6 +343,7 @@ def _mark_verified(
         (now - artifact.created_at).total_seconds(),
     )
     _count_outcome(Verdict.VERIFIED)
+    _announce(HookEvent.ARTIFACT_VERIFIED, artifact)
     return Outcome(artifact.key, Verdict.VERIFIED)
 
 
@@ -385,7 +395,15 @@ def _reject(
     store.quarantine(artifact.key)
     logger.warning(message, extra={"reason": reason})
     _count_outcome(counted_as)
+    _announce(HookEvent.ARTIFACT_REJECTED, artifact, reason)
     return Outcome(artifact.key, Verdict.REJECTED, reason)
+
+
+def _announce(event: HookEvent, artifact: Artifact, reason: str | None = None) -> None:
+    """Tell the app's hooks, for what a deployment runs: a layer only runs through the
+    manifest naming it, whose own events say what became of it."""
+    if artifact.kind in DEPLOYABLE_KINDS:
+        hooks.emit(event, artifact.app_name, digest=artifact.digest, reason=reason)
 
 
 def _quarantine_stray(store: ArtifactStore, key: str, why: str) -> Outcome:

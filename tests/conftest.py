@@ -88,6 +88,12 @@ def aws_environment(moto_server: Service, kube_simulator: Any) -> Iterator[dict[
         "AETHER_DEFAULT_NAMESPACE": APPS_NAMESPACE,
         "AETHER_PUBLIC_API_URL": "http://127.0.0.1:9",
         "AETHER_PROGRESS_DEADLINE_SECONDS": "5",
+        # Hooks to the suite's own loopback receivers, retried briefly so that a receiver
+        # that never answers is given up on within seconds.
+        "AETHER_HOOKS_ALLOW_LOOPBACK": "true",
+        "AETHER_HOOK_TIMEOUT_SECONDS": "1",
+        "AETHER_HOOK_BACKOFF_SECONDS": "1",
+        "AETHER_HOOK_RETRY_SECONDS": "10",
     }
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
@@ -148,6 +154,8 @@ def _reset_caches(module: Any) -> None:
         module.get_data_plane,
         module.env_token_hashes,
         module.get_verifier,
+        module.get_hook_queue,
+        module.get_courier,
     ):
         cached.cache_clear()
 

@@ -25,6 +25,20 @@ APP_CONTAINER = "app"  # the container of a pod that runs the app (its cluster e
 JOB_CONTAINER = "job"  # the container of a release command's or a run's pod (its output)
 MAX_COMMAND_LENGTH = 4096  # characters, of a release command or of each word of a run's
 
+# Event hooks: what a subscription may ask for, and how each delivery is signed.
+HOOK_EVENTS = (
+    "artifact.uploaded",
+    "artifact.verified",
+    "artifact.rejected",
+    "release.created",
+    "deployment.succeeded",
+    "deployment.failed",
+    "app.destroyed",
+)
+HOOK_SIGNATURE_PREFIX = "sha256="
+HOOK_SIGNATURE_TOLERANCE_SECONDS = 300
+MAX_HOOK_URL_LENGTH = 2048
+
 # A layered artifact: a small canonical JSON manifest naming its layers by digest and size.
 MANIFEST_SCHEMA = "aether.artifact/v2"
 MAX_MANIFEST_BYTES = 64 * 1024

@@ -77,6 +77,8 @@ def stack_environment(ports: Ports, identity: seaweedfs.Identity) -> dict[str, s
         "AETHER_DEFAULT_NAMESPACE": APPS_NAMESPACE,
         # Pods fetch a dependencies layer once per node (the cluster provides the directory).
         "AETHER_LAYER_CACHE_DIR": os.environ.get("AETHER_LAYER_CACHE_DIR", LAYER_CACHE_DIR),
+        # Event hooks may go to receivers on this machine (plain http on loopback).
+        "AETHER_HOOKS_ALLOW_LOOPBACK": "true",
         # The API trusts the embedded identity provider's access tokens.
         **oidc.api_environment(ports.oidc),
     }
@@ -175,6 +177,8 @@ def up(ports: Ports) -> None:
             str(RELAY_CURSOR),
             "--weed-home",
             str(SEAWEEDFS),
+            "--hooks-queue",
+            settings.hooks.queue_name,
             "--webhook-port",
             str(ports.webhook),
             "--webhook-token-file",

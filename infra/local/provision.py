@@ -8,6 +8,9 @@ from chalicelib.records import configure, create_tables
 from chalicelib.settings import Settings
 
 UPLOAD_QUEUE = "aether-artifact-uploads"
+# A delivery message handed out comes back this long after, unless its consumer finished:
+# longer than the consumer's run and an attempt's lease (``hook_delivery``).
+HOOKS_VISIBILITY_SECONDS = 120
 
 
 def aws_client(service: str, settings: Settings, endpoint_url: str | None = None) -> Any:
@@ -59,6 +62,17 @@ def provision_storage(settings: Settings) -> None:
     # As the Terraform bucket: every write is a new version, so the version the control
     # plane verified is told apart from any later write, and is never lost to one.
     s3.put_bucket_versioning(Bucket=settings.bucket, VersioningConfiguration={"Status": "Enabled"})
+    provision_hooks_queue(settings)
+
+
+def provision_hooks_queue(settings: Settings) -> str:
+    """The queue event hooks are delivered through (as Terraform creates it); its URL."""
+    sqs = aws_client("sqs", settings, settings.hooks.sqs_endpoint_url)
+    created = sqs.create_queue(
+        QueueName=settings.hooks.queue_name,
+        Attributes={"VisibilityTimeout": str(HOOKS_VISIBILITY_SECONDS)},
+    )
+    return str(created["QueueUrl"])
 
 
 def provision(settings: Settings, queue_name: str = UPLOAD_QUEUE) -> str:

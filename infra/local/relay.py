@@ -4,6 +4,10 @@ Three sources, one destination: SeaweedFS's metadata subscription (the embedded
 stack, ``infra/local/filer_events.py``), messages that moto's S3 notification
 puts on SQS, and MinIO webhook calls (MinIO sends the S3 ``Records`` format).
 All end in the very handler Lambda would call, with the same event JSON.
+
+The hooks' queue is polled too, as Lambda's SQS event source does: each batch goes to the
+app's ``on_sqs_message`` handler as the event Lambda would send, and is deleted only once
+the handler returned (a failed batch comes back after the visibility timeout).
 """
 
 from __future__ import annotations
@@ -89,6 +93,70 @@ def poll_forever(sqs: Any, queue_url: str, deliver: Deliver, stop: threading.Eve
             stop.wait(1.0)
 
 
+def sqs_event(queue_arn: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """The event Lambda's SQS event source hands a function for ``messages``."""
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": message.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1",
+            }
+            for message in messages
+        ]
+    }
+
+
+def drain_hooks_once(sqs: Any, queue_url: str, handler: Deliver, wait_seconds: int = 1) -> int:
+    """Hand what is on the hooks' queue now to ``handler``, one batch; returns its size."""
+    received = sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds
+    ).get("Messages", [])
+    if not received:
+        return 0
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    try:
+        handler(sqs_event(arn, received))
+    except Exception:
+        log.exception("hook delivery failed; the batch will be retried")
+        return 0
+    sqs.delete_message_batch(
+        QueueUrl=queue_url,
+        Entries=[
+            {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
+            for index, message in enumerate(received)
+        ],
+    )
+    return len(received)
+
+
+def poll_hooks_forever(sqs: Any, queue_url: str, handler: Deliver, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            drain_hooks_once(sqs, queue_url, handler, wait_seconds=1)
+        except Exception:
+            log.exception("polling the hooks queue failed")
+            stop.wait(1.0)
+
+
+def hooks_handler() -> Deliver:
+    """The Chalice app's own ``on_sqs_message`` handler, called like Lambda calls it."""
+    import app as control_plane
+
+    def deliver(event: dict[str, Any]) -> None:
+        control_plane.deliver_hooks(event, None)
+
+    return deliver
+
+
 def webhook_server(port: int, token: str, deliver: Deliver) -> ThreadingHTTPServer:
     """A loopback endpoint for MinIO's webhook target (``auth_token`` = ``token``)."""
 
@@ -162,6 +230,7 @@ def main() -> None:
     parser.add_argument("--bucket", help="the artifact bucket on SeaweedFS (with --filer)")
     parser.add_argument("--cursor-file", help="where the filer subscription's cursor is kept")
     parser.add_argument("--weed-home", help="HOME and TMPDIR for `weed filer.meta.tail`")
+    parser.add_argument("--hooks-queue", help="the hooks' SQS queue (by name) to poll")
     parser.add_argument("--webhook-port", type=int, default=0)
     parser.add_argument("--webhook-token-file", help="file holding the webhook bearer token")
     parser.add_argument(
@@ -200,6 +269,19 @@ def main() -> None:
             threading.Thread(target=poll_forever, args=(sqs, args.queue_url, deliver, stop))
         )
         log.info("polling %s", args.queue_url)
+    if args.hooks_queue:
+        from chalicelib.settings import Settings
+        from infra.local.provision import aws_client
+
+        settings = Settings.from_env()
+        hooks_sqs = aws_client("sqs", settings, settings.hooks.sqs_endpoint_url)
+        hooks_url = hooks_sqs.get_queue_url(QueueName=args.hooks_queue)["QueueUrl"]
+        workers.append(
+            threading.Thread(
+                target=poll_hooks_forever, args=(hooks_sqs, hooks_url, hooks_handler(), stop)
+            )
+        )
+        log.info("delivering hooks from %s", hooks_url)
     for worker in workers:
         worker.start()
     while not stop.wait(1.0):

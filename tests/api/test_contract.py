@@ -33,9 +33,13 @@ def test_the_cli_copy_of_the_rules_equals_the_servers() -> None:
         "MAX_CONFIG_VARS",
         "MAX_REPLICAS",
         "MAX_COMMAND_LENGTH",
+        "HOOK_SIGNATURE_PREFIX",
+        "HOOK_SIGNATURE_TOLERANCE_SECONDS",
+        "MAX_HOOK_URL_LENGTH",
     ):
         assert getattr(cli_contract, name) == getattr(contract, name), name
     assert tuple(contract.LayerRole) == cli_contract.LAYER_ROLES
+    assert tuple(contract.HookEvent) == cli_contract.HOOK_EVENTS
     assert [dataclasses.astuple(line) for line in cli_contract.NODE_LINES] == [
         dataclasses.astuple(line) for line in contract.NODE_LINES
     ]

@@ -6,6 +6,10 @@ beside it, so KMS never sees the values and its 4 KiB limit does not bound them.
 name is the encryption context: a sealed config copied onto another app's record does not
 open.
 
+An event hook's signing secret is sealed the same way, with the hook's id as the
+encryption context (``seal_secret``): sealed config never opens as a secret, nor one
+hook's secret as another's.
+
 Telling two configurations apart (the same config patch twice is one release) needs a
 fingerprint of the values. It is an HMAC that KMS computes with a key that never leaves it
 (``GenerateMac``), so the records hold no plain hash against which a guessed value could be

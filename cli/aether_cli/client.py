@@ -164,6 +164,30 @@ class ApiClient:
     def list_public_keys(self, app: str) -> list[dict[str, Any]]:
         return list(self._json("GET", ("apps", app, "public-keys")).get("keys") or [])
 
+    # -- event hooks -----------------------------------------------------------
+
+    def add_hook(self, url: str, *, app: str | None, events: list[str] | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"url": url}
+        if app is not None:
+            body["app_name"] = app
+        if events is not None:
+            body["events"] = events
+        # Never repeated: a retry after a lost answer would make a second subscription.
+        return self._feature("hooks", "POST", ("hooks",), json=body, idempotent=False)
+
+    def list_hooks(self, app: str | None = None) -> list[dict[str, Any]]:
+        params = {"app_name": app} if app else None
+        return list(self._feature("hooks", "GET", ("hooks",), params=params).get("hooks") or [])
+
+    def remove_hook(self, hook_id: str) -> dict[str, Any]:
+        return self._feature("hooks", "DELETE", ("hooks", hook_id), idempotent=True)
+
+    def hook_deliveries(self, hook_id: str, *, limit: int) -> list[dict[str, Any]]:
+        answer = self._feature(
+            "hooks", "GET", ("hooks", hook_id, "deliveries"), params={"limit": limit}
+        )
+        return list(answer.get("deliveries") or [])
+
     # -- artifacts -------------------------------------------------------------
 
     def artifact_exists(self, digest: str, app: str) -> bool:

@@ -38,6 +38,8 @@ HOOK_EVENTS = (
 HOOK_SIGNATURE_PREFIX = "sha256="
 HOOK_SIGNATURE_TOLERANCE_SECONDS = 300
 MAX_HOOK_URL_LENGTH = 2048
+# What the platform names hooks (and deployments, public keys) by.
+ISSUED_ID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 # A layered artifact: a small canonical JSON manifest naming its layers by digest and size.
 MANIFEST_SCHEMA = "aether.artifact/v2"

@@ -42,6 +42,7 @@ COMMANDS = {
     "open": "aether_cli.commands.releases:open_app",
     "keys": "aether_cli.commands.keys:keys",
     "tokens": "aether_cli.commands.tokens:tokens",
+    "hooks": "aether_cli.commands.hooks:hooks",
     "logout": "aether_cli.commands.auth:logout",
     "completions": "aether_cli.commands.completions:completions",
 }

@@ -36,6 +36,7 @@ def test_the_cli_copy_of_the_rules_equals_the_servers() -> None:
         "HOOK_SIGNATURE_PREFIX",
         "HOOK_SIGNATURE_TOLERANCE_SECONDS",
         "MAX_HOOK_URL_LENGTH",
+        "ISSUED_ID_PATTERN",
     ):
         assert getattr(cli_contract, name) == getattr(contract, name), name
     assert tuple(contract.LayerRole) == cli_contract.LAYER_ROLES

@@ -64,7 +64,17 @@ ITEM_OPERATIONS: dict[str, str] = {
     "condition_check": "dynamodb:ConditionCheckItem",
 }
 # The only AWS clients the Lambda may build itself (DynamoDB goes through pynamodb).
-BOTO3_SERVICES = frozenset({"s3", "kms"})
+BOTO3_SERVICES = frozenset({"s3", "kms", "sqs", "sns"})
+
+# The hooks' queue and topic: boto3 method → IAM action. Lambda's SQS event source receives
+# and deletes the consumer's messages with the function's role (``CONSUMER_ACTIONS``).
+SQS_METHODS: dict[str, str] = {
+    "get_queue_url": "sqs:GetQueueUrl",
+    "send_message": "sqs:SendMessage",
+    "send_message_batch": "sqs:SendMessage",
+}
+CONSUMER_ACTIONS = frozenset({"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"})
+SNS_METHODS: dict[str, str] = {"publish": "sns:Publish"}
 
 # boto3 KMS client method → its IAM action. Each call names its key by alias (Decrypt too,
 # so that only the expected key is ever used); the policy grants by alias.
@@ -189,6 +199,12 @@ def _actions_of(node: ast.AST, models: set[str], uses_records: bool, path: Path)
     if _is_kms_client(receiver):
         assert method in KMS_METHODS, f"{path.name}:{node.lineno}: KMS {method} is not mapped"
         return {KMS_METHODS[method]}
+    if _is_client(receiver, "_sqs"):
+        assert method in SQS_METHODS, f"{path.name}:{node.lineno}: SQS {method} is not mapped"
+        return {SQS_METHODS[method]}
+    if _is_client(receiver, "_sns"):
+        assert method in SNS_METHODS, f"{path.name}:{node.lineno}: SNS {method} is not mapped"
+        return {SNS_METHODS[method]}
     if _is_s3_client(receiver):
         if method == "generate_presigned_url":
             first = node.args[0]
@@ -224,7 +240,11 @@ def _is_s3_client(node: ast.AST) -> bool:
 
 
 def _is_kms_client(node: ast.AST) -> bool:
-    return isinstance(node, ast.Attribute) and node.attr == "_kms"
+    return _is_client(node, "_kms")
+
+
+def _is_client(node: ast.AST, attribute: str) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == attribute
 
 
 def _is_boto3_client(node: ast.Call) -> bool:
@@ -258,21 +278,46 @@ def _request_grants(entry: dict[str, Any]) -> list[Grant]:
         key = _json_body(entry).get("KeyId")
         assert isinstance(key, str) and key.startswith("alias/"), f"{target} names no alias"
         return [Grant(f"kms:{target.split('.', 1)[1]}", key)]
+    if target.startswith("AmazonSQS."):
+        body = _json_body(entry)
+        queue = body.get("QueueName") or str(body["QueueUrl"]).rsplit("/", 1)[1]
+        return [Grant(f"sqs:{_SQS_ACTIONS[target.split('.', 1)[1]]}", queue_arn(queue))]
     url = urlsplit(entry["url"])
     credential = headers.get("authorization", "") + " ".join(
         parse_qs(url.query).get("X-Amz-Credential", [])
     )
     if "/s3/aws4_request" in credential:
         return _s3_grants(entry["method"], url.path, headers)
-    raise AssertionError(f"a request to neither DynamoDB, S3 nor KMS: {entry['method']} {url.path}")
+    if "/sns/aws4_request" in credential:
+        form = parse_qs(_raw_body(entry))
+        assert form["Action"] == ["Publish"], form["Action"]
+        return [Grant("sns:Publish", topic_arn(form["TopicArn"][0].rsplit(":", 1)[1]))]
+    raise AssertionError(f"a request to no service the Lambda uses: {entry['method']} {url.path}")
+
+
+_SQS_ACTIONS = {
+    "GetQueueUrl": "GetQueueUrl",
+    "SendMessage": "SendMessage",
+    "SendMessageBatch": "SendMessage",
+}
+
+
+def queue_arn(queue: str) -> str:
+    return f"arn:aws:sqs:*:*:{queue}"
+
+
+def topic_arn(topic: str) -> str:
+    return f"arn:aws:sns:*:*:{topic}"
 
 
 def _json_body(entry: dict[str, Any]) -> dict[str, Any]:
-    body = entry.get("body") or "{}"
-    if entry.get("body_encoded"):
-        body = base64.b64decode(body).decode()
-    decoded: dict[str, Any] = json.loads(body)
+    decoded: dict[str, Any] = json.loads(_raw_body(entry) or "{}")
     return decoded
+
+
+def _raw_body(entry: dict[str, Any]) -> str:
+    body = str(entry.get("body") or "")
+    return base64.b64decode(body).decode() if entry.get("body_encoded") else body
 
 
 def table_arn(table: str, index: str | None = None) -> str:

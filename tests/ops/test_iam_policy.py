@@ -19,20 +19,24 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
+import boto3
 import pytest
 import requests
 
 from chalicelib.contract import default_runtime
 from tests.conftest import ADMIN_TOKEN, Api
 from tests.ops.iam import (
+    CONSUMER_ACTIONS,
     ROOT,
     Grant,
     allows,
     by_prefix,
     code_actions,
     policy_grants,
+    queue_arn,
     recorded_grants,
     table_arn,
+    topic_arn,
 )
 
 CHALICE = ROOT / ".chalice"
@@ -40,6 +44,7 @@ CONFIG = json.loads((CHALICE / "config.json").read_text())
 STAGES = sorted(CONFIG["stages"])
 LOG_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents")
 RECORDED_STAGE = "prod"
+HOOK_TOPIC = f"aether-{RECORDED_STAGE}-events"
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,9 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
         "AWS_ENDPOINT_URL": moto.url,
         "AETHER_STAGE": RECORDED_STAGE,
         "AETHER_API_TOKENS": ADMIN_TOKEN,
+        # A hook to a receiver of the test's, and the topic every event is published to.
+        "AETHER_HOOKS_ALLOW_LOOPBACK": "true",
+        "AETHER_HOOKS_TOPIC_ARN": f"arn:aws:sns:us-east-1:123456789012:{HOOK_TOPIC}",
     }
     try:
         with pytest.MonkeyPatch.context() as patch:
@@ -103,12 +111,13 @@ def _record(moto_url: str) -> Recording:
 
     _reset(control_plane)
     settings = Settings.from_env()
-    provision(settings)  # bucket, tables, queue: set-up, not the Lambda's calls
+    provision(settings)  # bucket, tables, queues: set-up, not the Lambda's calls
+    boto3.client("sns").create_topic(Name=HOOK_TOPIC)
     recorder = f"{moto_url}/moto-api/recorder"
     requests.post(f"{recorder}/reset-recording", timeout=5).raise_for_status()
     requests.post(f"{recorder}/start-recording", timeout=5).raise_for_status()
     with Client(control_plane.app) as client:
-        _exercise(Api(client, ADMIN_TOKEN), control_plane, settings.bucket)
+        _exercise(Api(client, ADMIN_TOKEN), control_plane, settings.bucket, recorder)
     requests.post(f"{recorder}/stop-recording", timeout=5).raise_for_status()
     text = requests.get(f"{recorder}/download-recording", timeout=5).text
     _reset(control_plane)
@@ -116,7 +125,15 @@ def _record(moto_url: str) -> Recording:
 
 
 def _reset(control_plane: Any) -> None:
-    for name in ("get_settings", "get_store", "env_token_hashes", "get_data_plane", "get_vault"):
+    for name in (
+        "get_settings",
+        "get_store",
+        "env_token_hashes",
+        "get_data_plane",
+        "get_vault",
+        "get_hook_queue",
+        "get_courier",
+    ):
         cached = getattr(control_plane, name, None)
         if cached is not None:
             cached.cache_clear()
@@ -134,12 +151,13 @@ def _rebind_to_environment() -> None:
     configure(Settings.from_env())
 
 
-def _exercise(api: Api, control_plane: Any, bucket: str) -> None:
-    """Every route a client uses, an accepted and a rejected upload, a deployment, a
-    teardown."""
+def _exercise(api: Api, control_plane: Any, bucket: str, recorder: str) -> None:
+    """Every route a client uses, an accepted and a rejected upload, a deployment, hooks
+    delivered (and published), a teardown."""
     from nacl.signing import SigningKey
 
     assert api.get("/readyz").status == 200
+    receiver = _Receiver()
 
     issued = api.post("/tokens", {"subject": "iam-dev", "role": "developer"})
     assert issued.status == 201, issued.body
@@ -189,12 +207,77 @@ def _exercise(api: Api, control_plane: Any, bucket: str) -> None:
     assert api.get(f"/apps/{name}/config/GREETING").json["value"] == "hi"
     assert api.get(f"/apps/{name}/releases").status == 200
 
+    # Hooks: a subscription, the events above delivered by the queue's consumer, then read.
+    hook = api.post("/hooks", {"url": receiver.url, "app_name": name})
+    assert hook.status == 201, hook.body
+    assert api.get("/hooks").status == 200
+    assert api.get(f"/hooks?app_name={name}").status == 200
+    released = api.call("PATCH", f"/apps/{name}/config", {"set": {"GREETING": "hello"}})
+    assert released.status == 201, released.body
+    _consume_hooks(control_plane, recorder)
+    assert receiver.received, "the consumer delivered nothing"
+    assert api.get(f"/hooks/{hook.json['hook_id']}").status == 200
+    assert api.get(f"/hooks/{hook.json['hook_id']}/deliveries").json["deliveries"]
+    assert api.delete(f"/hooks/{hook.json['hook_id']}").status == 200
+    again = api.post("/hooks", {"url": receiver.url, "app_name": name})
+    assert again.status == 201, again.body
+
     key_id = key.json["key_id"]
     assert api.delete(f"/apps/{name}/public-keys/{key_id}").status == 200
 
-    # The teardown: every record of the app, and its objects.
+    # The teardown: every record of the app, and its objects; its hooks told, then deleted.
     destroyed = api.delete(f"/apps/{name}")
     assert destroyed.status == 200, destroyed.body
+    _consume_hooks(control_plane, recorder)
+    receiver.close()
+
+
+class _Receiver:
+    """A loopback endpoint answering 200 to every POST."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                received.append(self.rfile.read(int(self.headers["Content-Length"])))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _consume_hooks(control_plane: Any, recorder: str) -> None:
+    """What Lambda's SQS event source does: receive (not the function's own call, so not
+    recorded), hand the batch to the handler (recorded), delete."""
+    from infra.local.relay import sqs_event
+
+    sqs = boto3.client("sqs")
+    url = control_plane.get_hook_queue().url
+    while True:
+        requests.post(f"{recorder}/stop-recording", timeout=5).raise_for_status()
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        requests.post(f"{recorder}/start-recording", timeout=5).raise_for_status()
+        if not messages:
+            return
+        control_plane.deliver_hooks(sqs_event("arn:aws:sqs:::hooks", messages), None)
+        requests.post(f"{recorder}/stop-recording", timeout=5).raise_for_status()
+        for message in messages:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        requests.post(f"{recorder}/start-recording", timeout=5).raise_for_status()
 
 
 def _upload(
@@ -263,6 +346,7 @@ def lambda_functions(stage: str) -> list[str]:
 
 def expected_grants(stage: str, recording: Recording) -> set[Grant]:
     from chalicelib.records import TABLES
+    from chalicelib.settings import Settings
 
     bucket, prefix = stage_names(stage)
     rename = {recording.bucket: bucket, recording.table_prefix: prefix}
@@ -279,6 +363,13 @@ def expected_grants(stage: str, recording: Recording) -> set[Grant]:
         for g in recording.grants
         if g.action.startswith("kms:")
     }
+    grants |= {
+        Grant(g.action, _renamed(g.resource, rename))
+        for g in recording.grants
+        if g.action.startswith(("sqs:", "sns:"))
+    }
+    hooks = queue_arn(Settings.from_env({"AETHER_STAGE": stage}).hooks.queue_name)
+    grants |= {Grant(action, hooks) for action in CONSUMER_ACTIONS}
     for function in lambda_functions(stage):
         group = f"arn:aws:logs:*:*:log-group:/aws/lambda/{function}"
         grants |= {Grant(a, r) for a in LOG_ACTIONS for r in (group, f"{group}:*")}
@@ -332,11 +423,19 @@ def test_quarantine_is_write_only_and_nothing_touches_other_prefixes(
     assert quarantine == {"s3:PutObject"}
 
 
-def test_the_lambda_uses_no_sqs_or_cloudwatch_api(recording: Recording) -> None:
+def test_the_lambda_uses_no_cloudwatch_api(recording: Recording) -> None:
     services = {g.action.split(":")[0] for g in recording.grants} | {
         a.split(":")[0] for a in code_actions()
     }
-    assert services == {"s3", "dynamodb", "kms"}  # metrics go to the logs as EMF
+    assert services == {"s3", "dynamodb", "kms", "sqs", "sns"}  # metrics go to the logs as EMF
+
+
+def test_hooks_use_only_their_queue_and_topic(recording: Recording) -> None:
+    queues = {g for g in recording.grants if g.action.startswith("sqs:")}
+    assert {g.resource for g in queues} == {queue_arn(f"aether-{RECORDED_STAGE}-hooks")}
+    assert {g.action for g in queues} == {"sqs:GetQueueUrl", "sqs:SendMessage"}
+    topics = {g for g in recording.grants if g.action.startswith("sns:")}
+    assert topics == {Grant("sns:Publish", topic_arn(HOOK_TOPIC))}
 
 
 def test_kms_is_used_only_through_the_config_keys_aliases(recording: Recording) -> None:
@@ -391,6 +490,6 @@ def test_ast_reading_finds_calls_in_new_code(tmp_path: Path) -> None:
 
 def test_ast_reading_refuses_an_unmapped_client(tmp_path: Path) -> None:
     source = tmp_path / "sample.py"
-    source.write_text("import boto3\nsqs = boto3.client('sqs')\n")
-    with pytest.raises(AssertionError, match="sqs"):
+    source.write_text("import boto3\nsts = boto3.client('sts')\n")
+    with pytest.raises(AssertionError, match="sts"):
         code_actions([source])

@@ -191,6 +191,7 @@ def test_the_chalice_module_comes_after_what_it_uses() -> None:
         *(f"aws_dynamodb_table.{t}" for t in TABLES),
         *(f"aws_cloudwatch_log_group.{g}" for g in of_kind("aws_cloudwatch_log_group")),
         *(f"aws_kms_alias.{a}" for a in of_kind("aws_kms_alias")),
+        "aws_sqs_queue.hooks",  # the consumer's event source mapping names it
     }
     assert (TERRAFORM / "deploy.sh").stat().st_mode & 0o111
     assert "chalice/" in (TERRAFORM / ".gitignore").read_text().split()
@@ -325,7 +326,9 @@ def test_the_control_plane_is_told_the_issuer_in_settings_it_reads() -> None:
     assert cognito["AETHER_OIDC_AUDIENCE_CLAIM"] == "client_id"  # Cognito's access tokens
     assert cognito["AETHER_OIDC_GROUPS_CLAIM"] == "cognito:groups"
     assert "offline_access" not in cognito["AETHER_OIDC_SCOPES"]  # not a Cognito scope
-    assert merged("module")["control_plane"]["extra_environment"] == "${local.oidc_environment}"
+    assert merged("module")["control_plane"]["extra_environment"] == (
+        "${merge(local.oidc_environment, local.hooks_environment)}"
+    )
     example = {name: "x" for name in cognito} | {
         "AETHER_OIDC_ISSUER": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_a",
         "AETHER_OIDC_REDIRECT_URI": "http://localhost:53682/callback",
@@ -401,3 +404,24 @@ def test_the_identity_settings_evaluate_for_cognito_and_for_another_issuer(
     )
     assert 'AETHER_OIDC_ISSUER         = "https://example.okta.com/oauth2/default"' in okta
     assert 'AETHER_OIDC_AUDIENCE_CLAIM = "aud"' in okta
+
+
+def test_the_hooks_queue_is_the_one_the_settings_name_and_outlives_the_retries() -> None:
+    from chalicelib.settings import Settings
+
+    queues = of_kind("aws_sqs_queue")
+    hooks = queues["hooks"]
+    for stage in CONFIG["stages"]:
+        settings = Settings.from_env({"AETHER_STAGE": stage})
+        assert (
+            stage_value(hooks["name"], stage).replace("${local.table_prefix}", f"aether-{stage}")
+            == settings.hooks.queue_name
+        )
+        assert hooks["message_retention_seconds"] > settings.hooks.retry_seconds
+    assert hooks["visibility_timeout_seconds"] > CONFIG["lambda_timeout"]
+    assert all(queue["sqs_managed_sse_enabled"] for queue in queues.values())
+    assert "aws_sqs_queue.hooks_dead_letters.arn" in hooks["redrive_policy"]
+    topic = of_kind("aws_sns_topic")["hook_events"]
+    assert topic["count"] == "${var.hook_topic ? 1 : 0}"
+    assert "AETHER_HOOKS_TOPIC_ARN" in merged("locals")["hooks_environment"]
+    assert "local.hooks_environment" in merged("module")["control_plane"]["extra_environment"]

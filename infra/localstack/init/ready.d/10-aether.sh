@@ -2,7 +2,8 @@
 # LocalStack ready hook: the tables of every stage in AETHER_BOOTSTRAP_STAGES and the
 # `localstack` stage's artifact bucket. Table definitions are ../tables/*.json, checked
 # against the pynamodb models by tests/ops/test_compose.py. Safe to run again.
-# The S3 -> Lambda notification is wired by `chalice deploy --stage localstack`.
+# The S3 -> Lambda notification and the hooks' SQS -> Lambda mapping are wired by
+# `chalice deploy --stage localstack`; the hooks' queue must exist first.
 set -euo pipefail
 
 for stage in ${AETHER_BOOTSTRAP_STAGES:-localstack}; do
@@ -14,6 +15,8 @@ for stage in ${AETHER_BOOTSTRAP_STAGES:-localstack}; do
       echo "aether: created table $table"
     fi
   done
+  awslocal sqs create-queue --queue-name "aether-${stage}-hooks" \
+    --attributes VisibilityTimeout=120 >/dev/null
 done
 
 bucket="aether-localstack-artifacts"

@@ -35,6 +35,7 @@ from chalicelib import (
     pull_tokens,
     records,
     releases,
+    retention,
     rollouts,
     runs,
     teardown,
@@ -152,7 +153,10 @@ def get_courier() -> hook_delivery.Courier:
 
 
 def release_context() -> releases.Context:
-    return releases.Context(get_store(), get_vault(), get_settings().cluster_platforms, is_live)
+    settings = get_settings()
+    return releases.Context(
+        get_store(), get_vault(), settings.cluster_platforms, is_live, settings.retained_releases
+    )
 
 
 @functools.cache
@@ -467,10 +471,12 @@ def rollback(app_name: str) -> Response:
 
     ``version`` (4 or "v4") or ``to`` (a deployment id) names it; without either, the newest
     succeeded release of another artifact than the latest's. The replicas stay as they are.
+    Only a release among the app's last ``AETHER_RETAINED_RELEASES`` (or the one serving)
+    can be rolled back to: an older one's artifact is reclaimed (410).
     Body: rollback (optional)
     201: the new deployment
     200: that deployment already runs or is in flight
-    Errors: not_found, conflict, artifact_not_verified, unsupported_platform
+    Errors: not_found, conflict, artifact_not_verified, unsupported_platform, not_retained
     """
     deployment, is_new = deployments.rollback(principal(), release_context(), app_name, json_body())
     return deployment_response(deployment, 201 if is_new else 200)
@@ -499,13 +505,17 @@ def promote(app_name: str) -> Response:
 def app_releases(app_name: str) -> dict[str, Any]:
     """The app's releases, newest first: version, what changed, artifact, status, time.
 
+    ``rollback_available`` is false for a release whose artifact is no longer kept: older
+    than the app's last ``AETHER_RETAINED_RELEASES`` releases and not the one serving.
     Query: limit, cursor
     Errors: not_found
     """
+    settings = get_settings()
     page, cursor = deployments.history(
-        principal(), app_name, page_size(), query("cursor"), get_settings().cursor_key
+        principal(), app_name, page_size(), query("cursor"), settings.cursor_key
     )
-    return {"releases": [deployments.deployment_json(d) for d in page], "next_cursor": cursor}
+    kept = retention.kept_digests(app_name, settings.retained_releases)
+    return {"releases": [deployments.release_json(d, kept) for d in page], "next_cursor": cursor}
 
 
 @app.route("/apps/{app_name}/config")
@@ -830,6 +840,7 @@ def reconcile_deployments(event: CloudWatchEvent) -> None:
     rollouts.rotate_pull_tokens(get_data_plane())
     teardown.resume_all(get_data_plane().cluster, get_store())
     previews.destroy_expired(get_data_plane().cluster, get_store())
+    retention.reclaim_all(get_store(), get_settings().retained_releases)
     flush_metrics()
 
 

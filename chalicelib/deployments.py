@@ -300,6 +300,14 @@ def events(deployment_id: str) -> list[DeploymentEvent]:
     return list(DeploymentEvent.query(deployment_id, scan_index_forward=True))
 
 
+def release_json(release: Deployment, kept_digests: frozenset[str]) -> dict[str, Any]:
+    """A release as the releases list shows it: whether it can still be rolled back to."""
+    return {
+        **deployment_json(release),
+        "rollback_available": release.artifact_digest in kept_digests,
+    }
+
+
 def deployment_json(deployment: Deployment, with_events: bool = False) -> dict[str, Any]:
     body: dict[str, Any] = {
         "deployment_id": deployment.deployment_id,

@@ -72,6 +72,12 @@ class UnsupportedPlatform(ApiError):
     code, status = "unsupported_platform", 409
 
 
+class NotRetained(ApiError):
+    """A release older than the ones kept: its artifact is (or is about to be) reclaimed."""
+
+    code, status = "not_retained", 410
+
+
 class PayloadTooLarge(ApiError):
     code, status = "payload_too_large", 413
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, TransactWriteError, UpdateError
 
-from chalicelib import apps, artifacts, hooks, payloads, verification
+from chalicelib import apps, artifacts, hooks, payloads, retention, verification
 from chalicelib.auth import Principal
 from chalicelib.config_vault import ConfigVault
 from chalicelib.contract import (
@@ -40,6 +40,7 @@ from chalicelib.errors import (
     BadRequest,
     Conflict,
     NotFound,
+    NotRetained,
     PayloadTooLarge,
     UnsupportedPlatform,
 )
@@ -51,6 +52,7 @@ from chalicelib.records import (
     new_id,
     transaction,
 )
+from chalicelib.settings import DEFAULT_RETAINED_RELEASES
 from chalicelib.storage import ArtifactStore
 
 IsLive = Callable[[Deployment], bool]
@@ -89,12 +91,13 @@ Build = Callable[[Deployment | None], Wanted]
 @dataclass(frozen=True)
 class Context:
     """What cutting a release needs besides the request: storage, KMS, the cluster's
-    platforms, and whether a release still runs."""
+    platforms, whether a release still runs, and how many releases can be rolled back to."""
 
     store: ArtifactStore
     vault: ConfigVault
     cluster_platforms: tuple[str, ...]
     is_live: IsLive
+    retained_releases: int = DEFAULT_RETAINED_RELEASES
 
 
 def latest(app: Application) -> Deployment | None:
@@ -429,7 +432,8 @@ def rollback(
     again (at today's replicas); nothing is uploaded.
 
     ``version`` or ``to`` (a deployment id) names it; without either, the newest succeeded
-    release of another artifact than the latest's.
+    release of another artifact than the latest's. Only a release whose artifact is kept
+    (``retention``) can be rolled back to.
     """
     app = apps.load(principal, app_name)
     to = payloads.string(body, "to")
@@ -441,6 +445,12 @@ def rollback(
         target = by_version(app.name, payloads.release_version(version))
     else:
         target = _rollback_target(app.name, to, current)
+    if target.artifact_digest not in retention.kept_digests(app.name, context.retained_releases):
+        raise NotRetained(
+            f"{release_name(target)} of {app.name} is older than the "
+            f"{context.retained_releases} releases kept: its artifact is reclaimed; "
+            "deploy it again instead"
+        )
     wanted = wanted_from(context.vault, target, f"rollback to {release_name(target)}")
     wanted = replace(wanted, rollback_of=target.deployment_id)
 

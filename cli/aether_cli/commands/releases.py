@@ -149,7 +149,8 @@ def config_unset(
 @format_option()
 @click.pass_obj
 def releases(out: Output, app: str | None, limit: int, fmt: str) -> None:
-    """The app's releases, newest first: version, what changed, artifact, status, time."""
+    """The app's releases, newest first: version, what changed, artifact, status, time, and
+    whether each can still be rolled back to."""
     client, name = _connect(app)
     page = client.list_releases(name, limit=limit)
     listed = list(page.get("releases") or [])
@@ -165,14 +166,24 @@ def releases(out: Output, app: str | None, limit: int, fmt: str) -> None:
                 short_digest(r.get("artifact_digest")),
                 paint_status(r.get("status")),
                 r.get("replicas"),
+                _rollback_word(r.get("rollback_available")),
                 r.get("created_by"),
                 r.get("created_at"),
             ]
             for r in listed
         ]
-        out.table(["VERSION", "CHANGE", "DIGEST", "STATUS", "REPLICAS", "BY", "CREATED"], rows)
+        headers = ["VERSION", "CHANGE", "DIGEST", "STATUS", "REPLICAS", "ROLLBACK", "BY", "CREATED"]
+        out.table(headers, rows)
 
     out.result({"app_name": name, **page}, text)
+
+
+def _rollback_word(available: object) -> str:
+    """``no`` for a release older than the ones the platform keeps (its artifact reclaimed);
+    ``-`` when the control plane does not say."""
+    if available is None:
+        return "-"
+    return "yes" if available else "no"
 
 
 @click.command()

@@ -9,7 +9,8 @@ is one whose artifact is never reclaimed.
 
 An artifact belongs to one app (``artifacts/<app>/<digest>/...``), so an app reclaims only its
 own: the same digest under another app is another record and another object, kept by that
-app's releases. Reclaimed too are the layers that no remaining manifest of the app names, and
+app's releases; and one another app was promoted with (a grant naming this app) is kept
+while that grant stands (``let_go``). Reclaimed too are the layers that no remaining manifest of the app names, and
 an upload that was never released, once it is older than the oldest retained release (a
 deploy uploads its artifact just before cutting its release). A rejected upload's record is
 reclaimed the same way; its quarantined object expires by the bucket's lifecycle rule.
@@ -18,6 +19,7 @@ reclaimed the same way; its quarantined object expires by the bucket's lifecycle
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from pynamodb.exceptions import DeleteError, UpdateError
 
@@ -128,13 +130,75 @@ def _is_missing(exc: Exception) -> bool:
 
 def _delete(store: ArtifactStore, artifact: Artifact) -> None:
     """The object first: a record left behind by a crash is never deployable without it, and
-    the next run deletes it. The record goes only in the state it was read in."""
-    store.delete(artifact_key(artifact.app_name, artifact.digest, artifact.kind))
+    the next run deletes it. The record goes only in the state it was read in; one another
+    app was promoted with stays."""
+    if not let_go(store, artifact, hand_over=False):
+        return
     try:
         artifact.delete(condition=Artifact.status == artifact.status)
     except DeleteError as exc:
         if not is_condition_failure(exc):
             raise  # a condition failure: uploaded again meanwhile, and it stays
+
+
+def let_go(store: ArtifactStore, artifact: Artifact, *, hand_over: bool) -> bool:
+    """Make ready to delete the record of ``artifact``: delete its object unless another
+    record still needs it; False when the record must stay.
+
+    A promotion grants the same bytes to another app through a record naming this one
+    (``granted_from``) and this app's object. Such a record keeps the artifact: reclaiming
+    leaves it (False), and a teardown (``hand_over``) makes the first such app its uploader,
+    the object copied under that app's own name and the other grants pointed at it, so that
+    the bytes outlive this app and whoever registers its name next never holds them.
+    """
+    others = [r for r in Artifact.query(artifact.digest) if r.app_name != artifact.app_name]
+    dependents = [r for r in others if r.granted_from == artifact.app_name]
+    if dependents:
+        if not hand_over:
+            return False
+        _hand_over(store, artifact, dependents)
+    # A grant this app holds points at its uploader's object: never this app's to delete.
+    if artifact.granted_from is None:
+        store.delete(artifact_key(artifact.app_name, artifact.digest, artifact.kind))
+    return True
+
+
+def _hand_over(store: ArtifactStore, artifact: Artifact, dependents: list[Artifact]) -> None:
+    """The first dependent becomes the uploader of a copy; unverified bytes are not handed
+    over (the grants then say their uploader no longer holds them). Each write is conditioned
+    on the grant still naming this app."""
+    from chalicelib.artifacts import is_held
+
+    if not is_held(artifact, store):
+        return
+    heir, *rest = dependents
+    key = artifact_key(heir.app_name, artifact.digest, artifact.kind)
+    store.copy(artifact.key, key)
+    copied = store.stat(key)
+    still_granted = Artifact.granted_from == artifact.app_name
+    _update_if(
+        heir,
+        [
+            Artifact.granted_from.remove(),
+            Artifact.key.set(key),
+            Artifact.object_version.set(copied.version)
+            if copied is not None
+            else Artifact.object_version.remove(),
+        ],
+        still_granted,
+    )
+    for grant in rest:
+        _update_if(
+            grant, [Artifact.granted_from.set(heir.app_name), Artifact.key.set(key)], still_granted
+        )
+
+
+def _update_if(artifact: Artifact, actions: list[Any], condition: Any) -> None:
+    try:
+        artifact.update(actions=actions, condition=condition)
+    except UpdateError as exc:
+        if not is_condition_failure(exc):
+            raise
 
 
 def _note_reclaimed(app_name: str, release_count: int) -> None:

@@ -166,6 +166,18 @@ class ArtifactStore:
         self._s3.delete_object(Bucket=self.bucket, Key=key)
         return target
 
+    def copy(self, source: str, target: str) -> None:
+        """Copy an object within ``artifacts/`` (an artifact handed to another app), the copy's
+        SHA-256 checksum computed by the store."""
+        if not (source.startswith(ARTIFACT_PREFIX) and target.startswith(ARTIFACT_PREFIX)):
+            raise ValueError(f"{source} -> {target} leaves the artifacts")
+        self._s3.copy_object(
+            Bucket=self.bucket,
+            Key=target,
+            CopySource={"Bucket": self.bucket, "Key": source},
+            ChecksumAlgorithm="SHA256",
+        )
+
     def delete(self, key: str) -> None:
         """Remove an object under ``artifacts/`` (a missing one is no error).
 

@@ -24,8 +24,10 @@ the reconciler's ``resume_all``, runs it again from step 2.
 
 Another app's artifacts are never touched: an artifact record and its object belong to one
 app (``artifacts/<app>/<digest>/...``), so the same digest under another app is another
-record and another object. A rejected upload's quarantined object stays where it is: the
-control plane may only write to ``quarantine/``, and the bucket's lifecycle rule expires it.
+record and another object. One another app was promoted with (its grant names this app) is
+handed over to that app before this app's record goes, so it keeps running there. A rejected
+upload's quarantined object stays where it is: the control plane may only write to
+``quarantine/``, and the bucket's lifecycle rule expires it.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any
 
 from pynamodb.exceptions import DeleteError, UpdateError
 
-from chalicelib import apps, hooks, kube
+from chalicelib import apps, hooks, kube, retention
 from chalicelib.auth import Principal
 from chalicelib.contract import Role
 from chalicelib.errors import NotFound
@@ -50,7 +52,7 @@ from chalicelib.records import (
     is_condition_failure,
     utcnow,
 )
-from chalicelib.storage import ArtifactStore, artifact_key
+from chalicelib.storage import ArtifactStore
 
 
 @dataclass(frozen=True)
@@ -160,11 +162,12 @@ def _delete_releases(app_name: str) -> int:
 
 
 def _delete_artifacts(store: ArtifactStore, app_name: str) -> int:
+    """Every record goes (the name's next owner must hold none); an artifact another app
+    was promoted with is handed over to it first (``retention.let_go``)."""
     count = 0
     artifact: Artifact
     for artifact in Artifact.by_app.query(app_name):
-        # The key is made from this app's name, never read from elsewhere: only its own.
-        store.delete(artifact_key(app_name, artifact.digest, artifact.kind))
+        retention.let_go(store, artifact, hand_over=True)
         artifact.delete()
         count += 1
     return count

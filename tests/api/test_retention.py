@@ -149,3 +149,22 @@ def test_a_layer_stays_while_a_kept_manifest_names_it(
     assert not any(sha(deps) in key for key in objects_of(app_name))
     back = api.post(f"/apps/{app_name}/rollback", {"version": 3})
     assert settled(api, back.json)["status"] == "succeeded"
+
+
+@pytest.mark.usefixtures("two_retained")
+def test_an_artifact_promoted_to_another_app_is_not_reclaimed(
+    api: Api, app_name: str, unique_name: str, control_plane: Any
+) -> None:
+    from tests.api.test_promote import promoted
+
+    first = verified_digest(api, app_name)
+    deployed(api, app_name, first)
+    prod = unique_name[:50] + "-prod"
+    assert api.post("/apps", {"name": prod}).status == 201
+    promoted(api, prod, app_name)
+    for _ in range(2):
+        deployed(api, app_name, verified_digest(api, app_name))
+    assert [r["rollback_available"] for r in releases_of(api, app_name)] == [True, True, False]
+    reconcile(control_plane)
+    assert first in artifact_records(app_name)  # prod's release runs it
+    assert api.post(f"/apps/{prod}/scale", {"replicas": 2}).status == 201

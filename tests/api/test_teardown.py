@@ -197,3 +197,42 @@ def test_a_retry_finishes_a_teardown_cut_short(
     assert api.delete(f"/apps/{app_name}").status == 200
     assert records_of(app_name)["releases"] == 0
     assert cluster_objects(kube_simulator, app_name)["secrets"] == []
+
+
+def test_an_artifact_promoted_to_another_app_is_handed_over_and_keeps_running(
+    api: Api, app_name: str, unique_name: str, kube_simulator: Any
+) -> None:
+    """The app that uploaded it goes; the app it was promoted to becomes its uploader."""
+    import hashlib
+
+    from chalicelib.records import Artifact
+    from tests.api.test_layers import publish
+    from tests.api.test_promote import promoted, pull_token
+
+    deps, own = random_bytes(3000), random_bytes(200)
+    digest = publish(api, app_name, ("deps", deps), ("app", own))
+    deployed(api, app_name, digest)
+    prod, third = unique_name[:50] + "-prod", unique_name[:50] + "-third"
+    for name in (prod, third):
+        assert api.post("/apps", {"name": name}).status == 201
+        promoted(api, name, app_name)
+
+    assert api.delete(f"/apps/{app_name}").status == 200
+    assert objects_of(app_name) == []
+    layers = [hashlib.sha256(deps).hexdigest(), hashlib.sha256(own).hexdigest()]
+    for each in (digest, *layers):
+        heir = Artifact.get(each, prod)
+        assert heir.granted_from is None and heir.key.startswith(f"artifacts/{prod}/")
+        assert Artifact.get(each, third).granted_from == prod
+        assert api.head(f"/artifacts/{each}?app_name={prod}").status == 200
+        download = api.as_(pull_token(kube_simulator, third)).get(f"/artifacts/{each}/download")
+        assert (
+            download.status == 307 and f"/artifacts/{prod}/{each}/" in download.headers["Location"]
+        )
+    # Both still release it: what runs there is theirs now.
+    for name in (prod, third):
+        again = api.post(f"/apps/{name}/scale", {"replicas": 2})
+        assert again.status == 201, again.body
+    # Whoever registers the old name holds none of it.
+    assert api.post("/apps", {"name": app_name}).status == 201
+    assert api.head(f"/artifacts/{digest}?app_name={app_name}").status == 404

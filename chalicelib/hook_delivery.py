@@ -340,7 +340,7 @@ def _checked_address(host: str, port: int, allow_loopback: bool) -> str:
     for address in addresses:
         problem = hooks.address_problem(address, allow_loopback)
         if problem is not None:
-            raise TargetRefused(f"{host} resolves to {problem}")
+            raise TargetRefused(f"{host} resolves to an address events may not go to: {problem}")
     if not addresses:
         raise TargetRefused(f"{host} resolves to no address")
     return str(addresses[0])

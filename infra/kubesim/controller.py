@@ -19,7 +19,7 @@ from typing import Any
 from infra.kubesim.api_errors import ApiError
 from infra.kubesim.clock import format_time, parse_time, utc_now
 from infra.kubesim.events import EventRecorder
-from infra.kubesim.resources import DEPLOYMENTS, PODS, REPLICA_SETS, KubeObject
+from infra.kubesim.resources import DEPLOYMENTS, PODS, REPLICA_SETS, KubeObject, ResourceKind
 from infra.kubesim.store import Store, WatchEvent
 
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
@@ -33,7 +33,7 @@ def template_hash(template: KubeObject) -> str:
     return "".join(_HASH_ALPHABET[b % len(_HASH_ALPHABET)] for b in digest[:10])
 
 
-def _owner_reference(owner: KubeObject) -> dict[str, Any]:
+def owner_reference(owner: KubeObject) -> dict[str, Any]:
     return {
         "apiVersion": owner["apiVersion"],
         "kind": owner["kind"],
@@ -44,7 +44,7 @@ def _owner_reference(owner: KubeObject) -> dict[str, Any]:
     }
 
 
-def _controlled_by(obj: KubeObject, owner: KubeObject) -> bool:
+def controlled_by(obj: KubeObject, owner: KubeObject) -> bool:
     return any(
         ref.get("uid") == owner["metadata"]["uid"] and ref.get("controller")
         for ref in obj["metadata"].get("ownerReferences") or []
@@ -82,7 +82,7 @@ def _resolve_max_unavailable(spec: KubeObject) -> int:
     return int(value)
 
 
-def _set_status(status: KubeObject) -> Callable[[KubeObject], KubeObject]:
+def set_status(status: KubeObject) -> Callable[[KubeObject], KubeObject]:
     def change(obj: KubeObject) -> KubeObject:
         obj["status"] = status
         return obj
@@ -90,23 +90,28 @@ def _set_status(status: KubeObject) -> Callable[[KubeObject], KubeObject]:
     return change
 
 
-class WorkloadController:
-    """Reconciles every Deployment and ReplicaSet whenever one of them, or a pod, changes.
+class ControlLoop:
+    """A controller's loop: ``reconcile`` whenever an object of ``watched`` changes, and on
+    a periodic resync (deadlines pass with nothing changing). A subclass sets up its own
+    state before calling ``__init__``, which starts the thread."""
 
-    A periodic resync also runs, because a rollout can time out with nothing changing.
-    """
-
-    def __init__(self, store: Store, events: EventRecorder, resync_interval: float = 0.1) -> None:
+    def __init__(
+        self,
+        store: Store,
+        events: EventRecorder,
+        resync_interval: float,
+        *,
+        watched: tuple[ResourceKind, ...],
+        name: str,
+    ) -> None:
         self._store = store
         self._events = events
         self._resync_interval = resync_interval
+        self._watched = watched
         self._wakeup = threading.Event()
         self._stopping = False
-        # When each Deployment (by uid) last made progress; the wall clock in status only has
-        # whole seconds, too coarse for a progressDeadlineSeconds of 1.
-        self._last_progress: dict[str, float] = {}
         store.subscribe(self._on_change)
-        self._thread = threading.Thread(target=self._run, name="kubesim-controller", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -114,8 +119,11 @@ class WorkloadController:
         self._wakeup.set()
         self._thread.join(timeout=5)
 
+    def reconcile(self) -> None:
+        raise NotImplementedError
+
     def _on_change(self, event: WatchEvent) -> None:
-        if event.kind in _WATCHED_KINDS:
+        if event.kind in self._watched:
             self._wakeup.set()
 
     def _run(self) -> None:
@@ -129,6 +137,21 @@ class WorkloadController:
             except ApiError:
                 # Something changed under us (deleted, conflict): the next pass starts over.
                 continue
+
+
+class WorkloadController(ControlLoop):
+    """Reconciles every Deployment and ReplicaSet whenever one of them, or a pod, changes.
+
+    A periodic resync also runs, because a rollout can time out with nothing changing.
+    """
+
+    def __init__(self, store: Store, events: EventRecorder, resync_interval: float = 0.1) -> None:
+        # When each Deployment (by uid) last made progress; the wall clock in status only has
+        # whole seconds, too coarse for a progressDeadlineSeconds of 1.
+        self._last_progress: dict[str, float] = {}
+        super().__init__(
+            store, events, resync_interval, watched=_WATCHED_KINDS, name="kubesim-controller"
+        )
 
     def reconcile(self) -> None:
         replica_sets, _ = self._store.list_objects(REPLICA_SETS, None)
@@ -146,7 +169,7 @@ class WorkloadController:
         namespace = replica_set["metadata"]["namespace"]
         name = replica_set["metadata"]["name"]
         all_pods, _ = self._store.list_objects(
-            PODS, namespace, lambda p: _controlled_by(p, replica_set)
+            PODS, namespace, lambda p: controlled_by(p, replica_set)
         )
         for finished in (p for p in all_pods if not _is_active(p)):
             self._store.delete(PODS, namespace, finished["metadata"]["name"])
@@ -162,7 +185,7 @@ class WorkloadController:
                         "generateName": f"{name}-",
                         "labels": copy.deepcopy(template["metadata"].get("labels") or {}),
                         "annotations": copy.deepcopy(template["metadata"].get("annotations") or {}),
-                        "ownerReferences": [_owner_reference(replica_set)],
+                        "ownerReferences": [owner_reference(replica_set)],
                     },
                     "spec": copy.deepcopy(template["spec"]),
                 },
@@ -198,7 +221,7 @@ class WorkloadController:
             "availableReplicas": len(available),
             "observedGeneration": replica_set["metadata"]["generation"],
         }
-        self._store.modify(REPLICA_SETS, namespace, name, _set_status(status), subresource="status")
+        self._store.modify(REPLICA_SETS, namespace, name, set_status(status), subresource="status")
 
     # -- Deployments -------------------------------------------------------------------------
 
@@ -207,7 +230,7 @@ class WorkloadController:
         namespace, uid = metadata["namespace"], metadata["uid"]
         self._last_progress.setdefault(uid, time.monotonic())
         replica_sets, _ = self._store.list_objects(
-            REPLICA_SETS, namespace, lambda rs: _controlled_by(rs, deployment)
+            REPLICA_SETS, namespace, lambda rs: controlled_by(rs, deployment)
         )
         pod_hash = template_hash(spec["template"])
         current = next(
@@ -258,7 +281,7 @@ class WorkloadController:
                     "name": f"{name}-{pod_hash}",
                     "labels": dict(template["metadata"]["labels"]),
                     "annotations": {REVISION_ANNOTATION: str(revision)},
-                    "ownerReferences": [_owner_reference(deployment)],
+                    "ownerReferences": [owner_reference(deployment)],
                 },
                 "spec": {
                     "replicas": 0,
@@ -361,7 +384,7 @@ class WorkloadController:
         ready = sum(1 for seconds in ready_for if seconds is not None)
         available = sum(1 for seconds in ready_for if seconds is not None and seconds >= min_ready)
         updated = (
-            sum(1 for p in pods if current is not None and _controlled_by(p, current))
+            sum(1 for p in pods if current is not None and controlled_by(p, current))
             if current is not None
             else 0
         )
@@ -417,7 +440,7 @@ class WorkloadController:
             conditions[k] for k in ("Available", "Progressing") if k in conditions
         ]
         self._store.modify(
-            DEPLOYMENTS, namespace, metadata["name"], _set_status(status), subresource="status"
+            DEPLOYMENTS, namespace, metadata["name"], set_status(status), subresource="status"
         )
 
     def _progressing(

@@ -15,37 +15,16 @@ policies, the back-off delay between retries, and the ``SuccessCriteriaMet`` and
 from __future__ import annotations
 
 import copy
-import threading
 import time
-from collections.abc import Callable
-from typing import Any
 
-from infra.kubesim.api_errors import ApiError
 from infra.kubesim.clock import format_time, parse_time, utc_now
+from infra.kubesim.controller import ControlLoop, controlled_by, owner_reference, set_status
 from infra.kubesim.events import EventRecorder
 from infra.kubesim.resources import JOBS, PODS, KubeObject
-from infra.kubesim.store import Store, WatchEvent
+from infra.kubesim.store import Store
 
 _COMPONENT = "job-controller"
 _WATCHED_KINDS = (JOBS, PODS)
-
-
-def _owner_reference(job: KubeObject) -> dict[str, Any]:
-    return {
-        "apiVersion": job["apiVersion"],
-        "kind": job["kind"],
-        "name": job["metadata"]["name"],
-        "uid": job["metadata"]["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
-def _owned_by(pod: KubeObject, job: KubeObject) -> bool:
-    return any(
-        ref.get("uid") == job["metadata"]["uid"] and ref.get("controller")
-        for ref in pod["metadata"].get("ownerReferences") or []
-    )
 
 
 def _phase(pod: KubeObject) -> str:
@@ -65,43 +44,18 @@ def finished_condition(job: KubeObject) -> KubeObject | None:
     return None
 
 
-class JobController:
+class JobController(ControlLoop):
     """Reconciles every Job whenever a Job or a pod changes, and on a resync (deadlines and
     TTLs pass with nothing changing)."""
 
     def __init__(self, store: Store, events: EventRecorder, resync_interval: float = 0.1) -> None:
-        self._store = store
-        self._events = events
-        self._resync_interval = resync_interval
-        self._wakeup = threading.Event()
-        self._stopping = False
         # When each Job (by uid) started and finished, by this process's monotonic clock: the
         # times in status have whole seconds, too coarse for a deadline of 1.
         self._started: dict[str, float] = {}
         self._finished: dict[str, float] = {}
-        store.subscribe(self._on_change)
-        self._thread = threading.Thread(target=self._run, name="kubesim-jobs", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping = True
-        self._wakeup.set()
-        self._thread.join(timeout=5)
-
-    def _on_change(self, event: WatchEvent) -> None:
-        if event.kind in _WATCHED_KINDS:
-            self._wakeup.set()
-
-    def _run(self) -> None:
-        while not self._stopping:
-            self._wakeup.wait(self._resync_interval)
-            self._wakeup.clear()
-            if self._stopping:
-                return
-            try:
-                self.reconcile()
-            except ApiError:
-                continue  # something changed under us: the next pass starts over
+        super().__init__(
+            store, events, resync_interval, watched=_WATCHED_KINDS, name="kubesim-jobs"
+        )
 
     def reconcile(self) -> None:
         jobs, _ = self._store.list_objects(JOBS, None)
@@ -118,7 +72,7 @@ class JobController:
         if finished_condition(job) is not None:
             self._collect_if_expired(job)
             return
-        pods, _ = self._store.list_objects(PODS, namespace, lambda p: _owned_by(p, job))
+        pods, _ = self._store.list_objects(PODS, namespace, lambda p: controlled_by(p, job))
         pods = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
         succeeded = [p for p in pods if _phase(p) == "Succeeded"]
         failed = [p for p in pods if _phase(p) == "Failed"]
@@ -170,7 +124,7 @@ class JobController:
             if kind == "Complete":
                 status["completionTime"] = moment
             self._finished[uid] = now
-        self._store.modify(JOBS, namespace, name, _set_status(status), subresource="status")
+        self._store.modify(JOBS, namespace, name, set_status(status), subresource="status")
         if finish is not None:
             kind, reason, message = finish
             if kind == "Complete":
@@ -189,7 +143,7 @@ class JobController:
                     "generateName": f"{job['metadata']['name']}-",
                     "labels": copy.deepcopy(meta.get("labels") or {}),
                     "annotations": copy.deepcopy(meta.get("annotations") or {}),
-                    "ownerReferences": [_owner_reference(job)],
+                    "ownerReferences": [owner_reference(job)],
                 },
                 "spec": copy.deepcopy(template["spec"]),
             },
@@ -219,11 +173,3 @@ class JobController:
             self._finished[metadata["uid"]] = finished
         if time.monotonic() - finished >= float(ttl):
             self._store.delete(JOBS, metadata["namespace"], metadata["name"])
-
-
-def _set_status(status: KubeObject) -> Callable[[KubeObject], KubeObject]:
-    def change(obj: KubeObject) -> KubeObject:
-        obj["status"] = status
-        return obj
-
-    return change

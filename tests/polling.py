@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import requests
+
 T = TypeVar("T")
 
 
@@ -21,3 +23,18 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}")
         time.sleep(interval)
+
+
+def serves(url: str, text: str, *, timeout: float = 60.0) -> None:
+    """Poll ``url`` until it answers exactly ``text`` (a rollout reaching its Service)."""
+    seen = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            seen = requests.get(url, timeout=5).text
+        except requests.RequestException as error:
+            seen = str(error)
+        if seen == text:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{url} answers {seen!r}, not {text!r}")

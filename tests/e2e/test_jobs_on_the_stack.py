@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from infra.local.private import PrivateStack
+from tests.polling import serves
 from tests.projects import NEEDS_EXAMPLE, PROJECTS
 
 AETHER = str(Path(sys.executable).with_name("aether"))
@@ -121,19 +121,6 @@ def aether(
         timeout=300,
         check=False,
     )
-
-
-def serves(url: str, text: str) -> None:
-    seen = None
-    for _ in range(120):
-        try:
-            seen = requests.get(url, timeout=5).text
-        except requests.RequestException as error:
-            seen = str(error)
-        if seen == text:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{url} answers {seen!r}, not {text!r}")
 
 
 @pytest.fixture(scope="module")

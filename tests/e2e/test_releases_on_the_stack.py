@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from infra.local.private import PrivateStack
+from tests.polling import serves
 from tests.projects import NEEDS_EXAMPLE, PROJECTS
 
 AETHER = str(Path(sys.executable).with_name("aether"))
@@ -51,19 +51,6 @@ def aether(stack: PrivateStack, *args: str, exit_code: int = 0) -> Any:
     assert done.returncode == exit_code, done.stderr
     assert SECRET not in done.stderr
     return json.loads(done.stdout)
-
-
-def serves(url: str, text: str) -> None:
-    seen = None
-    for _ in range(120):
-        try:
-            seen = requests.get(url, timeout=5).text
-        except requests.RequestException as error:
-            seen = str(error)
-        if seen == text:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{url} answers {seen!r}, not {text!r}")
 
 
 def kube_objects(stack: PrivateStack) -> str:
@@ -104,7 +91,7 @@ def test_config_set_serves_the_value_without_an_upload_and_never_shows_it(
     serves(url, f"Hello {SECRET}\n")
 
     assert SECRET not in kube_objects(stack)
-    for command in (["releases"], ["list"], ["status"], ["config"]):
+    for command in (["releases"], ["list"], ["status"], ["config", "--names-only"]):
         assert SECRET not in json.dumps(aether(stack, *command)), command
     for log in sorted(logs.glob("*.log")):
         assert SECRET not in log.read_text(errors="replace"), log.name

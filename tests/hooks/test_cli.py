@@ -55,8 +55,10 @@ def test_add_list_deliveries_remove(
     assert hook["hook_id"] in as_text.stdout
     assert secret not in listed.stdout + as_text.stdout
 
-    upload(api, app_name, random_bytes())
+    digest = upload(api, app_name, random_bytes())
     deliver_pending_events()
+    # Verified first: a delivery that never arrives is then the hooks' fault, not the upload's.
+    assert api.get(f"/artifacts/{digest}").json["status"] == "verified"
     receiver.wait_for("artifact.verified")
     settled(api, hook["hook_id"])
     shown = aether(local_api, tmp_path, "hooks", "deliveries", hook["hook_id"])

@@ -30,9 +30,19 @@ def two_retained(control_plane: Any, monkeypatch: pytest.MonkeyPatch) -> Iterato
 
 
 def reconcile(control_plane: Any) -> None:
+    """The whole schedule, as the embedded stack's relay runs it every minute."""
     from infra.local.relay import scheduled_event
 
     control_plane.reconcile_deployments(scheduled_event(), None)
+
+
+def reclaim(control_plane: Any, app_name: str) -> None:
+    """The schedule's retention step for one app: the suite's shared tables hold every other
+    test's apps, which the whole schedule would look at too."""
+    from chalicelib import retention
+
+    retained = control_plane.get_settings().retained_releases
+    retention.reclaim(control_plane.get_store(), app_name, retained)
 
 
 def artifact_records(app_name: str) -> set[str]:
@@ -113,7 +123,7 @@ def test_the_serving_release_is_kept_however_old(
         (2, True),
         (1, True),
     ]
-    reconcile(control_plane)
+    reclaim(control_plane, app_name)
     assert serving in artifact_records(app_name)
     assert api.post(f"/apps/{app_name}/rollback", {"version": 1}).status == 201
 
@@ -135,7 +145,7 @@ def test_a_layer_stays_while_a_kept_manifest_names_it(
     for deps_layer, app_layer in zip((deps, deps, newer_deps, newer_deps), apps, strict=True):
         manifests.append(publish(api, app_name, ("deps", deps_layer), ("app", app_layer)))
         deployed(api, app_name, manifests[-1])
-        reconcile(control_plane)
+        reclaim(control_plane, app_name)
         if len(manifests) == 3:
             # v1 went; the deps layer stays: v2, kept, names it.
             assert artifact_records(app_name) == {
@@ -165,6 +175,6 @@ def test_an_artifact_promoted_to_another_app_is_not_reclaimed(
     for _ in range(2):
         deployed(api, app_name, verified_digest(api, app_name))
     assert [r["rollback_available"] for r in releases_of(api, app_name)] == [True, True, False]
-    reconcile(control_plane)
+    reclaim(control_plane, app_name)
     assert first in artifact_records(app_name)  # prod's release runs it
     assert api.post(f"/apps/{prod}/scale", {"replicas": 2}).status == 201

@@ -269,10 +269,12 @@ def _app_container(spec: WorkloadSpec) -> dict[str, Any]:
         "ports": [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}],
         # TCP, not HTTP GET /: the contract with an app is "listen on $PORT"; many APIs answer
         # 404 (a probe failure) or need auth on /, and would never become ready.
+        # From the container's start, every second (Kubernetes' least period): a new release
+        # takes traffic within a second of listening, and a stuck one leaves within three.
         "readinessProbe": {
             "tcpSocket": {"port": "http"},
-            "initialDelaySeconds": 1,
-            "periodSeconds": 2,
+            "initialDelaySeconds": 0,
+            "periodSeconds": 1,
             "timeoutSeconds": 2,
             "failureThreshold": 3,
             "successThreshold": 1,

@@ -91,7 +91,9 @@ class Timing:
     # A container that ran this long before exiting starts its back-off over.
     backoff_reset_after: float = 60.0
     probe_delay_max: float = 1.0
-    probe_period_max: float = 1.0
+    # Finer than a kubelet's least period (1 s): an app that listens a few hundred
+    # milliseconds after its start is ready then, not at the next whole second.
+    probe_period_max: float = 0.25
     probe_timeout_max: float = 2.0
     grace_period_max: float = 3.0
     poll_interval: float = 0.05

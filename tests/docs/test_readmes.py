@@ -163,7 +163,8 @@ def test_the_readiness_contract_is_the_probe_the_platform_sets() -> None:
     assert set(probe) & {"tcpSocket", "httpGet", "exec"} == {"tcpSocket"}
     text = " ".join(README.read_text().split())
     assert "ready once it accepts a TCP connection on `PORT`" in text
-    assert f"connects every {probe['periodSeconds']} s" in text
+    assert (probe["initialDelaySeconds"], probe["periodSeconds"]) == (0, 1)
+    assert "connects every second from its start" in text
     assert "There is no HTTP health path" in text
     example = (ROOT / "examples" / "hello-express" / "server.js").read_text()
     assert "probes /healthz" not in example and "TCP probe" in example

@@ -27,14 +27,16 @@ def wait_for(
 
 def serves(url: str, text: str, *, timeout: float = 60.0) -> None:
     """Poll ``url`` until it answers exactly ``text`` (a rollout reaching its Service)."""
-    seen = None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    seen: list[str] = []  # the latest answer, for the failure's message
+
+    def answers() -> bool:
         try:
-            seen = requests.get(url, timeout=5).text
+            seen[:] = [requests.get(url, timeout=5).text]
         except requests.RequestException as error:
-            seen = str(error)
-        if seen == text:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{url} answers {seen!r}, not {text!r}")
+            seen[:] = [str(error)]
+        return seen[0] == text
+
+    try:
+        wait_for(answers, timeout=timeout, interval=0.5)
+    except AssertionError:
+        raise AssertionError(f"{url} answers {seen[0]!r}, not {text!r}") from None

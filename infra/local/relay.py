@@ -19,6 +19,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +62,16 @@ def scheduled_event() -> dict[str, Any]:
     }
 
 
-def drain_once(sqs: Any, queue_url: str, deliver: Deliver, wait_seconds: int = 1) -> int:
+@dataclass(frozen=True)
+class Drained:
+    """One receive: how many messages came, and how many of them were delivered (S3's test
+    events are not deliveries; a failed delivery stays on the queue)."""
+
+    received: int
+    delivered: int
+
+
+def drain_once(sqs: Any, queue_url: str, deliver: Deliver, wait_seconds: int = 1) -> Drained:
     """Deliver what is on the queue now; a message is deleted only once delivered."""
     received = sqs.receive_message(
         QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds
@@ -81,7 +91,7 @@ def drain_once(sqs: Any, queue_url: str, deliver: Deliver, wait_seconds: int = 1
                 continue
             delivered += 1
         sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-    return delivered
+    return Drained(len(received), delivered)
 
 
 def poll_forever(sqs: Any, queue_url: str, deliver: Deliver, stop: threading.Event) -> None:

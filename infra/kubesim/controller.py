@@ -51,6 +51,23 @@ def controlled_by(obj: KubeObject, owner: KubeObject) -> bool:
     )
 
 
+def _controller_uids(obj: KubeObject) -> list[str]:
+    return [
+        ref["uid"]
+        for ref in obj["metadata"].get("ownerReferences") or []
+        if ref.get("controller") and ref.get("uid")
+    ]
+
+
+def by_controller(objects: list[KubeObject]) -> dict[str, list[KubeObject]]:
+    """``objects`` grouped by the uid of the owner that controls each (the others left out)."""
+    grouped: dict[str, list[KubeObject]] = {}
+    for obj in objects:
+        for uid in _controller_uids(obj):
+            grouped.setdefault(uid, []).append(obj)
+    return grouped
+
+
 def _revision(obj: KubeObject) -> int:
     return int((obj["metadata"].get("annotations") or {}).get(REVISION_ANNOTATION, "0"))
 
@@ -140,37 +157,99 @@ class ControlLoop:
 
 
 class WorkloadController(ControlLoop):
-    """Reconciles every Deployment and ReplicaSet whenever one of them, or a pod, changes.
+    """Reconciles the Deployments and ReplicaSets that changed, or whose pods did.
 
-    A periodic resync also runs, because a rollout can time out with nothing changing.
+    Like kube-controller-manager's work queues, a pass syncs only what a change touched and
+    the rollouts still in progress (a periodic resync, because a rollout can time out with
+    nothing changing); a settled Deployment costs nothing until something of it changes. A
+    full pass runs at the start and every ``full_resync_interval`` seconds, as informers
+    resync.
     """
 
-    def __init__(self, store: Store, events: EventRecorder, resync_interval: float = 0.1) -> None:
+    def __init__(
+        self,
+        store: Store,
+        events: EventRecorder,
+        resync_interval: float = 0.1,
+        full_resync_interval: float = 30.0,
+    ) -> None:
         # When each Deployment (by uid) last made progress; the wall clock in status only has
         # whole seconds, too coarse for a progressDeadlineSeconds of 1.
         self._last_progress: dict[str, float] = {}
+        # Uids of Deployments and ReplicaSets a change touched since the last pass; written
+        # by the store's listener, under the store's lock.
+        self._touched: set[str] = set()
+        # Deployments (by uid) whose rollout has not finished: every pass syncs them.
+        self._unsettled: set[str] = set()
+        self._full_resync_interval = full_resync_interval
+        self._next_full_pass = 0.0
         super().__init__(
             store, events, resync_interval, watched=_WATCHED_KINDS, name="kubesim-controller"
         )
 
+    def _on_change(self, event: WatchEvent) -> None:
+        if event.kind not in self._watched:
+            return
+        metadata = event.object["metadata"]
+        if event.kind is not PODS:
+            self._touched.add(metadata["uid"])
+        # A pod's change is its ReplicaSet's; a ReplicaSet's, its Deployment's.
+        for ref in metadata.get("ownerReferences") or []:
+            if ref.get("controller") and ref.get("uid"):
+                self._touched.add(ref["uid"])
+        self._wakeup.set()
+
     def reconcile(self) -> None:
-        replica_sets, _ = self._store.list_objects(REPLICA_SETS, None)
+        full = time.monotonic() >= self._next_full_pass
+        if full:
+            self._next_full_pass = time.monotonic() + self._full_resync_interval
+        with self._store.lock:
+            touched, self._touched = self._touched, set()
+        wanted = touched | self._unsettled
+
+        def selected(obj: KubeObject) -> bool:
+            return (
+                full
+                or obj["metadata"]["uid"] in wanted
+                or bool(wanted.intersection(_controller_uids(obj)))
+            )
+
+        # Each kind is listed once a pass, only what the pass syncs, grouped by owner: a pass
+        # costs what changed, not ReplicaSets times pods (a long-lived cluster has hundreds).
+        replica_sets, _ = self._store.list_objects(REPLICA_SETS, None, selected)
+        pods = self._pods_of({rs["metadata"]["uid"] for rs in replica_sets})
         for replica_set in replica_sets:
-            self._sync_replica_set(replica_set)
-        deployments, _ = self._store.list_objects(DEPLOYMENTS, None)
+            self._sync_replica_set(replica_set, pods.get(replica_set["metadata"]["uid"], []))
+        # The Deployments of the ReplicaSets just synced too: their pods may have changed.
+        wanted |= {uid for rs in replica_sets for uid in _controller_uids(rs)}
+        deployments, _ = self._store.list_objects(DEPLOYMENTS, None, selected)
+        uids = {d["metadata"]["uid"] for d in deployments}
+        replica_sets, _ = self._store.list_objects(
+            REPLICA_SETS, None, lambda rs: bool(uids.intersection(_controller_uids(rs)))
+        )
+        owned_replica_sets = by_controller(replica_sets)
+        pods = self._pods_of({rs["metadata"]["uid"] for rs in replica_sets})
+        unsettled: set[str] = set()
         for deployment in deployments:
-            self._sync_deployment(deployment)
-        live = {d["metadata"]["uid"] for d in deployments}
-        self._last_progress = {k: v for k, v in self._last_progress.items() if k in live}
+            uid = deployment["metadata"]["uid"]
+            if not self._sync_deployment(deployment, owned_replica_sets.get(uid, []), pods):
+                unsettled.add(uid)
+        # What was unsettled and is gone (deleted) is neither listed nor kept.
+        self._unsettled = unsettled
+        if full:
+            self._last_progress = {k: v for k, v in self._last_progress.items() if k in uids}
 
     # -- ReplicaSets -------------------------------------------------------------------------
 
-    def _sync_replica_set(self, replica_set: KubeObject) -> None:
+    def _pods_of(self, owners: set[str]) -> dict[str, list[KubeObject]]:
+        pods, _ = self._store.list_objects(
+            PODS, None, lambda p: bool(owners.intersection(_controller_uids(p)))
+        )
+        return by_controller(pods)
+
+    def _sync_replica_set(self, replica_set: KubeObject, all_pods: list[KubeObject]) -> None:
         namespace = replica_set["metadata"]["namespace"]
         name = replica_set["metadata"]["name"]
-        all_pods, _ = self._store.list_objects(
-            PODS, namespace, lambda p: controlled_by(p, replica_set)
-        )
         for finished in (p for p in all_pods if not _is_active(p)):
             self._store.delete(PODS, namespace, finished["metadata"]["name"])
         pods = [p for p in all_pods if _is_active(p)]
@@ -225,13 +304,16 @@ class WorkloadController(ControlLoop):
 
     # -- Deployments -------------------------------------------------------------------------
 
-    def _sync_deployment(self, deployment: KubeObject) -> None:
+    def _sync_deployment(
+        self,
+        deployment: KubeObject,
+        replica_sets: list[KubeObject],
+        pods_by_owner: dict[str, list[KubeObject]],
+    ) -> bool:
+        """Sync one Deployment; True once it is settled (only a change can move it on)."""
         metadata, spec = deployment["metadata"], deployment["spec"]
-        namespace, uid = metadata["namespace"], metadata["uid"]
+        uid = metadata["uid"]
         self._last_progress.setdefault(uid, time.monotonic())
-        replica_sets, _ = self._store.list_objects(
-            REPLICA_SETS, namespace, lambda rs: controlled_by(rs, deployment)
-        )
         pod_hash = template_hash(spec["template"])
         current = next(
             (
@@ -262,7 +344,12 @@ class WorkloadController(ControlLoop):
             self._prune_history(deployment, old)
             if current is not None:
                 self._annotate_revision(deployment, _revision(current))
-        self._update_deployment_status(deployment, current, replica_sets, created)
+        finished = self._update_deployment_status(
+            deployment, current, replica_sets, pods_by_owner, created
+        )
+        return bool(spec.get("paused")) or (
+            finished and not any(rs["spec"].get("replicas") for rs in old)
+        )
 
     def _create_replica_set(
         self, deployment: KubeObject, existing: list[KubeObject], pod_hash: str
@@ -361,24 +448,22 @@ class WorkloadController(ControlLoop):
         deployment: KubeObject,
         current: KubeObject | None,
         replica_sets: list[KubeObject],
+        pods_by_owner: dict[str, list[KubeObject]],
         created_replica_set: bool,
-    ) -> None:
+    ) -> bool:
+        """Write the Deployment's status; True when its rollout is complete or has failed."""
         metadata, spec = deployment["metadata"], deployment["spec"]
         namespace, uid = metadata["namespace"], metadata["uid"]
         wanted = int(spec.get("replicas", 1))
         owned = {rs["metadata"]["uid"] for rs in replica_sets}
         if current is not None:
             owned.add(current["metadata"]["uid"])
-        pods, _ = self._store.list_objects(
-            PODS,
-            namespace,
-            lambda p: (
-                _is_active(p)
-                and any(
-                    ref.get("uid") in owned for ref in p["metadata"].get("ownerReferences") or []
-                )
-            ),
-        )
+        pods = [
+            pod
+            for owner in sorted(owned)
+            for pod in pods_by_owner.get(owner, [])
+            if _is_active(pod)
+        ]
         min_ready = int(spec.get("minReadySeconds", 0))
         ready_for = [_pod_ready_since(p) for p in pods]
         ready = sum(1 for seconds in ready_for if seconds is not None)
@@ -422,15 +507,18 @@ class WorkloadController(ControlLoop):
             progressed=False,
         )
         rs_name = current["metadata"]["name"] if current is not None else metadata["name"]
+        complete = (
+            current is not None
+            and updated == wanted
+            and available >= wanted
+            and len(pods) == wanted
+        )
         progressing = self._progressing(
             conditions.get("Progressing"),
             spec,
             uid,
             rs_name,
-            complete=current is not None
-            and updated == wanted
-            and available >= wanted
-            and len(pods) == wanted,
+            complete=complete,
             created=created_replica_set,
             progressed=progressed,
         )
@@ -442,6 +530,8 @@ class WorkloadController(ControlLoop):
         self._store.modify(
             DEPLOYMENTS, namespace, metadata["name"], set_status(status), subresource="status"
         )
+        timed_out = (progressing or {}).get("reason") == "ProgressDeadlineExceeded"
+        return complete or timed_out
 
     def _progressing(
         self,

@@ -55,6 +55,8 @@ class Store:
         self._lock = threading.RLock()
         self.changed = threading.Condition(self._lock)
         self._objects: dict[ObjectKey, KubeObject] = {}
+        # The same objects by kind: a list reads only its own kind, not every event and pod.
+        self._by_kind: dict[str, dict[ObjectKey, KubeObject]] = {}
         self._revision = 0
         self._history: deque[WatchEvent] = deque(maxlen=history_limit)
         self._compacted_through = 0
@@ -101,10 +103,8 @@ class Store:
         with self._lock:
             items = [
                 copy.deepcopy(obj)
-                for (plural, obj_namespace, _), obj in sorted(self._objects.items())
-                if plural == kind.plural
-                and (namespace is None or obj_namespace == namespace)
-                and predicate(obj)
+                for (_, obj_namespace, _), obj in sorted(self._by_kind.get(kind.plural, {}).items())
+                if (namespace is None or obj_namespace == namespace) and predicate(obj)
             ]
             return items, self._revision
 
@@ -228,7 +228,9 @@ class Store:
                 return copy.deepcopy(obj)
             if kind is NAMESPACES:
                 self._delete_namespace_contents(name)
-            self._objects.pop(self._key(kind, namespace, name))
+            key = self._key(kind, namespace, name)
+            self._objects.pop(key)
+            self._by_kind[kind.plural].pop(key)
             self._applied = {
                 k: v for k, v in self._applied.items() if k[:3] != (kind.plural, namespace, name)
             }
@@ -356,7 +358,9 @@ class Store:
     ) -> KubeObject:
         self._revision += 1
         obj["metadata"]["resourceVersion"] = str(self._revision)
-        self._objects[self._key(kind, namespace, obj["metadata"]["name"])] = obj
+        key = self._key(kind, namespace, obj["metadata"]["name"])
+        self._objects[key] = obj
+        self._by_kind.setdefault(kind.plural, {})[key] = obj
         self._record(kind, namespace, event_type, obj, previous, bump=False)
         return copy.deepcopy(obj)
 

@@ -83,6 +83,7 @@ bench: venv fixtures
 	$(BIN)/python bench/jobs_bench.py
 	$(BIN)/python bench/hooks_bench.py
 	$(BIN)/python bench/apps_bench.py
+	$(BIN)/python bench/kubesim_bench.py
 
 clean: down
 	rm -rf .aether .pytest_cache .mypy_cache .ruff_cache

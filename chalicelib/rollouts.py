@@ -377,10 +377,12 @@ APPLY_GRACE = timedelta(minutes=2)
 
 def _follow(cluster: kube.Cluster, deployment: Deployment) -> None:
     rollout = cluster.rollout(deployment.app_name, deployment.deployment_id)
-    if rollout.missing and deployment.applied_at is None:
+    unapplied = rollout.missing or rollout.phase == kube.RolloutPhase.SUPERSEDED
+    if unapplied and deployment.applied_at is None:
         # Claimed (``pending → rolling_out``) but not applied yet: the claimer is applying
-        # it now, or died doing so. After the grace the claim goes back to ``pending``
-        # (conditional: still unapplied), and the next read applies it again.
+        # it now, or died doing so, and the cluster still runs the previous release (or
+        # nothing), which says nothing about this one. After the grace the claim goes back
+        # to ``pending`` (conditional: still unapplied), and the next read applies it again.
         if utcnow() - deployment.updated_at > APPLY_GRACE:
             _transition(
                 deployment,

@@ -157,6 +157,31 @@ def test_a_claimed_release_is_never_failed_while_its_claimer_applies_it(
     assert wait_for(api, record.deployment_id, finished)["status"] == "succeeded"
 
 
+def test_a_claimed_release_is_not_superseded_by_the_release_it_replaces(
+    api: Api, app_name: str, kube_simulator: Any
+) -> None:
+    from datetime import timedelta
+
+    from chalicelib.records import Deployment, utcnow
+
+    first = api.post(
+        "/deployments", {"app_name": app_name, "artifact_digest": verified_digest(api, app_name)}
+    )
+    assert wait_for(api, first.json["deployment_id"], finished)["status"] == "succeeded"
+    digest = verified_digest(api, app_name)
+    kube_simulator.set_api_down(True)
+    assert api.post("/deployments", {"app_name": app_name, "artifact_digest": digest}).status == 503
+    kube_simulator.set_api_down(False)
+    pending = api.get(f"/apps/{app_name}/deployments").json["deployments"][0]
+    record = Deployment.get(pending["deployment_id"])
+    # Claimed and not applied yet: the cluster's Deployment still runs the first release.
+    record.update(actions=[Deployment.status.set("rolling_out")])
+    for _ in range(3):
+        assert api.get(f"/deployments/{record.deployment_id}").json["status"] == "rolling_out"
+    record.update(actions=[Deployment.updated_at.set(utcnow() - timedelta(minutes=3))])
+    assert wait_for(api, record.deployment_id, finished)["status"] == "succeeded"
+
+
 def test_a_newer_deployment_supersedes_one_in_flight(
     api: Api, app_name: str, kube_simulator: Any
 ) -> None:

@@ -14,6 +14,7 @@ an operator or ``infra/kind/up.sh``). Applying into a missing namespace is a 404
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable
@@ -428,33 +429,37 @@ class Cluster:
         ).items
         rs_names = {rs.metadata.name for rs in replica_sets if rs.metadata and rs.metadata.name}
         pod_names = {p.metadata.name for p in pods if p.metadata and p.metadata.name}
-        found = self._core.list_namespaced_event(
-            self.namespace, _request_timeout=self._timeout
-        ).items
+        # Every event of the namespace, as JSON: the client's models would cost a
+        # deserialization of each one of them, on every poll of every rollout.
+        listed: Any = self._core.list_namespaced_event(  # a urllib3 response, unparsed
+            self.namespace, _request_timeout=self._timeout, _preload_content=False
+        )
         events: list[tuple[ClusterEvent, int]] = []
-        for event in found:
-            involved = event.involved_object
-            kind, name = involved.kind or "", involved.name or ""
+        for event in json.loads(listed.data).get("items") or []:
+            involved = event.get("involvedObject") or {}
+            kind, name = str(involved.get("kind") or ""), str(involved.get("name") or "")
             if not _involves(app_name, kind, name, rs_names, pod_names):
                 continue
-            moment = (
-                event.last_timestamp
-                or event.event_time
-                or event.first_timestamp
-                or (event.metadata.creation_timestamp if event.metadata else None)
+            metadata = event.get("metadata") or {}
+            stamp = (
+                event.get("lastTimestamp")
+                or event.get("eventTime")
+                or event.get("firstTimestamp")
+                or metadata.get("creationTimestamp")
             )
-            version = (event.metadata.resource_version if event.metadata else None) or ""
+            moment = _parse_rfc3339(str(stamp)) if stamp else None
+            version = str(metadata.get("resourceVersion") or "")
             written = int(version) if version.isdigit() else 0
             events.append(
                 (
                     ClusterEvent(
-                        timestamp=_utc(moment) if moment else datetime.min.replace(tzinfo=UTC),
-                        type=event.type or "",
-                        reason=event.reason or "",
-                        message=event.message or "",
+                        timestamp=moment or datetime.min.replace(tzinfo=UTC),
+                        type=str(event.get("type") or ""),
+                        reason=str(event.get("reason") or ""),
+                        message=str(event.get("message") or ""),
                         object_kind=kind,
                         object_name=name,
-                        count=event.count or 1,
+                        count=int(event.get("count") or 1),
                     ),
                     written,
                 )
@@ -550,7 +555,7 @@ class Cluster:
         lines: list[LogLine] = []
         for raw in str(text or "").splitlines():
             stamp, _, message = raw.partition(" ")
-            moment = _parse_log_time(stamp)
+            moment = _parse_rfc3339(stamp)
             if moment is not None:
                 lines.append(LogLine(moment, pod, container, message))
         return lines
@@ -751,8 +756,8 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _parse_log_time(stamp: str) -> datetime | None:
-    """RFC 3339 with up to nanoseconds (the kubelet's), cut to microseconds."""
+def _parse_rfc3339(stamp: str) -> datetime | None:
+    """RFC 3339 with up to nanoseconds (the kubelet's, an event's), cut to microseconds."""
     match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", stamp)
     if match is None:
         return None

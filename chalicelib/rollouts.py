@@ -342,7 +342,8 @@ def restart(plane: DataPlane, principal: Principal, app: Application) -> Deploym
         current,
         DeploymentStatus.SUCCEEDED,
         DeploymentStatus.ROLLING_OUT,
-        [Deployment.restarted_at.set(now)],
+        # Unapplied again: a reader must not take the pods from before it for its rollout.
+        [Deployment.restarted_at.set(now), Deployment.applied_at.remove()],
     ):
         raise Conflict(f"{app.name}'s release changed meanwhile; retry")
     current.refresh(consistent_read=True)
@@ -350,10 +351,16 @@ def restart(plane: DataPlane, principal: Principal, app: Application) -> Deploym
         _apply(plane, cluster, current)
     except Exception as exc:
         # Back to what it was: the pods were never touched.
-        _transition(current, DeploymentStatus.ROLLING_OUT, DeploymentStatus.SUCCEEDED)
+        _transition(
+            current,
+            DeploymentStatus.ROLLING_OUT,
+            DeploymentStatus.SUCCEEDED,
+            [Deployment.applied_at.set(now)],
+        )
         if kube.is_unavailable(exc):
             raise ServiceUnavailable("the Kubernetes API is unreachable; retry") from exc
         raise
+    current.update(actions=[Deployment.applied_at.set(utcnow())])
     _note(current, "restart", f"restart asked by {principal.subject}: replacing every pod")
     current.refresh(consistent_read=True)
     return current
@@ -376,13 +383,12 @@ APPLY_GRACE = timedelta(minutes=2)
 
 
 def _follow(cluster: kube.Cluster, deployment: Deployment) -> None:
-    rollout = cluster.rollout(deployment.app_name, deployment.deployment_id)
-    unapplied = rollout.missing or rollout.phase == kube.RolloutPhase.SUPERSEDED
-    if unapplied and deployment.applied_at is None:
-        # Claimed (``pending → rolling_out``) but not applied yet: the claimer is applying
-        # it now, or died doing so, and the cluster still runs the previous release (or
-        # nothing), which says nothing about this one. After the grace the claim goes back
-        # to ``pending`` (conditional: still unapplied), and the next read applies it again.
+    if deployment.applied_at is None:
+        # Claimed (``pending → rolling_out``, or a restart) but not applied yet: the claimer
+        # is applying it now, or died doing so. Until then the cluster runs the previous
+        # release (or nothing, or this release's pods from before its restart), which says
+        # nothing about this one. After the grace the claim goes back to ``pending``
+        # (conditional: still unapplied), and the next read applies it again.
         if utcnow() - deployment.updated_at > APPLY_GRACE:
             _transition(
                 deployment,
@@ -391,6 +397,7 @@ def _follow(cluster: kube.Cluster, deployment: Deployment) -> None:
                 condition=Deployment.applied_at.does_not_exist(),
             )
         return
+    rollout = cluster.rollout(deployment.app_name, deployment.deployment_id)
     # Event timestamps have whole seconds: compare at that precision, or the
     # events of the deployment's first second would be lost.
     since = deployment.created_at.replace(microsecond=0)

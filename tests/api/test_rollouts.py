@@ -134,35 +134,47 @@ def test_kubernetes_down_is_503_and_the_deployment_is_kept(
     assert wait_for(api, history[0]["deployment_id"], finished)["status"] == "succeeded"
 
 
-@pytest.mark.parametrize("serving", [False, True], ids=["first-release", "a-release-serves"])
-def test_a_claimed_release_is_never_failed_while_its_claimer_applies_it(
-    api: Api, app_name: str, kube_simulator: Any, serving: bool
+@pytest.mark.parametrize("claim", ["first-release", "next-release", "restart"])
+def test_a_claimed_release_is_never_judged_before_its_claimer_applies_it(
+    api: Api, app_name: str, kube_simulator: Any, claim: str
 ) -> None:
-    """Neither no Deployment yet nor the previous release's Deployment fails a claim that is
-    not applied yet: they are what the cluster runs until its claimer applies it."""
+    """No Deployment yet, the previous release's Deployment, or a restarting release's pods
+    from before the restart: none is the claim's rollout until its claimer has applied it."""
     from datetime import timedelta
 
+    from chalicelib.manifests import RESTARTED_ANNOTATION
     from chalicelib.records import Deployment, utcnow
+    from infra.kubesim.resources import DEPLOYMENTS
 
-    if serving:
+    if claim != "first-release":
         first = api.post(
             "/deployments",
             {"app_name": app_name, "artifact_digest": verified_digest(api, app_name)},
         )
         assert wait_for(api, first.json["deployment_id"], finished)["status"] == "succeeded"
-    digest = verified_digest(api, app_name)
-    kube_simulator.set_api_down(True)
-    assert api.post("/deployments", {"app_name": app_name, "artifact_digest": digest}).status == 503
-    kube_simulator.set_api_down(False)
-    pending = api.get(f"/apps/{app_name}/deployments").json["deployments"][0]
-    record = Deployment.get(pending["deployment_id"])
+    if claim == "restart":
+        record = Deployment.get(first.json["deployment_id"])
+        # What the restart's own claim writes before it applies.
+        actions = [Deployment.restarted_at.set(utcnow()), Deployment.applied_at.remove()]
+    else:
+        digest = verified_digest(api, app_name)
+        kube_simulator.set_api_down(True)
+        reply = api.post("/deployments", {"app_name": app_name, "artifact_digest": digest})
+        assert reply.status == 503
+        kube_simulator.set_api_down(False)
+        pending = api.get(f"/apps/{app_name}/deployments").json["deployments"][0]
+        record = Deployment.get(pending["deployment_id"])
+        actions = []
     # What another reader sees while the claimer (the schedule, say) is still applying.
-    record.update(actions=[Deployment.status.set("rolling_out")])
+    record.update(actions=[Deployment.status.set("rolling_out"), *actions])
     for _ in range(3):
         assert api.get(f"/deployments/{record.deployment_id}").json["status"] == "rolling_out"
     # A claimer that never applied (it died): after the grace the claim is taken over.
     record.update(actions=[Deployment.updated_at.set(utcnow() - timedelta(minutes=3))])
     assert wait_for(api, record.deployment_id, finished)["status"] == "succeeded"
+    if claim == "restart":
+        workload = kube_simulator.store.get(DEPLOYMENTS, APPS_NAMESPACE, app_name)
+        assert RESTARTED_ANNOTATION in workload["spec"]["template"]["metadata"]["annotations"]
 
 
 def test_a_newer_deployment_supersedes_one_in_flight(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -29,12 +30,22 @@ class Busy(Exception):
     """Another writer holds the app's pull Secret; try again shortly."""
 
 
+@dataclass
+class _Lease:
+    owner: str
+    # The app as the lease's own write left it: while the lease is held, nobody else
+    # changes its pull token, so no second read is needed for the one being replaced.
+    app: Application
+    released: bool = False
+
+
 @contextmanager
-def _locked(app_name: str) -> Iterator[str]:
+def _leased(app_name: str) -> Iterator[_Lease]:
     owner = secrets.token_hex(8)
     now = utcnow()
+    app = Application(app_name)
     try:
-        Application(app_name).update(
+        app.update(
             actions=[
                 Application.pull_lock_owner.set(owner),
                 Application.pull_lock_until.set(
@@ -51,20 +62,22 @@ def _locked(app_name: str) -> Iterator[str]:
         if is_condition_failure(exc):
             raise Busy(f"another rollout of {app_name} is writing its pull token") from None
         raise
+    lease = _Lease(owner, app)
     try:
-        yield owner
+        yield lease
     finally:
-        try:
-            Application(app_name).update(
-                actions=[
-                    Application.pull_lock_owner.remove(),
-                    Application.pull_lock_until.remove(),
-                ],
-                condition=Application.pull_lock_owner == owner,
-            )
-        except UpdateError as exc:
-            if not is_condition_failure(exc):
-                raise  # a lease that ran out was taken over; the next holder releases it
+        if not lease.released:
+            try:
+                Application(app_name).update(
+                    actions=[
+                        Application.pull_lock_owner.remove(),
+                        Application.pull_lock_until.remove(),
+                    ],
+                    condition=Application.pull_lock_owner == owner,
+                )
+            except UpdateError as exc:
+                if not is_condition_failure(exc):
+                    raise  # a lease that ran out was taken over; the next holder releases it
 
 
 def replace(app_name: str, write_secret: Callable[[str], None]) -> IssuedToken:
@@ -74,7 +87,7 @@ def replace(app_name: str, write_secret: Callable[[str], None]) -> IssuedToken:
     If the write fails (the cluster is unreachable or refuses), the new token is revoked and
     the app keeps its previous one. Raises ``Busy`` while another writer holds the Secret.
     """
-    with _locked(app_name) as owner:
+    with _leased(app_name) as lease:
         issued = auth.issue_token(
             f"puller:{app_name}",
             Role.PULLER,
@@ -86,22 +99,29 @@ def replace(app_name: str, write_secret: Callable[[str], None]) -> IssuedToken:
         except BaseException:
             _revoke(issued.record.token_id)
             raise
-        app = Application.get(app_name, consistent_read=True)
-        previous = app.pull_token_id
+        previous = lease.app.pull_token_id
         try:
-            app.update(
-                actions=[Application.pull_token_id.set(issued.record.token_id)],
-                condition=Application.pull_lock_owner == owner,
+            # The token and the lease's end in one write, on the condition that the lease
+            # is still this writer's.
+            Application(app_name).update(
+                actions=[
+                    Application.pull_token_id.set(issued.record.token_id),
+                    Application.pull_lock_owner.remove(),
+                    Application.pull_lock_until.remove(),
+                ],
+                condition=Application.pull_lock_owner == lease.owner,
             )
+            lease.released = True
         except UpdateError as exc:
             # The lease ran out and another writer holds the Secret now: it replaces this
             # token there, so this one must not stay live.
             _revoke(issued.record.token_id)
             if is_condition_failure(exc):
+                lease.released = True  # it is the other writer's to release
                 raise Busy(f"another rollout of {app_name} took over its pull token") from None
             raise
-        if previous is not None and previous != issued.record.token_id:
-            _revoke(previous)
+    if previous is not None and previous != issued.record.token_id:
+        _revoke(previous)
     return issued
 
 

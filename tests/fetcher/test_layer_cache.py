@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import urllib.parse
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from .archives import directory, file, symlink, tar_gz
-from .sites import Site, sha256
+from .sites import Site, body, sha256
 from .test_layers import manifest, serve
 from .workspace import FETCH, Result, run_fetch
 
@@ -175,6 +179,62 @@ def test_a_half_written_or_damaged_entry_is_never_used(
     assert "is corrupt" in result.stderr
     assert contents(node / "pods/two/app") == contents(node / "pods/one/app")
     assert (entry / "stamp.jsonl").is_file()
+
+
+def app_layer_path(url: str) -> str:
+    """The path the app layer is served at, beside the manifest's ``url``."""
+    return urllib.parse.urlsplit(url.replace(url.split("/")[-2], sha256(APP))).path
+
+
+def test_a_layer_downloaded_beside_a_cached_one_is_still_checked(storage: Site, node: Path) -> None:
+    url, digest = published(storage)
+    assert fetch_into(node, "one", url, digest).code == 0
+    storage.mount_at(app_layer_path(url), body(APP[:-1] + bytes([APP[-1] ^ 1])))  # same size
+
+    result = fetch_into(node, "two", url, digest)
+
+    assert result.code == 6, result.stderr
+    assert "is in the node's cache" in result.stderr
+    assert "digest mismatch in the app layer" in result.stderr
+    assert list((node / "pods/two").iterdir()) == []  # no tree, no work directory
+
+
+def test_sigterm_while_a_layer_downloads_beside_a_cached_one_cleans_up(
+    storage: Site, node: Path
+) -> None:
+    url, digest = published(storage)
+    assert fetch_into(node, "one", url, digest).code == 0
+    half_sent, release = threading.Event(), threading.Event()
+
+    def stalls(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(APP)))
+        handler.end_headers()
+        handler.wfile.write(APP[: len(APP) // 2])
+        handler.wfile.flush()
+        half_sent.set()
+        release.wait(timeout=30)
+
+    storage.mount_at(app_layer_path(url), stalls)
+    (node / "pods/two").mkdir()
+    args = ["--url", url, "--digest", digest, "--format", "manifest"]
+    args += ["--dest", str(node / "pods/two/app"), "--cache", str(node / "layers")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AETHER_")}
+    with subprocess.Popen(
+        [sys.executable, str(FETCH), *args], env=env, stderr=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            assert half_sent.wait(timeout=30)
+            process.send_signal(signal.SIGTERM)
+            # The download thread notices once the stalled body ends; the fetch waits for it.
+            threading.Timer(0.5, release.set).start()
+            _, stderr = process.communicate(timeout=30)
+        finally:
+            release.set()
+
+    assert process.returncode == 143, stderr
+    assert "interrupted by SIGTERM" in stderr
+    assert list((node / "pods/two").iterdir()) == []
 
 
 def test_concurrent_fetchers_of_the_same_and_of_other_layers_are_safe(

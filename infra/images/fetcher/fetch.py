@@ -54,7 +54,8 @@ The node's layer cache (--cache, a directory on the node that only fetchers writ
     listing every entry's type, size, mode and mtime. A layer found there and matching its
     stamp is neither downloaded nor extracted: its directories and symlinks are made anew in
     the tree and its files hard-linked (cloned or copied when the cache is on another
-    mount), each entry checked by the rules below against the layers before it. A missing
+    mount), each entry checked by the rules below against the layers before it; the other
+    layers download meanwhile, on a second thread. A missing
     or mismatching entry is downloaded, extracted into a staging directory in the cache and
     renamed into place in one step (a concurrent fetcher of the same layer loses the rename
     and uses the winner's); a corrupt one is replaced. Cached files are read-only and belong
@@ -343,22 +344,35 @@ def _server_says(error: urllib.error.HTTPError) -> str:
     return f": {one_line(match.group(1))}" if match else ""
 
 
-def download(config: Config, into: Path, url: str | None = None, limit: int | None = None) -> str:
+def download(
+    config: Config,
+    into: Path,
+    url: str | None = None,
+    limit: int | None = None,
+    cancel: threading.Event | None = None,
+) -> str:
     """Stream the URL (``config.url`` by default) into a file while hashing; return the
-    SHA-256 hex digest. More than ``limit`` bytes (``config.max_bytes``) is refused."""
+    SHA-256 hex digest. More than ``limit`` bytes (``config.max_bytes``) is refused; a set
+    ``cancel`` stops it between chunks and between attempts."""
+    cancel = cancel or threading.Event()
     for attempt in range(config.retries + 1):
         try:
-            return _download_once(config, into, url or config.url, limit or config.max_bytes)
+            return _download_once(
+                config, into, url or config.url, limit or config.max_bytes, cancel
+            )
         except Transient as error:
             if attempt == config.retries:
                 raise
             delay = config.retry_delay * 2**attempt
             log(f"attempt {attempt + 1} failed ({error.message}); retrying in {delay:g} s")
-            time.sleep(delay)
-    raise AssertionError("unreachable")
+            if cancel.wait(delay):
+                break
+    raise FetchError(EXIT_LOCAL, "download cancelled")
 
 
-def _download_once(config: Config, into: Path, url: str, limit: int) -> str:
+def _download_once(
+    config: Config, into: Path, url: str, limit: int, cancel: threading.Event
+) -> str:
     # S310: parse_args admits only http and https, and _Redirects keeps it that way.
     request = urllib.request.Request(url, headers={"Accept-Encoding": "identity"})  # noqa: S310
     request.add_header("User-Agent", "aether-fetcher/1")
@@ -378,6 +392,8 @@ def _download_once(config: Config, into: Path, url: str, limit: int) -> str:
             if expected is not None and expected > limit:
                 raise FetchError(EXIT_UNSAFE, f"archive too large: {expected} bytes > {limit}")
             while chunk := response.read(CHUNK):
+                if cancel.is_set():
+                    raise FetchError(EXIT_LOCAL, "download cancelled")
                 received += len(chunk)
                 if received > limit:
                     raise FetchError(EXIT_UNSAFE, f"archive too large: > {limit} bytes")
@@ -649,13 +665,17 @@ def admit(seen: _Seen, name: str, kind: str, size: int, config: Config) -> None:
     repeated_dir = is_dir and name in seen.earlier_dirs and name not in seen.dirs
     if (name in seen.names and not repeated_dir) or (name in seen.parents and not is_dir):
         raise FetchError(EXIT_UNSAFE, f"unsafe archive entry {shown(name)}: duplicate entry")
-    parts = name.split("/")
-    if seen.symlinks:
-        for depth in range(1, len(parts)):
-            if "/".join(parts[:depth]) in seen.symlinks:
-                raise FetchError(
-                    EXIT_UNSAFE, f"unsafe archive entry {shown(name)}: path goes through a symlink"
-                )
+    # The directories the path implies, deepest first, until one already known: each is
+    # checked against the symlinks once, when it first appears (a symlink admitted later at
+    # a known directory's path is a duplicate, above), so a file never goes through one.
+    parent = name.rpartition("/")[0]
+    while parent and parent not in seen.parents:
+        if parent in seen.symlinks:
+            raise FetchError(
+                EXIT_UNSAFE, f"unsafe archive entry {shown(name)}: path goes through a symlink"
+            )
+        seen.parents.add(parent)
+        parent = parent.rpartition("/")[0]
     if kind == "l":
         seen.symlinks.add(name)
     elif kind == "f":
@@ -668,13 +688,6 @@ def admit(seen: _Seen, name: str, kind: str, size: int, config: Config) -> None:
     elif is_dir:
         seen.dirs.add(name)
     seen.names.add(name)
-    # Deepest first: once a parent is known, so are all of its own (memory grows with the
-    # directories, not with the square of each path's depth).
-    for depth in range(len(parts) - 1, 0, -1):
-        parent = "/".join(parts[:depth])
-        if parent in seen.parents:
-            break
-        seen.parents.add(parent)
 
 
 def _group_writable(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
@@ -884,10 +897,12 @@ def layer_url(config: Config, digest: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(path=f"{head}{digest}{tail}"))
 
 
-def download_layer(config: Config, work: Path, layer: Layer) -> Path:
+def download_layer(
+    config: Config, work: Path, layer: Layer, cancel: threading.Event | None = None
+) -> Path:
     """The layer's archive in the work directory, checked against its digest and size."""
     archive = work / f"{layer.role}.tar.gz"
-    actual = download(config, archive, url=layer_url(config, layer.digest))
+    actual = download(config, archive, url=layer_url(config, layer.digest), cancel=cancel)
     if actual != layer.digest:
         raise FetchError(
             EXIT_DIGEST,
@@ -905,7 +920,10 @@ def download_layer(config: Config, work: Path, layer: Layer) -> Path:
 
 def fetch_layers(config: Config, work: Path, tree: Path, *, use_cache: bool = True) -> None:
     """Download the manifest, then each layer it names, verified, into one tree; a cached
-    layer is linked from the node's cache instead (and a fetched one cached first)."""
+    layer is linked from the node's cache instead (and a fetched one cached first).
+
+    When a layer is in the cache, the others download on a second thread while it is
+    linked (one at a time, in the manifest's order); without one, each downloads in turn."""
     manifest = work / "artifact.json"
     actual = download(config, manifest, limit=MAX_MANIFEST_BYTES)
     if actual != config.digest:
@@ -914,24 +932,68 @@ def fetch_layers(config: Config, work: Path, tree: Path, *, use_cache: bool = Tr
     # Another user than the app fetches when there is a cache (so that the app cannot write
     # through the links): the app's group gets the write access its user had.
     group_writable = config.cache is not None
-    seen = _Seen()
-    used: set[str] = set()
-    for layer in read_manifest(manifest):
-        cacheable = cache is not None and layer.role in CACHED_ROLES
-        entry = cache.lookup(layer) if cache is not None and cacheable else None
-        if entry is None:
-            archive = download_layer(config, work, layer)
-            if cache is not None and cacheable:
-                entry = cache.add(layer, archive, config)
-            if entry is None:
-                extract(archive, tree, config, seen, group_writable=group_writable)
-            archive.unlink()
+    layers = read_manifest(manifest)
+    cached: dict[str, CacheEntry] = {}
+    for layer in layers:
+        entry = cache.lookup(layer) if cache is not None and layer.role in CACHED_ROLES else None
         if entry is not None:
-            link_layer(entry, tree, seen, config)
-            used.add(layer.digest)
-        seen.next_layer()
+            cached[layer.digest] = entry
+    missing = [layer for layer in layers if layer.digest not in cached]
+    ahead = _Prefetch(config, work, missing) if cached and missing else None
+    seen = _Seen()
+    try:
+        for layer in layers:
+            entry = cached.get(layer.digest)
+            if entry is None:
+                archive = ahead.take(layer) if ahead else download_layer(config, work, layer)
+                if cache is not None and layer.role in CACHED_ROLES:
+                    entry = cache.add(layer, archive, config)
+                if entry is None:
+                    extract(archive, tree, config, seen, group_writable=group_writable)
+                archive.unlink()
+            if entry is not None:
+                link_layer(entry, tree, seen, config)
+                cached[layer.digest] = entry
+            seen.next_layer()
+    finally:
+        if ahead is not None:
+            ahead.close()
     if cache is not None:
-        cache.evict(keep=used)
+        cache.evict(keep=set(cached))
+
+
+class _Prefetch:
+    """Layers downloading in order on one worker thread; ``take`` waits for one (and raises
+    what its download raised), ``close`` cancels what is left and waits for the worker, so
+    nothing writes into the work directory once the fetch is over."""
+
+    def __init__(self, config: Config, work: Path, layers: list[Layer]) -> None:
+        self._cancel = threading.Event()
+        self._done = {layer.digest: threading.Event() for layer in layers}
+        self._results: dict[str, Path | BaseException] = {}
+        self._worker = threading.Thread(
+            target=self._run, args=(config, work, layers), name="prefetch", daemon=True
+        )
+        self._worker.start()
+
+    def _run(self, config: Config, work: Path, layers: list[Layer]) -> None:
+        for layer in layers:
+            try:
+                self._results[layer.digest] = download_layer(config, work, layer, self._cancel)
+            except BaseException as error:  # handed to the main thread by ``take``
+                self._results[layer.digest] = error
+            self._done[layer.digest].set()
+
+    def take(self, layer: Layer) -> Path:
+        self._done[layer.digest].wait()
+        result = self._results[layer.digest]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def close(self) -> None:
+        self._cancel.set()
+        self._worker.join()
 
 
 # ── the node's layer cache ─────────────────────────────────────────────────────
@@ -958,6 +1020,7 @@ FICLONE = 0x40049409  # ioctl: a copy-on-write clone of a whole file (btrfs, XFS
 LINK_FALLBACK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP})
 
 StampEntry = tuple[str, str, int | str, int, int]
+_STAMP_TYPES = {"d": stat.S_IFDIR, "f": stat.S_IFREG}  # a stamp's kinds other than symlinks
 
 
 class CacheGone(Exception):
@@ -1150,45 +1213,50 @@ def _stamp_header(path: Path) -> tuple[int, int]:
 
 
 def _verified(path: Path, digest: str) -> CacheEntry:
-    """The entry at ``path`` if every file still is as its stamp says; else ``_Corrupt``."""
+    """The entry at ``path`` if every file still is as its stamp says; else ``_Corrupt``.
+
+    This runs once per cached file on every pod start: one JSON parse for the whole stamp,
+    plain strings rather than ``Path`` objects, and each file's type and mode compared as
+    one ``st_mode``."""
     try:
         with (path / STAMP).open(encoding="utf-8") as stamp:
             header = json.loads(stamp.readline())
-            entries: list[StampEntry] = [tuple(json.loads(line)) for line in stamp]
+            lines = json.loads("[" + ",".join(stamp.read().splitlines()) + "]")
     except (OSError, ValueError) as error:
         raise _Corrupt(f"no readable stamp: {type(error).__name__}") from None
     if not isinstance(header, dict) or header.get("schema") != CACHE_SCHEMA:
         raise _Corrupt("not a stamp of this fetcher")
-    if header.get("digest") != digest or header.get("entries") != len(entries):
+    if header.get("digest") != digest or header.get("entries") != len(lines):
         raise _Corrupt("the stamp is for another layer, or cut short")
-    tree = os.fspath(path / "tree")  # strings, not Paths: once per cached file per pod
-    for entry in entries:
-        if not (isinstance(entry, tuple) and len(entry) == 5):
+    tree = os.fspath(path / "tree")
+    entries: list[StampEntry] = []
+    for line in lines:
+        if not (isinstance(line, list) and len(line) == 5):
             raise _Corrupt("a malformed stamp line")
-        rel, kind, value, mode, mtime = entry
+        rel, kind, value, mode, mtime = line
         # Linking trusts these lines as ``check`` passed them: a stamp that was written over
         # must not name a path outside the tree.
-        if not isinstance(rel, str) or rel.startswith("/") or ".." in rel.split("/"):
+        if not isinstance(rel, str) or rel.startswith("/") or "/../" in f"/{rel}/":
             raise _Corrupt("a stamp line names a path outside the tree")
-        if kind == "l" and _escapes(rel, value):
-            raise _Corrupt(f"{shown(rel)} points outside the tree")
         full = f"{tree}/{rel}"
         try:
             info = os.lstat(full)
         except (OSError, TypeError, ValueError):
-            raise _Corrupt(f"{shown(str(rel))} is missing") from None
+            raise _Corrupt(f"{shown(rel)} is missing") from None
         if kind == "l":
+            if _escapes(rel, value):
+                raise _Corrupt(f"{shown(rel)} points outside the tree")
             if not stat.S_ISLNK(info.st_mode) or os.readlink(full) != value:  # noqa: PTH115 - a str path
                 raise _Corrupt(f"{shown(rel)} is not the symlink it was")
-            continue
-        expected = stat.S_ISDIR if kind == "d" else stat.S_ISREG
-        if (
-            not expected(info.st_mode)
-            or stat.S_IMODE(info.st_mode) != mode
+        elif (
+            kind not in _STAMP_TYPES
+            or not isinstance(mode, int)
+            or info.st_mode != _STAMP_TYPES[kind] | mode
             or int(info.st_mtime) != mtime
             or (kind == "f" and info.st_size != value)
         ):
             raise _Corrupt(f"{shown(rel)} changed")
+        entries.append((rel, kind, value, mode, mtime))
     return CacheEntry(digest, path, entries)
 
 

@@ -61,12 +61,15 @@ class Image:
 
         Run as another user, a Python script is started through ``runas.py``: the user may
         not be able to read this interpreter's files, so it loads them first and then drops.
+        Scripts use the standard library only: the interpreter starts isolated and without
+        ``site`` (no environment, no installed packages to import), as an image's would.
         """
         if self.script is None:
             return None
+        python = [sys.executable, "-I", "-S"]
         if user is None:
-            return [sys.executable, str(self.script)]
-        return [sys.executable, str(RUNAS), str(user.uid), str(user.gid), str(self.script)]
+            return [*python, str(self.script)]
+        return [*python, str(RUNAS), str(user.uid), str(user.gid), str(self.script)]
 
 
 def repository(reference: str) -> tuple[str, str]:

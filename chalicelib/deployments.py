@@ -8,6 +8,7 @@ import binascii
 import hashlib
 import hmac
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -71,7 +72,13 @@ def create(
             replicas=asked_replicas,
             defaults=defaults,
         )
-        return replace(wanted, digest=digest, runtime=runtime, description=f"deploy {digest[:7]}")
+        return replace(
+            wanted,
+            digest=digest,
+            runtime=runtime,
+            description=f"deploy {digest[:7]}",
+            checked_artifact=artifact,
+        )
 
     return releases.cut(principal, context, app, build)
 
@@ -258,21 +265,16 @@ def record_event(
     *,
     at: datetime | None = None,
     once: str | None = None,
-    known: set[str] | None = None,
 ) -> None:
     """Add an event to the deployment's history.
 
     With ``once``, the event of that identity at that moment is written at most
-    once, however many reads, schedules and reconcilers report it; one already among
-    the ``known`` keys (``event_keys``) is not even tried again.
+    once, however many reads, schedules and reconcilers report it.
     """
     moment = at or utcnow()
-    key = event_key(moment, once or new_id()[:8])
-    if known is not None and key in known:
-        return
     event = DeploymentEvent(
         deployment_id,
-        key,
+        event_key(moment, once or new_id()[:8]),
         phase=phase,
         message=message,
         timestamp=moment,
@@ -287,9 +289,43 @@ def record_event(
             raise
 
 
+@dataclass(frozen=True)
+class ReportedEvent:
+    """An event another system reported (the cluster's), with the identity it has there."""
+
+    phase: str
+    message: str
+    at: datetime
+    identity: str  # the same event, however often reported, has the same identity
+
+
+def record_reported(deployment_id: str, reported: Iterable[ReportedEvent]) -> None:
+    """Add the reported events not in the history yet, in one batch write after one query.
+
+    A batch write has no conditions, and needs none: an event's key is made of its moment
+    and identity, and its phase and message come from the same report, so two readers
+    copying the same event at once write the same item twice.
+    """
+    wanted = {event_key(event.at, event.identity): event for event in reported}
+    missing = sorted(set(wanted) - event_keys(deployment_id)) if wanted else []
+    if not missing:
+        return
+    with DeploymentEvent.batch_write() as batch:
+        for key in missing:
+            event = wanted[key]
+            batch.save(
+                DeploymentEvent(
+                    deployment_id,
+                    key,
+                    phase=event.phase,
+                    message=event.message,
+                    timestamp=event.at,
+                )
+            )
+
+
 def event_keys(deployment_id: str) -> set[str]:
-    """The keys of the deployment's history, in one query: a reader that copies the
-    cluster's events writes only those not there yet."""
+    """The keys of the deployment's history, in one query."""
     return {
         event.event_key
         for event in DeploymentEvent.query(deployment_id, attributes_to_get=["event_key"])

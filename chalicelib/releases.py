@@ -82,6 +82,9 @@ class Wanted:
     release_command: str = ""
     release_command_set: bool = False
     skips_release_command: bool = False
+    # The record of ``digest``, when this request has just found it deployable: recording
+    # the release does not read and check it all again.
+    checked_artifact: Artifact | None = None
 
 
 # What a change makes of the app's latest release (None before its first).
@@ -161,7 +164,11 @@ def cut(
 
 
 def _record(principal: Principal, context: Context, app: Application, wanted: Wanted) -> Deployment:
-    artifact = deployable_artifact(app, wanted.digest, context.store)
+    checked = wanted.checked_artifact
+    if checked is not None and checked.digest == wanted.digest and checked.app_name == app.name:
+        artifact = checked
+    else:
+        artifact = deployable_artifact(app, wanted.digest, context.store)
     check_platform(artifact, context.cluster_platforms)
     check_config(wanted.env)
     release = Deployment(

@@ -401,10 +401,14 @@ def _follow(cluster: kube.Cluster, deployment: Deployment) -> None:
     # Event timestamps have whole seconds: compare at that precision, or the
     # events of the deployment's first second would be lost.
     since = deployment.created_at.replace(microsecond=0)
-    copied = [event for event in cluster.events(deployment.app_name) if event.timestamp >= since]
-    known = deployments.event_keys(deployment.deployment_id) if copied else set()
-    for event in copied:
-        _copy_event(deployment, event, known)
+    deployments.record_reported(
+        deployment.deployment_id,
+        [
+            _reported(event)
+            for event in cluster.events(deployment.app_name)
+            if event.timestamp >= since
+        ],
+    )
     if rollout.phase == kube.RolloutPhase.SUCCEEDED:
         url = cluster.service_url(deployment.app_name)
         # Older releases' pods are gone: so may their config.
@@ -485,15 +489,13 @@ def _note_waiting(deployment: Deployment, message: str) -> None:
     )
 
 
-def _copy_event(deployment: Deployment, event: kube.ClusterEvent, known: set[str]) -> None:
+def _reported(event: kube.ClusterEvent) -> deployments.ReportedEvent:
     identity = f"{event.object_kind}/{event.object_name}/{event.reason}/{event.message}"
-    deployments.record_event(
-        deployment.deployment_id,
-        f"k8s:{event.reason}" if event.reason else "k8s",
-        f"{event.object_kind} {event.object_name}: {event.message}",
+    return deployments.ReportedEvent(
+        phase=f"k8s:{event.reason}" if event.reason else "k8s",
+        message=f"{event.object_kind} {event.object_name}: {event.message}",
         at=event.timestamp,
-        once="k8s-" + _short_hash(identity),
-        known=known,
+        identity="k8s-" + _short_hash(identity),
     )
 
 

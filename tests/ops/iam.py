@@ -332,6 +332,8 @@ def _dynamodb_grants(operation: str, body: dict[str, Any]) -> list[Grant]:
             for item in body["TransactItems"]
             for kind, request in item.items()
         ]
+    if operation in ("BatchWriteItem", "BatchGetItem"):  # keyed by table: each is authorised
+        return [Grant(f"dynamodb:{operation}", table_arn(table)) for table in body["RequestItems"]]
     return [Grant(f"dynamodb:{operation}", table_arn(body["TableName"], body.get("IndexName")))]
 
 

@@ -22,9 +22,12 @@ from urllib.parse import quote_plus
 import boto3
 import pytest
 import requests
+from kubernetes.client import CoreV1Api
 
 from chalicelib.contract import default_runtime
+from chalicelib.kube import api_client
 from tests.conftest import ADMIN_TOKEN, Api
+from tests.kube.harness import NAMESPACE
 from tests.ops.iam import (
     CONSUMER_ACTIONS,
     ROOT,
@@ -38,6 +41,7 @@ from tests.ops.iam import (
     table_arn,
     topic_arn,
 )
+from tests.polling import wait_for
 
 CHALICE = ROOT / ".chalice"
 CONFIG = json.loads((CHALICE / "config.json").read_text())
@@ -57,9 +61,14 @@ class Recording:
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
     """Drive every route and the upload handler against a recording moto server."""
+    from infra.kubesim import start_simulator
     from infra.local.processes import free_port, moto_command, start
 
     workdir = tmp_path_factory.mktemp("iam")
+    # A cluster, so that the deployment rolls out and its reads copy the cluster's events.
+    cluster = start_simulator()
+    kubeconfig = cluster.write_kubeconfig(workdir / "kubeconfig")
+    CoreV1Api(api_client(str(kubeconfig))).create_namespace({"metadata": {"name": NAMESPACE}})
     port = free_port()
     moto = start(
         "moto",
@@ -76,6 +85,8 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
         "AWS_ENDPOINT_URL": moto.url,
         "AETHER_STAGE": RECORDED_STAGE,
         "AETHER_API_TOKENS": ADMIN_TOKEN,
+        "KUBECONFIG": str(kubeconfig),
+        "AETHER_PUBLIC_API_URL": "http://127.0.0.1:9",  # what the pods would fetch from
         # A hook to a receiver of the test's, and the topic every event is published to.
         "AETHER_HOOKS_ALLOW_LOOPBACK": "true",
         "AETHER_HOOKS_TOPIC_ARN": f"arn:aws:sns:us-east-1:123456789012:{HOOK_TOPIC}",
@@ -90,6 +101,7 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recording]:
             yield _record(moto.url)
     finally:
         _stop(moto)
+        cluster.stop()
         _rebind_to_environment()
 
 
@@ -198,7 +210,15 @@ def _exercise(api: Api, control_plane: Any, bucket: str, recorder: str) -> None:
 
     deployment = api.post("/deployments", {"app_name": name, "artifact_digest": good})
     assert deployment.status in {200, 201}, deployment.body
-    assert api.get(f"/deployments/{deployment.json['deployment_id']}").status == 200
+    # Read until it rolled out: the reads copy the cluster's events into its history.
+    wait_for(
+        lambda: (
+            api.get(f"/deployments/{deployment.json['deployment_id']}").json["status"]
+            == "succeeded"
+        ),
+        timeout=60,
+        what="the deployment to roll out in the simulator",
+    )
     assert api.get(f"/apps/{name}/deployments").status == 200
 
     # Config: sealed (a data key) and fingerprinted (a MAC) on a patch, opened to read one.

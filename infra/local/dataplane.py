@@ -94,6 +94,8 @@ class Timing:
     # Finer than a kubelet's least period (1 s): an app that listens a few hundred
     # milliseconds after its start is ready then, not at the next whole second.
     probe_period_max: float = 0.25
+    # Until a container is first ready its probe runs this often: a rollout waits for it.
+    probe_period_starting: float = 0.05
     probe_timeout_max: float = 2.0
     grace_period_max: float = 3.0
     poll_interval: float = 0.05
@@ -546,7 +548,11 @@ class ProcessRuntime:
                 continue
             passed = _probe_once(probe, pod.port)
             now = next_probe = time.monotonic()
-            next_probe += probe.period
+            next_probe += (
+                probe.period
+                if ever_ready
+                else min(probe.period, self.timing.probe_period_starting)
+            )
             streak = streak + 1 if passed != ready else 0
             threshold = probe.failure_threshold if ready else probe.success_threshold
             if streak >= threshold and process.poll() is None:

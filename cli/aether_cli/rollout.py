@@ -62,6 +62,8 @@ def follow(
     out: Output | None = None,
     # A rollout usually finishes within seconds: look often for those, then back off.
     poll_interval: float = 0.25,
+    # Once every new pod's app has started, readiness is a probe away: look more often.
+    started_interval: float = 0.1,
     max_interval: float = 2.0,
     back_off_after: float = 10.0,
 ) -> dict[str, Any]:
@@ -96,6 +98,8 @@ def follow(
                 interrupt.check()
                 if time.monotonic() - started > back_off_after:
                     interval = min(interval * 1.25, max_interval)
+                elif all_started(current):
+                    interval = started_interval
     except KeyboardInterrupt:
         raise StoppedFollowing(
             f"stopped following deployment {deployment_id}; its rollout goes on",
@@ -187,6 +191,14 @@ def progress_wording(deployment: dict[str, Any]) -> str:
     if restarting:
         wording += f", {restarting} restarting"
     return wording
+
+
+def all_started(deployment: dict[str, Any]) -> bool:
+    """Whether every new pod of a rolling-out deployment has started its app."""
+    if deployment.get("status") != "rolling_out":
+        return False
+    started, _ = pod_progress(deployment.get("events") or [])
+    return started >= int(deployment.get("replicas") or 1)
 
 
 def pod_progress(events: list[dict[str, Any]]) -> tuple[int, int]:

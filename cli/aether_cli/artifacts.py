@@ -19,7 +19,7 @@ import requests
 
 from aether_cli.client import ApiClient
 from aether_cli.errors import ApiError, InternalError, LocalIOError, NetworkError
-from aether_cli.layers import LayeredArtifact
+from aether_cli.layers import DEPS, LayeredArtifact
 from aether_cli.log import get_logger
 from aether_cli.output import Output
 from aether_cli.retry import describe_connection_error, send_with_retries
@@ -103,7 +103,9 @@ def ensure_layered_uploaded(
     """Make the platform hold the manifest and every layer, uploading only what it lacks.
 
     A layer the platform holds for this app (an unchanged ``node_modules``) is not sent
-    again; the manifest goes last, once every layer it names is there.
+    again; the manifest goes last, once every layer it names is there. Only the
+    dependencies layer is asked about first (``HEAD``): it is usually held, and the app
+    layer usually new, and ``POST /artifacts`` answers without an upload for a held one.
     """
     log = get_logger()
     held = client.artifact_exists(artifact.digest, app)
@@ -124,6 +126,7 @@ def ensure_layered_uploaded(
             signature_hex=None,
             kind="layer",
             what=f"{role} layer",
+            check_first=role == DEPS,
         )
         sent += packed.size_bytes if uploaded else 0
         layers.append(

@@ -206,7 +206,15 @@ def test_a_layer_the_platform_holds_is_not_uploaded_again(
     )
     (layer,) = single_json(packed.stdout)["layers"]
     script_happy_path(fake_api)
-    fake_api.on("HEAD", f"/artifacts/{layer['digest']}", Reply(200))
+    upload_granted = grant(fake_api)
+
+    def holds_the_layer(request: Recorded) -> Reply:
+        # The app layer is not asked about first: its POST says it is held (no upload).
+        if request.headers["x-aether-artifact-digest"] == layer["digest"]:
+            return Reply(201, {"digest": layer["digest"], "duplicate": True, "upload": None})
+        return upload_granted(request)
+
+    fake_api.on("POST", "/artifacts", holds_the_layer)
     result = run_aether(
         ["deploy", "--format", "json", "--no-sbom", "--no-wait"],
         logged_in(tmp_path, fake_api),

@@ -549,9 +549,7 @@ class ProcessRuntime:
             passed = _probe_once(probe, pod.port)
             now = next_probe = time.monotonic()
             next_probe += (
-                probe.period
-                if ever_ready
-                else min(probe.period, self.timing.probe_period_starting)
+                probe.period if ever_ready else min(probe.period, self.timing.probe_period_starting)
             )
             streak = streak + 1 if passed != ready else 0
             threshold = probe.failure_threshold if ready else probe.success_threshold

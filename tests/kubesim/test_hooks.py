@@ -30,6 +30,15 @@ def _pod(core: client.CoreV1Api, namespace: str) -> client.V1Pod | None:
     return pods[0] if pods else None
 
 
+def _app_container(
+    core: client.CoreV1Api, namespace: str, name: str
+) -> client.V1ContainerStatus | None:
+    """The pod's first container's status; None until the pod has container statuses (a pod
+    just created has none yet)."""
+    statuses = core.read_namespaced_pod(name, namespace).status.container_statuses
+    return statuses[0] if statuses else None
+
+
 def test_api_down_answers_503_until_it_is_up_again(core: client.CoreV1Api, sim: Simulator) -> None:
     sim.set_api_down(True)
     with pytest.raises(ApiException) as error:
@@ -87,7 +96,8 @@ def test_crash_loop_hits_pods_that_are_already_running_and_clears(
 
     def restarted() -> bool:
         pod = _pod(core, namespace)
-        return bool(pod and pod.status.container_statuses[0].restart_count >= 1)
+        statuses = pod.status.container_statuses if pod else None
+        return bool(statuses and statuses[0].restart_count >= 1)
 
     wait_for(restarted, what="a restart")
     sim.clear_faults()
@@ -167,7 +177,7 @@ def test_faults_are_scripted_over_http_too(
     wait_for(init_restarted, what="the init container to be restarted")
     _control(sim, "DELETE", "faults")
     wait_for(
-        lambda: core.read_namespaced_pod("p", namespace).status.container_statuses[0].ready,
+        lambda: (status := _app_container(core, namespace, "p")) and status.ready,
         what="the pod to become ready once the fault is gone",
     )
 
@@ -186,7 +196,7 @@ def test_log_lines_are_appended_over_http(
         {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "app", "image": "a"}]}},
     )
     wait_for(
-        lambda: core.read_namespaced_pod("p", namespace).status.container_statuses[0].state.running,
+        lambda: (status := _app_container(core, namespace, "p")) and status.state.running,
         what="the container to run",
     )
     _control(sim, "POST", "logs", {"namespace": namespace, "pod": "p", "lines": ["GET / 200"]})

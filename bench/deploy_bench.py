@@ -462,6 +462,9 @@ def main() -> int:
             f"--apps takes {', '.join(APPS)}; --scenarios {', '.join(SCENARIOS)}; --reps at least 1"
         )
     signal.signal(signal.SIGTERM, _stop)
+    # As installed, Python caches bytecode: a shell that turns the cache off would time the
+    # compiling of the CLI and of the fetcher on every deploy, which no user's machine does.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
     import boto3
 

@@ -539,7 +539,14 @@ class ProcessRuntime:
         next_probe = started + (probe.initial_delay if probe else 0.0)
         elsewhere_since: float | None = None  # listening, but never on its own port
         while True:
-            if pod.stopping.wait(self.timing.poll_interval) or not pod.sink.active:
+            if probe is None:
+                # Nothing to probe (an init container): wait on the process itself, so that
+                # its exit starts the next container at once, not at the next tick.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(self.timing.poll_interval)
+            else:
+                pod.stopping.wait(self.timing.poll_interval)
+            if pod.stopping.is_set() or not pod.sink.active:
                 return None
             code = process.poll()
             if code is not None:

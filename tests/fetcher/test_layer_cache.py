@@ -284,6 +284,71 @@ def test_the_cache_evicts_the_least_recently_used_layer_past_its_bound(
     assert contents(node / "pods/b/app")["node_modules/left.js"] == "left\n"
 
 
+# Packages enough for the linking threads to share (scoped, nested, a bin link, files at
+# the top): each subtree lands whole whichever thread makes it.
+MANY_PACKAGES = tar_gz(
+    directory("node_modules/"),
+    file("node_modules/.package-lock.json", b"{}\n"),
+    *(
+        item
+        for n in range(12)
+        for item in (
+            directory(f"node_modules/p{n}/"),
+            directory(f"node_modules/p{n}/lib/"),
+            file(f"node_modules/p{n}/lib/index.js", f"module.exports = {n}\n".encode()),
+        )
+    ),
+    directory("node_modules/@scope/"),
+    directory("node_modules/@scope/a/"),
+    file("node_modules/@scope/a/index.js", b"// a\n"),
+    directory("node_modules/@scope/a/node_modules/"),
+    directory("node_modules/@scope/a/node_modules/p1/"),
+    file("node_modules/@scope/a/node_modules/p1/index.js", b"// nested\n", mode=0o755),
+    directory("node_modules/.bin/"),
+    symlink("node_modules/.bin/p0", "../p0/lib/index.js"),
+)
+
+
+def test_a_layer_of_many_packages_is_linked_whole(storage: Site, node: Path) -> None:
+    url, digest = published(storage, MANY_PACKAGES)
+
+    first = fetch_into(node, "one", url, digest)
+    second = fetch_into(node, "two", url, digest)
+
+    assert first.code == 0 and second.code == 0, first.stderr + second.stderr
+    assert "is in the node's cache" in second.stderr
+    cached = contents(node / "layers" / sha256(MANY_PACKAGES) / "tree")
+    linked = contents(node / "pods/two/app")
+    assert {k: v for k, v in linked.items() if k.startswith("node_modules")} == cached
+    assert linked["node_modules/p11/lib/index.js"] == "module.exports = 11\n"
+    assert linked["node_modules/.bin/p0"] == "-> ../p0/lib/index.js"
+    nested = node / "pods/two/app/node_modules/@scope/a/node_modules/p1/index.js"
+    assert nested.stat().st_mode & 0o777 == 0o555 and nested.stat().st_nlink == 3
+
+
+def test_a_cache_on_another_filesystem_is_copied_from(storage: Site, node: Path) -> None:
+    shared_memory = Path("/dev/shm")
+    if not shared_memory.is_dir() or shared_memory.stat().st_dev == node.stat().st_dev:
+        pytest.skip("needs /dev/shm on another filesystem than the temporary directory")
+    url, digest = published(storage)
+    cache = Path(tempfile.mkdtemp(prefix="aether-layers-", dir=shared_memory))
+    try:
+        args = ["--url", url, "--digest", digest, "--format", "manifest", "--cache", str(cache)]
+        for pod in ("one", "two"):
+            (node / "pods" / pod).mkdir()
+            result = run_fetch(*args, "--dest", str(node / "pods" / pod / "app"))
+            assert result.code == 0, result.stderr
+    finally:
+        shutil.rmtree(cache)
+
+    # link(2) answers EXDEV across filesystems: the second pod gets copies, read-only too.
+    assert "cannot hard-link from the cache" in result.stderr
+    assert "copied 5 entries from the node's cache" in result.stderr
+    copied = node / "pods/two/app/node_modules/pad/cli.js"
+    assert copied.stat().st_nlink == 1 and copied.stat().st_mode & 0o777 == 0o555
+    assert contents(node / "pods/two/app") == contents(node / "pods/one/app")
+
+
 def test_without_a_usable_cache_the_layers_are_extracted_as_before(
     storage: Site, node: Path
 ) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aether_cli.closure import Closure
 from aether_cli.ignore import IgnoreRules
-from aether_cli.tree import Entry, Skipped, collect_entries
+from aether_cli.tree import Entry, Skipped, collect_entries, path_order
 
 _SKIP = frozenset({"node_modules"})
 # What package managers keep beside node_modules about an install: no use at run time.
@@ -33,6 +33,9 @@ def artifact_entries(
     """
     skipped = Skipped()
     by_path: dict[str, Entry] = {}
+    # What was not found by walking a directory (a walk lists each directory it enters):
+    # these may need their parent directories added.
+    placed: list[str] = []
     for package in sorted(closure.packages.values(), key=lambda p: p.directory):
         for entry in collect_entries(
             sources if package.workspace else closure.root,
@@ -45,20 +48,23 @@ def artifact_entries(
             by_path.setdefault(entry.path, entry)
         if package.directory:
             by_path.setdefault(package.directory, Entry(package.directory, "", "dir", 0o755))
+            placed.append(package.directory)
     skipped.report(log)
 
     for link in sorted(closure.links.values(), key=lambda item: item.path):
         if link.symlink:
             target = posixpath.relpath(link.package, posixpath.dirname(link.path))
             by_path[link.path] = Entry(link.path, "", "symlink", 0o777, target=target)
+            placed.append(link.path)
     for entry in _bin_links(closure):
         by_path.setdefault(entry.path, entry)
-    for path in list(by_path):
+        placed.append(entry.path)
+    for path in placed:
         parent = posixpath.dirname(path)
         while parent and parent not in by_path:
             by_path[parent] = Entry(parent, "", "dir", 0o755)
             parent = posixpath.dirname(parent)
-    return sorted(by_path.values(), key=lambda e: e.path.encode("utf-8"))
+    return sorted(by_path.values(), key=path_order)
 
 
 def _bin_links(closure: Closure) -> list[Entry]:

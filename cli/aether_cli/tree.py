@@ -71,6 +71,8 @@ def collect_entries(
     skipped = skipped if skipped is not None else Skipped()
     root_real = os.path.realpath(root)
     entries: list[Entry] = []
+    skip = ALWAYS_EXCLUDED_NAMES | skip_names
+    match = rules.match  # once per path: bound here, not looked up each time
     stack = [(start, str(root / start) if start else str(root))]
     while stack:
         rel_dir, abs_dir = stack.pop()
@@ -80,7 +82,7 @@ def collect_entries(
             raise TreeError(f"cannot list {abs_dir}: {exc.strerror or exc}") from None
         for item in scan:
             rel = f"{rel_dir}/{item.name}" if rel_dir else item.name
-            if item.name in ALWAYS_EXCLUDED_NAMES or item.name in skip_names or rel in exclude:
+            if item.name in skip or rel in exclude:
                 continue
             try:
                 # d_type from the directory listing says dir or symlink without a
@@ -95,12 +97,12 @@ def collect_entries(
             except OSError as exc:
                 raise TreeError(f"cannot stat {item.path}: {exc.strerror or exc}") from None
             is_dir = fmt == stat.S_IFDIR
-            rule = rules.match(rel, is_dir=is_dir)
+            rule = match(rel, is_dir=is_dir)
             if rule is not None and not rule.negate:
                 if rule.tag == ENV_TAG:
                     skipped.add(_ENV_REASON, rel)
                 continue
-            if not _is_utf8(rel):
+            if not rel.isascii() and not _is_utf8(rel):
                 skipped.add(
                     "path(s) that are not valid UTF-8", os.fsencode(rel).decode("utf-8", "replace")
                 )
@@ -123,8 +125,14 @@ def collect_entries(
                     entries.append(Entry(rel, item.path, "symlink", 0o777, target=target))
             else:
                 skipped.add("special file(s) (device, FIFO or socket)", rel)
-    entries.sort(key=lambda e: e.path.encode("utf-8"))
+    entries.sort(key=path_order)
     return entries
+
+
+def path_order(entry: Entry) -> str:
+    """The sort key of byte-wise UTF-8 order: UTF-8 orders as code points do, so the string
+    itself sorts the same (its paths are valid UTF-8) without encoding each one."""
+    return entry.path
 
 
 def _is_utf8(text: str) -> bool:

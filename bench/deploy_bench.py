@@ -19,7 +19,10 @@ they would be on a developer's machine after the first deploy: every timed deplo
 log that it installed nothing, or the bench fails.
 
 Ours, per app, each repetition interleaved with one baseline build so both see
-the same machine load; each time is a fresh `aether deploy --app NAME --path DIR
+the same machine load; before each timed step the disk is settled (`sync`,
+untimed), so neither is billed for the writeback of the one before it (a
+baseline build writes and then deletes ~200 MB of node_modules); each time is a
+fresh `aether deploy --app NAME --path DIR
 --format json` process (default SBOM on) until the first successful GET of the
 URL it reports:
 
@@ -183,6 +186,7 @@ def deploy(stack: PrivateStack, project: Path, app: str, *, installs: bool = Fal
     """One `aether deploy` process, timed until its URL answers."""
     env = {**stack.cli_env(), "AETHER_LOG_FORMAT": "json", "AETHER_LOG_LEVEL": "info"}
     command = [AETHER, "deploy", "--app", app, "--path", str(project), "--format", "json"]
+    settle()
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
@@ -251,8 +255,14 @@ class Build:
         return self.copy + self.npm + self.pack + self.store
 
 
+def settle() -> None:
+    """Write back what earlier steps left dirty, before the next timed one starts."""
+    os.sync()
+
+
 def server_build(project: Path, s3: Any, key: str) -> Build:
     """The incumbent's pipeline up to the rollout: copy, npm ci, pack, store."""
+    settle()
     build = Path(tempfile.mkdtemp(prefix="build-", dir=WORK))
     tree = build / "src"
     artifact = build / "app.tar.gz"

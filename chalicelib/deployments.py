@@ -179,7 +179,8 @@ def release_slot(app_name: str, deployment_id: str | None) -> None:
 
 def load(principal: Principal, deployment_id: str) -> Deployment:
     try:
-        deployment = Deployment.get(deployment_id)
+        # Consistent: a status poll answers with this read unless the rollout moves it.
+        deployment = Deployment.get(deployment_id, consistent_read=True)
     except DoesNotExist:
         raise NotFound(f"deployment {deployment_id} not found") from None
     try:

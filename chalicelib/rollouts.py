@@ -73,7 +73,11 @@ def advance(plane: DataPlane, deployment: Deployment) -> Deployment:
         elif deployment.status == DeploymentStatus.RELEASING:
             _follow_release(plane, plane.cluster, deployment)
         elif deployment.status == DeploymentStatus.ROLLING_OUT:
-            _follow(plane.cluster, deployment)
+            wrote = _follow(plane.cluster, deployment)
+            if not wrote:
+                # Still rolling out and untouched here: the record as the caller read it
+                # stands (each poll of a rollout is one read of it, not two).
+                return deployment
     except Exception as exc:
         if not kube.is_unavailable(exc):
             raise
@@ -382,21 +386,24 @@ def _refusal(exc: Exception) -> str:
 APPLY_GRACE = timedelta(minutes=2)
 
 
-def _follow(cluster: kube.Cluster, deployment: Deployment) -> None:
+def _follow(cluster: kube.Cluster, deployment: Deployment) -> bool:
+    """Copy the cluster's new events and finish the rollout when the cluster has; True when
+    this wrote (or tried to write) the record, which the caller then reads again."""
     if deployment.applied_at is None:
         # Claimed (``pending → rolling_out``, or a restart) but not applied yet: the claimer
         # is applying it now, or died doing so. Until then the cluster runs the previous
         # release (or nothing, or this release's pods from before its restart), which says
         # nothing about this one. After the grace the claim goes back to ``pending``
         # (conditional: still unapplied), and the next read applies it again.
-        if utcnow() - deployment.updated_at > APPLY_GRACE:
-            _transition(
-                deployment,
-                DeploymentStatus.ROLLING_OUT,
-                DeploymentStatus.PENDING,
-                condition=Deployment.applied_at.does_not_exist(),
-            )
-        return
+        if utcnow() - deployment.updated_at <= APPLY_GRACE:
+            return False
+        _transition(
+            deployment,
+            DeploymentStatus.ROLLING_OUT,
+            DeploymentStatus.PENDING,
+            condition=Deployment.applied_at.does_not_exist(),
+        )
+        return True
     rollout = cluster.rollout(deployment.app_name, deployment.deployment_id)
     # Event timestamps have whole seconds: compare at that precision, or the
     # events of the deployment's first second would be lost.
@@ -414,8 +421,11 @@ def _follow(cluster: kube.Cluster, deployment: Deployment) -> None:
         # Older releases' pods are gone: so may their config.
         cluster.prune_config_secrets(deployment.app_name, deployment.deployment_id)
         finish(deployment, DeploymentStatus.SUCCEEDED, rollout.message, url=url)
-    elif rollout.phase in (kube.RolloutPhase.FAILED, kube.RolloutPhase.SUPERSEDED):
+        return True
+    if rollout.phase in (kube.RolloutPhase.FAILED, kube.RolloutPhase.SUPERSEDED):
         finish(deployment, DeploymentStatus.FAILED, rollout.message)
+        return True
+    return False
 
 
 def finish(

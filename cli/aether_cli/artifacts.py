@@ -106,9 +106,11 @@ def ensure_layered_uploaded(
     again; the manifest goes last, once every layer it names is there. Only the
     dependencies layer is asked about first (``HEAD``): it is usually held, and the app
     layer usually new, and ``POST /artifacts`` answers without an upload for a held one.
+    The whole artifact is asked about first only when no layer was packed anew: a
+    redeploy of what was deployed before is then one ``HEAD``.
     """
     log = get_logger()
-    held = client.artifact_exists(artifact.digest, app)
+    held = not artifact.repacked and client.artifact_exists(artifact.digest, app)
     if held:
         log.info("artifact %s is already on the platform; nothing to upload", artifact.digest[:12])
     layers: list[LayerUpload] = []

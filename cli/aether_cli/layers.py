@@ -55,6 +55,11 @@ class LayeredArtifact:
     def file_count(self) -> int:
         return sum(layer.file_count for _, layer in self.layers)
 
+    @property
+    def repacked(self) -> bool:
+        """Whether a layer was packed anew (else each is the last pack's)."""
+        return any(not layer.reused for _, layer in self.layers)
+
 
 def is_dependency(path: str) -> bool:
     return "node_modules" in path.split("/")

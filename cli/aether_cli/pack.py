@@ -62,6 +62,7 @@ class PackResult:
     file_count: int  # regular files in the archive (not directories or symlinks)
     entry_count: int = 0  # every archive entry: files, directories and symlinks
     content_bytes: int = 0  # sum of the packed files' sizes
+    reused: bool = False  # the last pack's archive, nothing having changed since
 
 
 # ---------------------------------------------------------------------------
@@ -204,6 +205,7 @@ def _unchanged_pack(stamp: Path, tree: str, artifact: Path, out_dir: Path) -> Pa
         file_count=int(recorded["file_count"]),
         entry_count=int(recorded["entry_count"]),
         content_bytes=int(recorded["content_bytes"]),
+        reused=True,
     )
 
 

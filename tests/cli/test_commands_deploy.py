@@ -179,6 +179,9 @@ def test_first_deploy_uploads_exactly_the_signed_headers_and_follows_the_rollout
 def test_an_artifact_the_platform_has_is_not_uploaded_again(
     fake_api: ScriptedServer, project: Path, tmp_path: Path
 ) -> None:
+    # Packed before and unchanged since: the whole artifact is asked about first.
+    packed = run_aether(["deploy", "--pack-only", "--no-sbom"], isolated_env(tmp_path), cwd=project)
+    assert packed.returncode == 0, packed.stderr
     script_happy_path(fake_api)
     fake_api.on("HEAD", DIGEST_PATH, Reply(200))
     result = run_aether(
@@ -194,6 +197,22 @@ def test_an_artifact_the_platform_has_is_not_uploaded_again(
     assert fake_api.calls("GET", "/deployments/dep-1") == []
     assert [layer["uploaded"] for layer in out["layers"]] == [False]
     assert out["uploaded_bytes"] == 0
+
+
+def test_an_artifact_packed_anew_is_not_asked_about_before_its_uploads(
+    fake_api: ScriptedServer, project: Path, tmp_path: Path
+) -> None:
+    # A layer packed anew (a source change) makes a new artifact nearly always: its HEAD
+    # would be a round trip for a 404, and POST /artifacts says when one is held anyway.
+    script_happy_path(fake_api)
+    result = run_aether(
+        ["deploy", "--format", "json", "--no-sbom", "--no-wait"],
+        logged_in(tmp_path, fake_api),
+        cwd=project,
+    )
+    assert result.returncode == 0, result.stderr
+    assert fake_api.calls("HEAD", DIGEST_PATH) == []
+    assert single_json(result.stdout)["uploaded"] is True
 
 
 def test_a_layer_the_platform_holds_is_not_uploaded_again(

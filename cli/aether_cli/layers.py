@@ -75,18 +75,20 @@ def split(entries: list[Entry]) -> dict[str, list[Entry]]:
     """
     under_deps: set[str] = set()
     under_app: set[str] = set()
-    for entry in entries:
-        if entry.kind == "dir" and not is_dependency(entry.path):
+    # Once per entry: this runs over every file of node_modules on each deploy.
+    dependency = [is_dependency(entry.path) for entry in entries]
+    for entry, in_deps in zip(entries, dependency, strict=True):
+        if entry.kind == "dir" and not in_deps:
             continue
-        marks = under_deps if is_dependency(entry.path) else under_app
+        marks = under_deps if in_deps else under_app
         parent = entry.path.rpartition("/")[0]
         while parent and parent not in marks:
             marks.add(parent)
             parent = parent.rpartition("/")[0]
     layers: dict[str, list[Entry]] = {DEPS: [], APP: []}
-    for entry in entries:
-        if entry.kind != "dir" or is_dependency(entry.path):
-            layers[DEPS if is_dependency(entry.path) else APP].append(entry)
+    for entry, in_deps in zip(entries, dependency, strict=True):
+        if entry.kind != "dir" or in_deps:
+            layers[DEPS if in_deps else APP].append(entry)
             continue
         if entry.path in under_deps:
             layers[DEPS].append(entry)

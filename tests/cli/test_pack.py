@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -106,7 +107,7 @@ def test_an_unchanged_tree_reuses_the_last_archive(sample_tree: Path) -> None:
     first, _ = _pack(sample_tree, out)
     written = first.artifact.stat().st_mtime_ns
     second, messages = _pack(sample_tree, out)
-    assert second == first
+    assert not first.reused and second == dataclasses.replace(first, reused=True)
     assert second.artifact.stat().st_mtime_ns == written  # not written again
     assert any("reusing app.tar.gz" in m for m in messages)
 

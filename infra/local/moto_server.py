@@ -10,17 +10,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from typing import Any
 
 from moto.moto_server.werkzeug_app import MotoRequestHandler
 
-_QUERY = re.compile(r"\?[^\s]*")
-
-
-def redact_query(line: str) -> str:
-    """``line`` with every URL query string replaced by ``?…``."""
-    return _QUERY.sub("?…", line)
+from infra.local.keepalive import redact_query
 
 
 class RedactingRequestHandler(MotoRequestHandler):

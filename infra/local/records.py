@@ -32,13 +32,14 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from infra.local import kms_keys
+from infra.local.keepalive import KeepAliveServer, Wsgi
 
 log = logging.getLogger("aether.records")
 
@@ -91,8 +92,6 @@ UNJOURNALED_OPERATIONS = frozenset(
         "RestoreTableToPointInTime",
     }
 )
-
-Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class JournalDamaged(RuntimeError):
@@ -589,10 +588,6 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     os.environ.setdefault("MOTO_PORT", str(args.port))
 
-    from werkzeug.serving import make_server
-
-    from infra.local.moto_server import RedactingRequestHandler
-
     durable = DurableDynamoDB(moto_application(), Journal(Path(args.state_dir)), args.compact_after)
     restored = durable.restore()
     log.info(
@@ -605,9 +600,7 @@ def main(argv: list[str] | None = None) -> None:
         ", torn last line skipped" if restored.torn_tail else "",
         restored.seconds,
     )
-    server = make_server(
-        "127.0.0.1", args.port, durable, threaded=True, request_handler=RedactingRequestHandler
-    )
+    server = KeepAliveServer(("127.0.0.1", args.port), durable)
     stopping = threading.Event()
 
     def stop(*_: Any) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.local.moto_server import redact_query
+from infra.local.keepalive import redact_query
 from infra.local.processes import Service
 from tests.conftest import Api
 from tests.uploads import random_bytes, request_upload, upload

@@ -33,6 +33,23 @@ def redact_query(line: str) -> str:
     return _QUERY.sub("?…", line)
 
 
+def buffered(app: Wsgi, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+    """Call ``app``: the status, headers and whole body of its answer."""
+    captured: list[Any] = ["500 Internal Server Error", []]
+
+    def start_response(status: str, headers: list[tuple[str, str]], *_: Any) -> None:
+        captured[:] = [status, list(headers)]
+
+    result = app(environ, start_response)
+    try:
+        content = b"".join(result)
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    return captured[0], captured[1], content
+
+
 # Headers of the application's answer this server writes itself.
 _OWN_HEADERS = frozenset({"connection", "content-length", "transfer-encoding"})
 
@@ -73,24 +90,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
-        captured: list[Any] = []
-
-        def start_response(status: str, headers: list[tuple[str, str]], *_: Any) -> None:
-            captured[:] = [status, headers]
-
         try:
-            result = self.server.app(self._environ(body), start_response)
-            try:
-                content = b"".join(result)
-            finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
+            status, headers, content = buffered(self.server.app, self._environ(body))
         except Exception:
             log.exception("the application failed on %s %s", self.command, self.path)
             self._answer("500 Internal Server Error", [], b"internal error\n")
             return
-        self._answer(captured[0], captured[1], content)
+        self._answer(status, headers, content)
 
     def _environ(self, body: bytes) -> dict[str, Any]:
         path, _, query = self.path.partition("?")

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from infra.local import kms_keys
-from infra.local.keepalive import KeepAliveServer, Wsgi
+from infra.local.keepalive import KeepAliveServer, Wsgi, buffered
 
 log = logging.getLogger("aether.records")
 
@@ -312,19 +312,8 @@ class DurableDynamoDB:
     def _call(self, environ: dict[str, Any], body: bytes) -> tuple[_Captured, bytes]:
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
-        captured = _Captured()
-
-        def start_response(status: str, headers: list[tuple[str, str]], *_: Any) -> None:
-            captured.status, captured.headers = status, list(headers)
-
-        result = self._app(environ, start_response)
-        try:
-            content = b"".join(result)
-        finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
-        return captured, content
+        status, headers, content = buffered(self._app, environ)
+        return _Captured(status, headers), content
 
     def _kms(self, environ: dict[str, Any], start_response: Callable[..., Any], target: str) -> Any:
         body = _read_body(environ)

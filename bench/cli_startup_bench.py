@@ -100,8 +100,13 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AETHER_")}
-    env["PYTHONDONTWRITEBYTECODE"] = "0"
+    # Without PYTHONDONTWRITEBYTECODE: any value of it, "0" too, stops the warm-up from
+    # writing the .pyc files every later run would then compile again.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AETHER_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
     for _ in range(args.warmup):  # compile .pyc files and warm the page cache
         for argv in COMMANDS.values():
             time_once(argv, env)

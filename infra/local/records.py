@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -239,8 +239,8 @@ class Journal:
 
 @dataclass
 class _Captured:
-    status: str = "500 INTERNAL SERVER ERROR"
-    headers: list[tuple[str, str]] = field(default_factory=list)
+    status: str
+    headers: list[tuple[str, str]]
 
     @property
     def code(self) -> int:

@@ -53,11 +53,18 @@ def node(tmp_path: Path) -> Iterator[Path]:
 
 
 def fetch_into(
-    node: Path, pod: str, url: str, digest: str, *, max_bytes: int | None = None
+    node: Path,
+    pod: str,
+    url: str,
+    digest: str,
+    *,
+    max_bytes: int | None = None,
+    cache: Path | None = None,
 ) -> Result:
+    """Fetch into the node's pod ``pod``, with the node's layer cache (or ``cache``)."""
     args = ["--url", url, "--digest", digest, "--dest", str(node / "pods" / pod / "app")]
     (node / "pods" / pod).mkdir(exist_ok=True)
-    args += ["--format", "manifest", "--cache", str(node / "layers")]
+    args += ["--format", "manifest", "--cache", str(cache or node / "layers")]
     if max_bytes is not None:
         args += ["--cache-max-bytes", str(max_bytes)]
     return run_fetch(*args)
@@ -333,10 +340,8 @@ def test_a_cache_on_another_filesystem_is_copied_from(storage: Site, node: Path)
     url, digest = published(storage)
     cache = Path(tempfile.mkdtemp(prefix="aether-layers-", dir=shared_memory))
     try:
-        args = ["--url", url, "--digest", digest, "--format", "manifest", "--cache", str(cache)]
         for pod in ("one", "two"):
-            (node / "pods" / pod).mkdir()
-            result = run_fetch(*args, "--dest", str(node / "pods" / pod / "app"))
+            result = fetch_into(node, pod, url, digest, cache=cache)
             assert result.code == 0, result.stderr
     finally:
         shutil.rmtree(cache)

@@ -1317,7 +1317,7 @@ class _Linker:
         """Each subtree on one of ``threads`` threads (this one among them), the largest
         first onto the least loaded; the first error stops the others and is raised here
         once every thread is done, so nothing writes into the tree after this returns."""
-        shares: list[list[StampEntry]] = [[] for _ in range(max(1, threads))]
+        shares: list[list[StampEntry]] = [[] for _ in range(threads)]
         for subtree in sorted(subtrees, key=len, reverse=True):
             min(shares, key=len).extend(subtree)
         errors: list[BaseException] = []

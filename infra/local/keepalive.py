@@ -88,8 +88,13 @@ class _Handler(BaseHTTPRequestHandler):
             message = b"a request body needs a Content-Length\n"
             self._answer("411 Length Required", [], message, close=True)
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
+        declared = self.headers.get("Content-Length") or "0"
+        if not declared.isdigit():
+            message = b"Content-Length must be a number of bytes\n"
+            self._answer("400 Bad Request", [], message, close=True)
+            return
+        length = int(declared)
+        body = self.rfile.read(length) if length else b""
         try:
             status, headers, content = buffered(self.server.app, self._environ(body))
         except Exception:

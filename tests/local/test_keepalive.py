@@ -70,6 +70,20 @@ def test_a_chunked_body_is_refused_saying_what_to_send(
     assert response.getheader("Connection") == "close"
 
 
+@pytest.mark.parametrize("length", ["ten", "-5"])
+def test_a_malformed_content_length_is_refused_saying_what_to_send(
+    serve: Callable[..., KeepAliveServer], length: str
+) -> None:
+    connection = connect(serve())
+    connection.putrequest("POST", "/")
+    connection.putheader("Content-Length", length)
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 400
+    assert response.read() == b"Content-Length must be a number of bytes\n"
+    assert response.getheader("Connection") == "close"
+
+
 def test_an_application_error_is_a_500_and_the_server_goes_on(
     serve: Callable[..., KeepAliveServer],
 ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -54,18 +55,40 @@ def event_key(event: dict[str, Any]) -> tuple[str, str, str]:
     return (str(event.get("timestamp")), str(event.get("phase")), str(event.get("message")))
 
 
+@dataclass(frozen=True)
+class Cadence:
+    """How often the wait loop asks, by how long the rollout has taken so far.
+
+    A redeploy whose dependencies layer its node holds is ready about a second after it is
+    applied: each poll that comes a tenth of a second late adds that to the deploy, so the
+    first seconds are polled finely. A longer rollout (a new node, an image to pull) is asked
+    about less often, backing off to every ``max_interval`` seconds.
+    """
+
+    first: float = 0.1  # for the first ``fine_for`` seconds
+    fine_for: float = 2.0
+    interval: float = 0.25  # then, until ``back_off_after``
+    # Once every new pod's app has started, readiness is a probe away.
+    started_interval: float = 0.1
+    back_off_after: float = 10.0
+    max_interval: float = 2.0
+
+    def next(self, interval: float, elapsed: float, *, started: bool) -> float:
+        """The wait before the next poll, after one that waited ``interval``."""
+        if elapsed > self.back_off_after:
+            return min(interval * 1.25, self.max_interval)
+        if started:
+            return self.started_interval
+        return self.first if elapsed < self.fine_for else self.interval
+
+
 def follow(
     client: ApiClient,
     deployment: dict[str, Any],
     *,
     timeout: float,
     out: Output | None = None,
-    # A rollout usually finishes within seconds: look often for those, then back off.
-    poll_interval: float = 0.25,
-    # Once every new pod's app has started, readiness is a probe away: look more often.
-    started_interval: float = 0.1,
-    max_interval: float = 2.0,
-    back_off_after: float = 10.0,
+    cadence: Cadence | None = None,
 ) -> dict[str, Any]:
     """Poll ``GET /deployments/{id}`` until succeeded (returned) or failed (raised).
 
@@ -74,6 +97,7 @@ def follow(
     from aether_cli.interrupts import deferred
     from aether_cli.output import Output
 
+    cadence = cadence or Cadence()
     deployment_id = str(deployment["deployment_id"])
     view = RolloutView(out or Output())
     current = deployment
@@ -82,7 +106,7 @@ def follow(
             view.show(current)
             started = time.monotonic()
             deadline = started + timeout
-            interval = poll_interval
+            interval = cadence.first
             while current.get("status") not in TERMINAL_STATUSES:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -96,10 +120,9 @@ def follow(
                 current = client.get_deployment(deployment_id)
                 view.show(current)
                 interrupt.check()
-                if time.monotonic() - started > back_off_after:
-                    interval = min(interval * 1.25, max_interval)
-                elif all_started(current):
-                    interval = started_interval
+                interval = cadence.next(
+                    interval, time.monotonic() - started, started=all_started(current)
+                )
     except KeyboardInterrupt:
         raise StoppedFollowing(
             f"stopped following deployment {deployment_id}; its rollout goes on",

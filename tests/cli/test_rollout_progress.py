@@ -1,10 +1,11 @@
-"""What the CLI reads from a deployment's events while it follows a rollout."""
+"""What the CLI reads from a deployment's events while it follows a rollout, and how often it
+asks."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aether_cli.rollout import all_started, pod_progress, progress_wording
+from aether_cli.rollout import Cadence, all_started, pod_progress, progress_wording
 
 
 def event(phase: str, message: str) -> dict[str, Any]:
@@ -47,3 +48,16 @@ def test_all_started_once_every_new_pod_runs_its_app_and_only_while_rolling_out(
     assert all_started(both)
     assert not all_started({**both, "status": "succeeded"})
     assert not all_started({**both, "status": "pending"})
+
+
+def test_the_first_seconds_of_a_rollout_are_polled_finely_then_less_then_backing_off() -> None:
+    cadence = Cadence()
+    assert cadence.next(cadence.first, 0.5, started=False) == cadence.first
+    assert cadence.next(cadence.first, 3.0, started=False) == cadence.interval
+    assert cadence.next(cadence.interval, 3.0, started=True) == cadence.started_interval
+
+    waits = [cadence.interval]
+    for _ in range(30):
+        waits.append(cadence.next(waits[-1], 11.0, started=True))
+    assert waits == sorted(waits)
+    assert waits[-1] == cadence.max_interval

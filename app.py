@@ -42,7 +42,7 @@ from chalicelib import (
     verification,
 )
 from chalicelib.config_vault import ConfigVault
-from chalicelib.observability import flush_metrics
+from chalicelib.observability import flush_metrics, logger
 from chalicelib.settings import Settings
 from chalicelib.storage import ARTIFACT_PREFIX, ArtifactStore
 
@@ -169,6 +169,24 @@ def get_verifier() -> oidc.Verifier | None:
     """The identity provider's access-token checker (its keys cached), or None without one."""
     configured = get_settings().oidc
     return None if configured is None else oidc.Verifier(configured)
+
+
+def warm_up() -> None:
+    """Build now what a container's first invocations would: every client and a DynamoDB
+    connection per table. Lambda pays for these in a cold start; the embedded stack's
+    long-lived processes call this once when they start, so that no request (or upload's
+    verification) waits a quarter of a second on a busy machine for its first hook event.
+    A failure is logged, not raised: whatever is missing is built on first use."""
+    try:
+        records.connect()
+        get_store()
+        get_vault()
+        get_hook_queue()
+        get_data_plane()
+        get_courier()
+        env_token_hashes()
+    except Exception:
+        logger.warning("warming up failed; the rest is built on first use", exc_info=True)
 
 
 def request() -> Request:

@@ -19,6 +19,7 @@ Everything else is ``chalice local``: the same app object, stage configuration a
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -104,6 +105,7 @@ def serve(host: str, port: int, stage: str, project_dir: Path = ROOT) -> None:
     factory = CLIFactory(str(project_dir), environ=os.environ)
     config = factory.create_config_obj(chalice_stage_name=stage)
     validate_routes(config.chalice_app.routes)
+    importlib.import_module("app").warm_up()  # the module chalice has just loaded
     server = LocalDevServer(config.chalice_app, config, host, port, handler_cls=GatewayHandler)
     server.serve_forever()
 

@@ -255,6 +255,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     deliver = lambda_handler()
+    import app as control_plane
+
+    control_plane.warm_up()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     workers: list[threading.Thread] = []

@@ -37,9 +37,11 @@ _KEY = re.compile(
     rf"/(?:{'|'.join(re.escape(name) for name in OBJECT_NAMES.values())})"
 )
 # While another reader hashes an object, it is usually the upload's event, a moment ahead
-# on a small layer or manifest (a deploy asks right after its last upload): look again
-# soon, then back off to one read per 100 ms for a large object.
+# on a small layer or manifest (a deploy asks right after its last upload, and waits for
+# the verdict): look every 10 ms while such a hash would finish, then back off to one read
+# per 100 ms for a large object.
 _AWAIT_FIRST_SECONDS = 0.01
+_AWAIT_FINE_FOR_SECONDS = 0.2
 _AWAIT_MAX_SECONDS = 0.1
 
 
@@ -183,11 +185,13 @@ def _claim_hash(artifact: Artifact, stored: StoredObject) -> bool:
 def _await_hash(artifact: Artifact, stored: StoredObject) -> Outcome:
     """Wait for the reader hashing this version to record its verdict, bounded by its lease."""
     status = artifact.status
-    deadline = time.monotonic() + contract.HASH_LEASE_SECONDS
+    began = time.monotonic()
+    deadline = began + contract.HASH_LEASE_SECONDS
     delay = _AWAIT_FIRST_SECONDS
     while time.monotonic() < deadline:
         time.sleep(delay)
-        delay = min(delay * 2, _AWAIT_MAX_SECONDS)
+        if time.monotonic() - began > _AWAIT_FINE_FOR_SECONDS:
+            delay = min(delay * 2, _AWAIT_MAX_SECONDS)
         try:
             artifact.refresh(consistent_read=True)
         except DoesNotExist:

@@ -15,7 +15,7 @@ The baseline is this venv's interpreter, so it pays what every process here
 pays (site, and the editable install's import hook); ``python -S -c pass``
 (no site) is shown to make that visible. ``aether`` is the console-script
 wrapper the user runs; the same call without it
-(``python -c "from aether_cli.main import cli; cli()"``) shows what the wrapper
+(``python -c "from aether_cli.main import run; run()"``) shows what the wrapper
 costs.
 """
 
@@ -33,14 +33,14 @@ from pathlib import Path
 
 PYTHON = sys.executable
 AETHER = str(Path(sys.executable).with_name("aether"))
-IN_PROCESS = "import sys; from aether_cli.main import cli; sys.argv[0] = 'aether'; cli()"
+IN_PROCESS = "import sys; from aether_cli.main import run; sys.argv[0] = 'aether'; run()"
 
 COMMANDS: dict[str, list[str]] = {
     "python -c pass": [PYTHON, "-c", "pass"],
     "python -S -c pass (no site)": [PYTHON, "-S", "-c", "pass"],
     "aether --help": [AETHER, "--help"],
     "aether --version": [AETHER, "--version"],
-    "python -c cli() --version (no wrapper)": [PYTHON, "-c", IN_PROCESS, "--version"],
+    "python -c run() --version (no wrapper)": [PYTHON, "-c", IN_PROCESS, "--version"],
 }
 BASELINE = "python -c pass"
 TARGETS = ("aether --help", "aether --version")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -87,6 +87,42 @@ class AetherGroup(click.Group):
             sys.exit(code)
         output.close()
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def run() -> NoReturn:
+    """The ``aether`` console script: the command, then an exit without the interpreter's
+    teardown. By then what the command wrote is flushed, its threads have ended and the
+    exit handlers have run; the teardown would only free the objects left (a deploy's file
+    lists: 20-30 ms, one by one), which the operating system does at once."""
+    import atexit
+    import contextlib
+    import os
+    import threading
+
+    try:
+        cli.main()
+        status = 0
+    except SystemExit as done:
+        status = _exit_status(done.code)
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        # A reader that went away, a stream already closed: nothing more can reach them.
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(status)
+
+
+def _exit_status(code: object) -> int:
+    """``sys.exit``'s argument as the process's status, as the interpreter would make it."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
 
 
 def report_failure(exc: BaseException, output: Output, argv: Sequence[str]) -> int:

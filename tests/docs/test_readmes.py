@@ -126,7 +126,7 @@ def test_the_readme_puts_aether_on_path_before_calling_it_bare() -> None:
     text = README.read_text()
     for way in (". .venv/bin/activate", "pip install ./cli", "pipx install ./cli"):
         assert way in text
-    assert 'aether = "aether_cli.main:cli"' in (ROOT / "cli" / "pyproject.toml").read_text()
+    assert 'aether = "aether_cli.main:run"' in (ROOT / "cli" / "pyproject.toml").read_text()
     first_bare = min(
         i
         for i, line in enumerate(text.splitlines())

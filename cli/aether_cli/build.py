@@ -241,6 +241,14 @@ def _install(
     if previous == {**inputs, "node_modules": _node_modules_fingerprint(sync.root)}:
         log("dependencies unchanged since the last install: nothing to install")
         return False
+    # Only manifests or the lockfile changed since an install that finished, with the same
+    # tool, Node and platform (native addons stay built for them): update it in place.
+    update = (
+        tool.update_all()
+        if isinstance(previous, dict)
+        and all(previous.get(key) == value for key, value in inputs.items() if key != "files")
+        else None
+    )
     stamp_path.unlink(missing_ok=True)
     removed = remove_outputs(sync.root, stamps / "staging.json")
     if removed:
@@ -255,11 +263,36 @@ def _install(
             "warning: no lockfile: dependencies are resolved afresh on every install; "
             "commit package-lock.json for reproducible deploys"
         )
-    report.detail(f"running {' '.join(command)} under Node {node.version}")
     with report.step(f"installing dependencies with {project.manager.name} (Node {node.version})"):
-        run_tool(command, sync.root, env, report.detail, what=f"`{' '.join(command)}`")
+        lockfile = sync.root / project.lockfile.name if project.lockfile else None
+        if update is None or lockfile is None or not _updated(update, lockfile, env, node, report):
+            report.detail(f"running {' '.join(command)} under Node {node.version}")
+            run_tool(command, sync.root, env, report.detail, what=f"`{' '.join(command)}`")
     _write_json(stamp_path, {**inputs, "node_modules": _node_modules_fingerprint(sync.root)})
     return True
+
+
+def _updated(
+    command: list[str], lockfile: Path, env: dict[str, str], node: NodeRuntime, report: Reporter
+) -> bool:
+    """Whether ``command`` (an in-place install) left the tree the lockfile describes: it
+    succeeded and the lockfile is as it was. Otherwise the lockfile is put back, and the
+    caller installs afresh, frozen, which installs exactly that tree or refuses the mismatch
+    with the tool's own reason."""
+    before = lockfile.read_bytes()
+    report.detail(f"running {' '.join(command)} under Node {node.version}")
+    try:
+        run_tool(command, lockfile.parent, env, report.detail, what=f"`{' '.join(command)}`")
+    except BuildError as error:
+        report.detail(f"{error}; installing afresh")
+        succeeded = False
+    else:
+        succeeded = True
+    if lockfile.read_bytes() != before:
+        write_atomic(lockfile, before)
+        report.detail(f"`{' '.join(command)}` changed {lockfile.name}; installing afresh")
+        return False
+    return succeeded
 
 
 def _install_for_target(

@@ -175,6 +175,16 @@ class Tool:
             "--no-progress",
         ]
 
+    def update_all(self) -> list[str] | None:
+        """Bring an earlier complete install of every dependency up to the lockfile, changing
+        only what changed; None where ``install_all`` already does (pnpm, Yarn). npm's
+        ``ci`` removes node_modules and installs everything again; its ``install`` reifies
+        the lockfile's tree in place, but may rewrite the lockfile instead of refusing a
+        mismatch: the caller keeps its tree only if the lockfile is unchanged."""
+        if self.manager.name != "npm" or self.manager.lockfile is None:
+            return None
+        return [*self.argv, "install", "--include=dev", *_NPM_QUIET]
+
     def install_for_target(self, platform: str) -> list[str]:
         """Production dependencies for another platform than this machine's, without
         running install scripts (they would build for this machine). pnpm and Berry read

@@ -240,6 +240,79 @@ def test_a_lockfile_out_of_sync_fails_with_the_package_managers_reason(
     assert "A complete log of this run" not in "\n".join(error["details"])
 
 
+def _depend_on_debug(app_dir: Path) -> str:
+    """Make express's own ``debug`` a direct dependency (already in the npm cache and the
+    staging install); returns its version."""
+    lock = json.loads((app_dir / "package-lock.json").read_text())
+    version = str(lock["packages"]["node_modules/debug"]["version"])
+    package = json.loads((app_dir / "package.json").read_text())
+    package["dependencies"]["debug"] = version
+    (app_dir / "package.json").write_text(json.dumps(package, indent=2) + "\n")
+    return version
+
+
+def _build_offline(app_dir: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``build`` at debug level, npm kept off the network (what it needs is cached)."""
+    return subprocess.run(
+        [
+            *(AETHER, "--log-level", "debug", "--log-format", "text", "deploy", "--pack-only"),
+            *("--format", "json", "--path", str(app_dir)),
+        ],
+        capture_output=True,
+        text=True,
+        env={**_env(tmp_path), "npm_config_offline": "true"},
+        timeout=600,
+        check=False,
+    )
+
+
+def test_a_dependency_change_updates_the_earlier_install_in_place(tmp_path: Path) -> None:
+    app_dir = PROJECTS["example"].copy_to(tmp_path)
+    built(app_dir, tmp_path)
+    express = app_dir / ".aether/staging/node_modules/express"
+    before = express.stat().st_ino
+    _depend_on_debug(app_dir)
+    subprocess.run(
+        ["npm", "install", "--package-lock-only", "--offline", "--no-audit", "--no-fund"],
+        cwd=app_dir,
+        check=True,
+        capture_output=True,
+    )
+    project = tree_digest(app_dir)
+
+    done = _build_offline(app_dir, tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert "running npm install --include=dev" in done.stderr
+    assert "npm ci" not in done.stderr
+    assert express.stat().st_ino == before  # not removed and installed again
+    assert tree_digest(app_dir) == project
+    staged = app_dir / ".aether/staging/package-lock.json"
+    assert staged.read_bytes() == (app_dir / "package-lock.json").read_bytes()
+
+
+def test_a_lockfile_out_of_sync_after_an_install_still_fails_with_npms_reason(
+    tmp_path: Path,
+) -> None:
+    app_dir = PROJECTS["example"].copy_to(tmp_path)
+    built(app_dir, tmp_path)
+    package = json.loads((app_dir / "package.json").read_text())
+    package["dependencies"]["left-pad"] = "1.3.0"  # not in the lockfile
+    (app_dir / "package.json").write_text(json.dumps(package))
+    lockfile = (app_dir / "package-lock.json").read_bytes()
+
+    done = _build_offline(app_dir, tmp_path)
+
+    assert done.returncode == 10, done.stderr
+    assert "running npm install --include=dev" in done.stderr
+    assert "; installing afresh" in done.stderr
+    error = json.loads(done.stdout)["error"]
+    assert error["message"].startswith("`npm ci --include=dev")
+    assert any("package.json and package-lock" in line for line in error["details"])
+    assert (app_dir / "package-lock.json").read_bytes() == lockfile
+    assert (app_dir / ".aether/staging/package-lock.json").read_bytes() == lockfile
+
+
 def test_a_mach_o_addon_fails_the_build_naming_the_file(tmp_path: Path) -> None:
     app_dir = PROJECTS["native-addon"].copy_to(tmp_path)
     (app_dir / "vendor").mkdir()

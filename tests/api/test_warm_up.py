@@ -14,6 +14,19 @@ from infra.local.processes import free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def python(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter in the repository, as a stack process starts."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def test_warm_up_builds_every_client_before_a_request_needs_it(control_plane: Any) -> None:
     getters = (
         control_plane.get_store,
@@ -35,28 +48,13 @@ def test_a_warm_up_that_cannot_reach_dynamodb_says_so_and_the_process_carries_on
 ) -> None:
     nobody = f"http://127.0.0.1:{free_port()}"
     env = {**os.environ, "AWS_ENDPOINT_URL": nobody, "AWS_MAX_ATTEMPTS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-c", "import app; app.warm_up(); print('still serving')"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = python("import app; app.warm_up(); print('still serving')", env)
     assert done.returncode == 0, done.stderr
     assert "still serving" in done.stdout
     assert "warming up failed; the rest is built on first use" in done.stdout + done.stderr
 
 
 def test_connecting_the_records_before_they_are_configured_says_what_to_call_first() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", "from chalicelib import records; records.connect()"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = python("from chalicelib import records; records.connect()")
     assert done.returncode == 1
     assert "records.configure(settings) must run before records.connect()" in done.stderr

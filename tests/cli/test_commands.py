@@ -18,7 +18,7 @@ from typing import Any
 import nacl.signing
 import pytest
 from aether_cli import __version__
-from aether_cli.main import cli
+from aether_cli.main import _exit_status, cli
 from click.testing import CliRunner, Result
 
 from tests.cli.fixtures_commands import (
@@ -79,6 +79,34 @@ def test_help_lists_the_commands_but_not_the_hidden_one(cli_env: dict[str, str])
 def test_version(cli_env: dict[str, str]) -> None:
     result = run_aether(["--version"], cli_env)
     assert (result.returncode, result.stdout.strip()) == (0, f"aether, version {__version__}")
+
+
+def test_the_script_leaves_a_thread_still_running_to_the_interpreters_shutdown(
+    cli_env: dict[str, str],
+) -> None:
+    """A command that left a thread running does not lose it to the script's quick exit."""
+    probe = (
+        "import sys, threading, time\n"
+        "from aether_cli.main import run\n"
+        "def late():\n"
+        "    time.sleep(0.3)\n"
+        "    print('thread finished', flush=True)\n"
+        "threading.Thread(target=late).start()\n"
+        "sys.argv = ['aether', 'nosuch']\n"
+        "run()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=cli_env, capture_output=True, text=True, timeout=60
+    )
+    assert (result.returncode, result.stdout.strip()) == (2, "thread finished")
+
+
+@pytest.mark.parametrize(("code", "status"), [(None, 0), (0, 0), (20, 20), ("stopped", 1)])
+def test_the_scripts_exit_status_is_the_interpreters(
+    code: object, status: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _exit_status(code) == status
+    assert capsys.readouterr().err == ("stopped\n" if isinstance(code, str) else "")
 
 
 def test_help_and_version_load_no_heavy_module(cli_env: dict[str, str]) -> None:

@@ -266,8 +266,7 @@ def _install(
     with report.step(f"installing dependencies with {project.manager.name} (Node {node.version})"):
         lockfile = sync.root / project.lockfile.name if project.lockfile else None
         if update is None or lockfile is None or not _updated(update, lockfile, env, node, report):
-            report.detail(f"running {' '.join(command)} under Node {node.version}")
-            run_tool(command, sync.root, env, report.detail, what=f"`{' '.join(command)}`")
+            _run_install(command, sync.root, env, node, report)
     _write_json(stamp_path, {**inputs, "node_modules": _node_modules_fingerprint(sync.root)})
     return True
 
@@ -280,9 +279,8 @@ def _updated(
     caller installs afresh, frozen, which installs exactly that tree or refuses the mismatch
     with the tool's own reason."""
     before = lockfile.read_bytes()
-    report.detail(f"running {' '.join(command)} under Node {node.version}")
     try:
-        run_tool(command, lockfile.parent, env, report.detail, what=f"`{' '.join(command)}`")
+        _run_install(command, lockfile.parent, env, node, report)
     except BuildError as error:
         report.detail(f"{error}; installing afresh")
         succeeded = False
@@ -293,6 +291,13 @@ def _updated(
         report.detail(f"`{' '.join(command)}` changed {lockfile.name}; installing afresh")
         return False
     return succeeded
+
+
+def _run_install(
+    command: list[str], root: Path, env: dict[str, str], node: NodeRuntime, report: Reporter
+) -> None:
+    report.detail(f"running {' '.join(command)} under Node {node.version}")
+    run_tool(command, root, env, report.detail, what=f"`{' '.join(command)}`")
 
 
 def _install_for_target(

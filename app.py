@@ -180,10 +180,8 @@ def warm_up() -> None:
     try:
         records.connect()
         get_store()
-        get_vault()
-        get_hook_queue()
-        get_data_plane()
-        get_courier()
+        get_data_plane()  # and the vault
+        get_courier()  # and the hooks' queue
         env_token_hashes()
     except Exception:
         logger.warning("warming up failed; the rest is built on first use", exc_info=True)

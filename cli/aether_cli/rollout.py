@@ -82,13 +82,15 @@ class Cadence:
         return self.first if elapsed < self.fine_for else self.interval
 
 
+CADENCE = Cadence()
+
+
 def follow(
     client: ApiClient,
     deployment: dict[str, Any],
     *,
     timeout: float,
     out: Output | None = None,
-    cadence: Cadence | None = None,
 ) -> dict[str, Any]:
     """Poll ``GET /deployments/{id}`` until succeeded (returned) or failed (raised).
 
@@ -97,7 +99,6 @@ def follow(
     from aether_cli.interrupts import deferred
     from aether_cli.output import Output
 
-    cadence = cadence or Cadence()
     deployment_id = str(deployment["deployment_id"])
     view = RolloutView(out or Output())
     current = deployment
@@ -106,7 +107,7 @@ def follow(
             view.show(current)
             started = time.monotonic()
             deadline = started + timeout
-            interval = cadence.first
+            interval = CADENCE.first
             while current.get("status") not in TERMINAL_STATUSES:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -120,7 +121,7 @@ def follow(
                 current = client.get_deployment(deployment_id)
                 view.show(current)
                 interrupt.check()
-                interval = cadence.next(
+                interval = CADENCE.next(
                     interval, time.monotonic() - started, started=all_started(current)
                 )
     except KeyboardInterrupt:
